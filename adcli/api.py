@@ -1,0 +1,147 @@
+"""The library behind the CLI: trace a source at given values, evaluate, differentiate."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import autodiff
+from .errors import AdcliError, InputError, UnknownNameError, suggest
+from .graph import Graph, Limits, Node
+from .parse import parse
+from .trace import CONSTANTS, Evaluator, first_use, free_names
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass
+class Traced:
+    """A source evaluated at a point: the graph, its output node and its input nodes."""
+    source: str
+    graph: Graph
+    output: Node
+    inputs: dict            # name -> input node, in order of first appearance
+    filename: str = None
+
+
+@dataclass
+class Result:
+    expr: str
+    value: object
+    grad: dict = None               # name -> array
+    dtype: str = "float64"
+    device: str = "cpu"
+    notes: list = field(default_factory=list)      # messages for stderr
+
+
+def check_dtype(dtype):
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype '{dtype}'", hint="use float64 or float32")
+    return DTYPES[dtype]
+
+
+def trace(source, values, *, dtype="float64", limits=None, filename=None):
+    """Parse `source` and evaluate it at `values` (name -> array), recording the graph."""
+    limits = limits or Limits()
+    try:
+        tree = parse(source)
+        names = free_names(tree)
+        given = [n for n in names if n in values]
+        missing = [n for n in names if n not in values and n not in CONSTANTS]
+        if missing:
+            raise InputError("no value for " + ", ".join(f"'{n}'" for n in missing),
+                             pos=first_use(tree, missing[0]),
+                             hint="give " + ("it" if len(missing) == 1 else "them") + " with --at "
+                             + ",".join(f"{n}=..." for n in missing))
+        for extra in values:
+            if extra not in names:
+                close = suggest(extra, [n for n in names if n not in values])
+                raise UnknownNameError(f"--at {extra}: the expression has no name '{extra}'",
+                                       hint=close or ("its names are " + ", ".join(names)
+                                                      if names else "it has no names"))
+        graph = Graph(dtype=check_dtype(dtype), limits=limits)
+        inputs = {n: graph.input(n, values[n], pos=first_use(tree, n)) for n in given}
+        out = Evaluator(graph, inputs)
+        output = out.array(out.run(tree))
+    except AdcliError as e:
+        raise e.located(source, filename)
+    return Traced(source, graph, output, inputs, filename)
+
+
+def evaluate(traced):
+    res = Result(traced.source, traced.output.value, dtype=traced.graph.dtype.name)
+    res.notes += nonfinite_notes(traced, traced.output, "value")
+    return res
+
+
+def gradient(traced, wrt=None):
+    """The gradient of a scalar output with respect to the chosen inputs (default: all)."""
+    out = traced.output
+    names = list(traced.inputs)
+    wrt = names if wrt is None else wrt
+    for w in wrt:
+        if w not in traced.inputs:
+            raise UnknownNameError(f"--wrt {w}: the expression has no input '{w}'",
+                                   hint=suggest(w, names) or ("its inputs are " + ", ".join(names)))
+    if out.size != 1:
+        raise InputError(f"grad needs a scalar value, but the value has shape {tuple(out.shape)}",
+                         hint="differentiate sum(...) or mean(...) of it")
+    if out.dtype.kind != "f":
+        raise InputError("the value is a boolean and has no derivative")
+    nodes = [traced.inputs[w] for w in wrt]
+    cts = autodiff.vjp(traced.graph, out, nodes)
+    res = evaluate(traced)
+    res.grad = {}
+    for w, n, g in zip(wrt, nodes, cts):
+        if g is None:
+            res.notes.append(f"note: the value does not depend on '{w}'; its gradient is 0")
+            g = traced.graph.xp.zeros(n.shape, dtype=traced.graph.dtype)
+        res.grad[w] = g
+        if res.notes == [] or not any("gradient" in m and "nan" in m for m in res.notes):
+            if not bool(np.all(np.isfinite(g))) and np.all(np.isfinite(out.value)):
+                res.notes.append(f"warning: the gradient of '{w}' is not finite "
+                                 f"({_kinds(g)}) although the value is")
+    return res
+
+
+def _kinds(a):
+    a = np.asarray(a)
+    parts = [w for w, m in (("nan", np.isnan(a)), ("inf", np.isposinf(a)), ("-inf", np.isneginf(a)))
+             if m.any()]
+    return ", ".join(parts)
+
+
+def first_nonfinite(graph, output):
+    """The first node (in evaluation order) whose value is not finite although all its
+    arguments are: the place where a NaN or an infinity was born."""
+    for node in graph.nodes[:output.id + 1]:
+        v = node.value
+        if v.dtype.kind != "f" or bool(np.all(np.isfinite(v))):
+            continue
+        if node.op is None or all(a.value.dtype.kind != "f" or bool(np.all(np.isfinite(a.value)))
+                                  for a in node.args):
+            return node
+    return None
+
+
+def nonfinite_notes(traced, node, what):
+    v = node.value
+    if v.dtype.kind != "f" or bool(np.all(np.isfinite(v))):
+        return []
+    origin = first_nonfinite(traced.graph, node)
+    msg = f"warning: the {what} contains {_kinds(v)}"
+    if origin is None:
+        return [msg]
+    if origin.op is None:
+        return [msg + (f"; it comes from the input '{origin.name}'" if origin.is_input else "")]
+    shown = ", ".join(_short(a.value) for a in origin.args)
+    err = AdcliError(f"{msg}: first produced by {origin.op.name}({shown})", pos=origin.pos)
+    err.located(traced.source, traced.filename)
+    return [err.render().replace("error: ", "", 1)]
+
+
+def _short(v):
+    v = np.asarray(v)
+    if v.size == 1:
+        return repr(float(v.reshape(())))
+    return f"array of shape {v.shape}"

@@ -1,0 +1,134 @@
+"""Reverse and forward accumulation over a recorded graph.
+
+`vjp` walks back from the output through the recorded nodes, in reverse creation order,
+handing each node's cotangent to its arguments by the op's rule and adding up the
+contributions that reach a node along different paths. `jvp` walks forward, pushing
+tangents through the same table. Neither knows any op by name.
+
+Both run in one of two modes. Numeric mode computes arrays (the fast path for first
+derivatives). Graph mode (`create_graph=True`) evaluates the same rules on the graph
+namespace, so the derivative is itself a graph that can be differentiated again.
+"""
+from __future__ import annotations
+
+from .ops import IDENTITY, NEGATE, sum_to_shape
+
+
+def _needed(graph, output, wrt_ids):
+    """Ids of nodes on a differentiable path from an input in `wrt_ids` (forward sweep)."""
+    lo = min(wrt_ids, default=output.id + 1)
+    need = set(wrt_ids)
+    for node in graph.nodes[lo:output.id + 1]:
+        if node.op is not None and node.op.differentiable and any(a.id in need for a in node.args):
+            need.add(node.id)
+    return need, lo
+
+
+class _Mode:
+    """What 'multiply', 'sum to shape' and 'value of a node' mean in one walk."""
+
+    def __init__(self, graph, create_graph, safe):
+        self.graph, self.graph_mode = graph, create_graph
+        if create_graph:
+            self.ns, self.val = graph.ns, (lambda n: n)
+            # the chain rule's products are NaN-safe in graphs: a zero factor wins
+            self.chain = graph.ns.mul0
+            self.sum_to = lambda g, shape: graph.ns.sum_to(g, shape=shape)
+        else:
+            ns, xp = graph.arrays, graph.xp
+            self.ns, self.val = ns, (lambda n: n.value)
+            self.chain = ns.mul0 if safe else (lambda g, d: g * d)
+            self.sum_to = lambda g, shape: sum_to_shape(xp, g, shape)
+
+    def times(self, g, d):
+        if d is IDENTITY:
+            return g
+        if d is NEGATE:
+            return -g
+        return self.chain(g, d)
+
+
+def vjp(graph, output, wrt, cotangent=None, *, create_graph=False):
+    """Cotangents of `wrt` nodes for the cotangent of `output` (default: 1).
+
+    Returns a list with None for a node the output does not depend on."""
+    if create_graph:
+        return _vjp(graph, output, wrt, cotangent, create_graph=True, safe=True)
+    out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=False)
+    # Fast path first; if a NaN appeared (typically 0 * inf in the chain rule), redo the
+    # walk with NaN-safe products so that a zero never becomes NaN.
+    xp = graph.xp
+    if any(g is not None and g.dtype.kind == "f" and bool(xp.isnan(g).any()) for g in out):
+        out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=True)
+    return out
+
+
+def _vjp(graph, output, wrt, cotangent, create_graph, safe):
+    mode = _Mode(graph, create_graph, safe)
+    wrt_ids = [w.id for w in wrt]
+    need, lo = _needed(graph, output, wrt_ids)
+    wanted = set(wrt_ids)
+    if cotangent is None:
+        cotangent = graph.as_array(1.0)
+        cotangent = graph.const(cotangent) if create_graph else cotangent
+        if output.ndim:
+            cotangent = mode.ns.broadcast_to(cotangent, shape=output.shape)
+    cts = {output.id: cotangent}
+    found = {}
+    for node in reversed(graph.nodes[lo:output.id + 1]):
+        g = cts.pop(node.id, None)
+        if g is None:
+            continue
+        if node.id in wanted:
+            found[node.id] = g
+        op = node.op
+        if op is None or not op.differentiable:
+            continue
+        y, args = mode.val(node), [mode.val(a) for a in node.args]
+        for i, a in enumerate(node.args):
+            if a.id not in need:
+                continue
+            if op.partials is not None:
+                d = op.partials[i]
+                c = mode.times(g, d if isinstance(d, str) else d(mode.ns, y, *args))
+            elif op.arity is None:
+                c = op.vjp[0](mode.ns, g, y, *args, argnum=i, **node.attrs)
+            elif op.vjp[i] is None:
+                continue
+            else:
+                c = op.vjp[i](mode.ns, g, y, *args, **node.attrs)
+            if tuple(c.shape) != tuple(a.shape):
+                c = mode.sum_to(c, a.shape)   # the adjoint of broadcasting
+            prev = cts.get(a.id)
+            cts[a.id] = c if prev is None else prev + c   # paths add up
+    return [found.get(i) for i in wrt_ids]
+
+
+def jvp(graph, output, wrt, tangents, *, create_graph=False):
+    """The tangent of `output` when the `wrt` nodes move along `tangents` (forward mode).
+
+    Returns None when the output does not depend on them."""
+    mode = _Mode(graph, create_graph, safe=True)
+    tans = {w.id: t for w, t in zip(wrt, tangents)}
+    lo = min(tans, default=output.id + 1)
+    for node in graph.nodes[lo:output.id + 1]:
+        op = node.op
+        if op is None or not op.differentiable:
+            continue
+        t = [tans.get(a.id) for a in node.args]
+        if all(ti is None for ti in t):
+            continue
+        y, args = mode.val(node), [mode.val(a) for a in node.args]
+        if op.partials is not None:
+            out = None
+            for ti, d in zip(t, op.partials):
+                if ti is None:
+                    continue
+                c = mode.times(ti, d if isinstance(d, str) else d(mode.ns, y, *args))
+                out = c if out is None else out + c
+            if tuple(out.shape) != tuple(node.shape):   # a broadcast input's tangent
+                out = mode.ns.broadcast_to(out, shape=node.shape)
+        else:
+            out = op.jvp(mode.ns, t, y, *args, **node.attrs)
+        tans[node.id] = out
+    return tans.get(output.id)

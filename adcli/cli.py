@@ -1,0 +1,168 @@
+"""The command line: a thin layer over adcli.api. Data goes to stdout, messages to stderr.
+
+Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input, 3 an internal error.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import BAD_INPUT, INTERNAL, AdcliError, InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Differentiate and check math expressions from the command line.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+AT = typer.Option(None, "--at", metavar="NAME=VALUE,...",
+                  help="Input values: numbers, lists [1,2], constant expressions "
+                       "(linspace(0,1,5), pi/4) or files (@x.npy, @x.csv, @x.txt, @x.json). "
+                       "May repeat.")
+DTYPE = typer.Option("float64", "--dtype", help="float64 or float32.")
+JSON = typer.Option(False, "--json", help="Write one JSON object to stdout.")
+PLAIN = typer.Option(False, "--plain", help="Plain text even on a terminal.")
+OUT = typer.Option(None, "--out", metavar="FILE",
+                   help="Also save the results in full to .npy, .npz, .csv or .json.")
+MAX_ELEMENTS = typer.Option(100_000_000, "--max-elements",
+                            help="Largest array allowed, checked before allocating.")
+MAX_NODES = typer.Option(5_000_000, "--max-nodes", help="Largest graph allowed.")
+DEBUG = typer.Option(False, "--debug", help="Show Python tracebacks.")
+
+
+def _version(value: bool):
+    if value:
+        print(f"adcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Show the version and exit.")):
+    """adcli: gradients, checked, from the command line.
+
+    Example: adcli grad "x*(x+y)" --at x=2,y=3
+    """
+
+
+def _source(expr):
+    if expr == "-":
+        text = sys.stdin.read()
+        if not text.strip():
+            raise InputError("nothing on standard input")
+        return text.strip(), "<stdin>"
+    return expr, None
+
+
+def _run(debug, work):
+    """Run `work`, turning adcli's errors into one message and an exit code."""
+    import numpy as np
+    try:
+        with np.errstate(all="ignore"):
+            return work()
+    except AdcliError as e:
+        if debug:
+            raise
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(e.exit_code)
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except MemoryError:
+        if debug:
+            raise
+        print("error: out of memory; lower --max-elements to fail earlier", file=sys.stderr)
+        raise typer.Exit(BAD_INPUT)
+    except Exception as e:  # a bug in adcli, not in the user's input
+        if debug:
+            raise
+        print(f"internal error: {type(e).__name__}: {e}\n"
+              "this is a bug in adcli; rerun with --debug for the traceback", file=sys.stderr)
+        raise typer.Exit(INTERNAL)
+
+
+def _show(result, as_json, plain, out):
+    from . import render
+    if out:
+        render.save(result, out)
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    if as_json:
+        print(render.to_json(result))
+    elif plain or not sys.stdout.isatty():
+        print(render.to_plain(result))
+    else:
+        from rich.console import Console
+        render.to_rich(result, Console())
+
+
+def _trace(expr, at, dtype, max_elements, max_nodes):
+    from . import api, values
+    from .graph import Limits
+    limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
+    source, filename = _source(expr)
+    vals = values.resolve(at or [], api.check_dtype(dtype), limits)
+    return api.trace(source, vals, dtype=dtype, limits=limits, filename=filename)
+
+
+@app.command("eval")
+def eval_(expr: str = typer.Argument(..., help="The expression, or - to read it from stdin."),
+          at: Optional[List[str]] = AT, dtype: str = DTYPE, json: bool = JSON,
+          plain: bool = PLAIN, out: Optional[str] = OUT, max_elements: int = MAX_ELEMENTS,
+          max_nodes: int = MAX_NODES, debug: bool = DEBUG):
+    """Evaluate EXPR at the given values.
+
+    Example: adcli eval "sum(x**2)" --at x=[1,2,3]
+    """
+    from . import api
+
+    def work():
+        _show(api.evaluate(_trace(expr, at, dtype, max_elements, max_nodes)), json, plain, out)
+    _run(debug, work)
+
+
+@app.command()
+def grad(expr: str = typer.Argument(..., help="The expression, or - to read it from stdin."),
+         at: Optional[List[str]] = AT,
+         wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...",
+                                           help="Inputs to differentiate (default: all)."),
+         dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+         out: Optional[str] = OUT, max_elements: int = MAX_ELEMENTS,
+         max_nodes: int = MAX_NODES, debug: bool = DEBUG):
+    """The value of EXPR and its gradient with respect to every input (reverse mode).
+
+    Example: adcli grad "x*(x+y)" --at x=2,y=3
+    """
+    from . import api
+
+    def work():
+        traced = _trace(expr, at, dtype, max_elements, max_nodes)
+        names = [w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None
+        _show(api.gradient(traced, names), json, plain, out)
+    _run(debug, work)
+
+
+@app.command()
+def ops(json: bool = JSON):
+    """List the functions and operators, their arguments and derivative conventions."""
+    from .ops import public_ops
+    from .trace import signature
+    rows = [(o.name, signature(o), " ".join(o.symbol), o.kind, o.note) for o in public_ops()]
+    if json:
+        import json as _json
+        print(_json.dumps([dict(name=r[0], usage=r[1], operator=r[2], kind=r[3], derivative=r[4])
+                           for r in rows]))
+    elif sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+        t = Table("name", "usage", "operator", "kind", "derivative", title="adcli ops")
+        for r in rows:
+            t.add_row(*r)
+        Console().print(t)
+    else:
+        for r in rows:
+            print("\t".join(r))
+
+
+def run():
+    app()

@@ -1,0 +1,219 @@
+"""The graph: a DAG of primitive nodes, recorded as a program runs (define-by-run).
+
+Every node is evaluated when it is created, so a graph is also the tape of one
+evaluation: its values are there for derivative rules, control flow in scripts can look
+at them, and a NaN can be traced back to the node that made it. Nodes are numbered in
+creation order, which is a topological order: every walk over a graph is a loop over a
+range of ids, never a recursion.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import LimitError, ShapeError, ValueError_
+from .ops import OPS, REQUIRED
+
+
+@dataclass
+class Limits:
+    max_elements: int = 100_000_000   # per array, checked before allocating
+    max_nodes: int = 5_000_000        # per graph
+
+
+class Node:
+    """One value in the graph: an input, a constant, or an op applied to earlier nodes."""
+
+    __slots__ = ("graph", "id", "op", "args", "attrs", "value", "pos", "name")
+
+    def __init__(self, graph, op, args, attrs, value, pos, name=None):
+        self.graph, self.op, self.args, self.attrs = graph, op, args, attrs
+        self.value, self.pos, self.name = value, pos, name
+        self.id = len(graph.nodes)
+        graph.nodes.append(self)
+
+    shape = property(lambda self: self.value.shape)
+    ndim = property(lambda self: self.value.ndim)
+    size = property(lambda self: self.value.size)
+    dtype = property(lambda self: self.value.dtype)
+
+    @property
+    def is_input(self):
+        return self.op is None and self.name is not None
+
+    @property
+    def label(self):
+        if self.op is not None:
+            return self.op.label
+        return self.name if self.name is not None else "const"
+
+    def __repr__(self):
+        return f"%{self.id}"
+
+    # Arithmetic on nodes adds nodes: this is how one derivative rule serves numbers
+    # and graphs alike.
+    def _emit(self, name, *args):
+        return self.graph.emit(name, *args)
+
+    __add__ = lambda s, o: s._emit("add", s, o)
+    __radd__ = lambda s, o: s._emit("add", o, s)
+    __sub__ = lambda s, o: s._emit("sub", s, o)
+    __rsub__ = lambda s, o: s._emit("sub", o, s)
+    __mul__ = lambda s, o: s._emit("mul", s, o)
+    __rmul__ = lambda s, o: s._emit("mul", o, s)
+    __truediv__ = lambda s, o: s._emit("div", s, o)
+    __rtruediv__ = lambda s, o: s._emit("div", o, s)
+    __pow__ = lambda s, o: s._emit("pow", s, o)
+    __rpow__ = lambda s, o: s._emit("pow", o, s)
+    __matmul__ = lambda s, o: s._emit("matmul", s, o)
+    __rmatmul__ = lambda s, o: s._emit("matmul", o, s)
+    __neg__ = lambda s: s._emit("neg", s)
+    __lt__ = lambda s, o: s._emit("lt", s, o)
+    __le__ = lambda s, o: s._emit("le", s, o)
+    __gt__ = lambda s, o: s._emit("gt", s, o)
+    __ge__ = lambda s, o: s._emit("ge", s, o)
+    __eq__ = lambda s, o: s._emit("eq", s, o)
+    __ne__ = lambda s, o: s._emit("ne", s, o)
+    __hash__ = object.__hash__
+
+
+class ArrayNamespace:
+    """The ops of the table as plain array functions on `xp` (numpy or cupy)."""
+
+    def __init__(self, xp, dtype):
+        self.xp, self.dtype = xp, dtype
+        for name, entry in OPS.items():
+            if entry.expand is not None:
+                f = (lambda e: lambda *a, **k: e.expand(self, *a, **k))(entry)
+            elif entry.kind == "constant":
+                f = (lambda e: lambda *a, **k: e.fwd(xp, *a, dtype=dtype, **k))(entry)
+            else:
+                f = (lambda e: lambda *a, **k: e.fwd(xp, *a, **k))(entry)
+            setattr(self, name, f)
+
+
+class GraphNamespace:
+    """The ops of the table as functions that add nodes to a graph."""
+
+    def __init__(self, graph):
+        self._graph = graph
+
+    def __getattr__(self, name):
+        if name not in OPS:
+            raise AttributeError(name)
+        f = lambda *a, **k: self._graph.emit(name, *a, **k)  # noqa: E731
+        setattr(self, name, f)
+        return f
+
+
+class Graph:
+    def __init__(self, xp=np, dtype=np.float64, limits=None):
+        self.xp, self.dtype = xp, np.dtype(dtype)
+        self.limits = limits or Limits()
+        self.nodes: list[Node] = []
+        self.pos = None            # the source place attributed to nodes created now
+        self.ns = GraphNamespace(self)
+        self.arrays = ArrayNamespace(xp, self.dtype)
+
+    # -------------------------------------------------------------- leaves
+    def input(self, name, value, pos=None):
+        return Node(self, None, (), {}, self.as_array(value), pos, name=name)
+
+    def const(self, value, pos=None):
+        return Node(self, None, (), {}, self.as_array(value), pos or self.pos)
+
+    def as_array(self, value):
+        a = self.xp.asarray(value)
+        if a.dtype.kind in "biuf" and a.dtype != self.dtype and a.dtype != bool:
+            a = a.astype(self.dtype)   # integers are promoted, never truncated
+        return a
+
+    def lift(self, v):
+        if isinstance(v, Node):
+            return v
+        return self.const(v)
+
+    # -------------------------------------------------------------- ops
+    def emit(self, name, *args, **attrs):
+        """Apply op `name` to nodes (or constants), evaluating it at once."""
+        entry = OPS[name]
+        if entry.expand is not None:
+            return entry.expand(self.ns, *[self.lift(a) for a in args], **attrs)
+        args = tuple(self.lift(a) for a in args)
+        if len(self.nodes) >= self.limits.max_nodes:
+            raise LimitError(f"the graph has more than {self.limits.max_nodes:,} nodes",
+                             pos=self.pos, hint="raise the limit with --max-nodes")
+        self.check_shape(entry, args, attrs)
+        if entry.kind == "constant":
+            attrs = {**attrs, "dtype": self.dtype}
+        try:
+            value = entry.fwd(self.xp, *[a.value for a in args], **attrs)
+        except np.linalg.LinAlgError as e:
+            raise ValueError_(f"{entry.name}: {e}", pos=self.pos) from None
+        except (ValueError, TypeError, IndexError) as e:
+            raise ShapeError(f"{entry.name}: {e}", pos=self.pos) from None
+        if entry.kind == "constant":
+            attrs.pop("dtype")
+        value = self.xp.asarray(value)
+        return Node(self, entry, args, attrs, value, self.pos)
+
+    def check_shape(self, entry, args, attrs):
+        """Work out the result's shape before computing it: a mismatch is reported with
+        the shapes, and an oversized result is refused before any memory is taken."""
+        shapes = [a.shape for a in args]
+        try:
+            if entry.kind in ("elementwise", "comparison") or entry.name == "where":
+                shape = np.broadcast_shapes(*shapes)
+            elif entry.shape is not None:
+                shape = entry.shape(*shapes, **{k: v for k, v in attrs.items()})
+            else:
+                return
+        except (ValueError, TypeError) as e:
+            what = " and ".join(str(tuple(s)) for s in shapes)
+            detail = str(e) if entry.kind not in ("elementwise", "comparison") else "they do not broadcast"
+            raise ShapeError(f"{entry.label}: {'shapes ' + what + ': ' if shapes else ''}{detail}",
+                             pos=self.pos) from None
+        n = math.prod(shape)
+        if n > self.limits.max_elements:
+            raise LimitError(
+                f"{entry.name} would make an array of shape {tuple(shape)} ({n:,} elements); "
+                f"the limit is {self.limits.max_elements:,}", pos=self.pos,
+                hint="raise it with --max-elements")
+
+
+def op_attrs(entry):
+    """The static parameters of an op, in order, with REQUIRED for those without default."""
+    return list(entry.attrs.items())
+
+
+def reachable(outputs):
+    """Ids of the nodes the outputs depend on, in topological (creation) order."""
+    seen, stack = set(), [o for o in outputs]
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        stack.extend(n.args)
+    return sorted(seen)
+
+
+def format_ir(graph, outputs):
+    """The graph as a readable program, one primitive per line (like a JAX jaxpr)."""
+    lines = []
+    for i in reachable(outputs):
+        n = graph.nodes[i]
+        ty = f"{n.dtype.name}{list(n.shape)}"
+        if n.op is None:
+            desc = f"input {n.name}" if n.is_input else f"const {np.array2string(np.asarray(n.value), threshold=6)}"
+        else:
+            extra = "".join(f" {k}={v}" for k, v in n.attrs.items() if v is not None)
+            desc = f"{n.op.name} " + " ".join(repr(a) for a in n.args) + extra
+        lines.append(f"%{n.id}: {ty} = {desc}")
+    lines.append("return " + ", ".join(repr(o) for o in outputs))
+    return "\n".join(lines)
+
+
+__all__ = ["Graph", "Node", "Limits", "reachable", "format_ir", "REQUIRED", "op_attrs"]

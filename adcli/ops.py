@@ -1,0 +1,606 @@
+"""The op table: everything about one primitive lives in one entry.
+
+An entry holds the name users write, the array parameters and static attributes, the
+forward rule, the derivative rules, the domain on which tests sample it and where its
+kinks are. Nothing else in adcli names a specific op: the parser, the engine, the op
+tests and `adcli ops` all read this table.
+
+Rules are written against a namespace `ns` whose attributes are the ops of this table
+and whose values support + - * / ** and comparisons. With the array namespace the rules
+compute numbers; with the graph namespace they add nodes to the graph, so derivatives of
+derivatives come from the same rules.
+
+Derivative rules come in three shapes:
+
+* ``partials`` (elementwise ops): one function per argument giving the local derivative
+  d out / d arg as an array. The engine forms ``g * d`` for reverse mode and
+  ``sum_i t_i * d_i`` for forward mode, so one rule serves both and no JVP can go
+  missing. ``IDENTITY`` and ``NEGATE`` mark the derivatives 1 and -1, skipped cheaply.
+* ``vjp`` + ``jvp`` (structural ops): ``vjp`` is one function per argument,
+  ``(ns, g, y, *args, **attrs) -> cotangent``; ``jvp`` is one function
+  ``(ns, tangents, y, *args, **attrs) -> tangent`` where absent tangents are None.
+* ``expand`` (composites): the op is defined by other ops and differentiates through them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IDENTITY = "identity"  # d out / d arg == 1
+NEGATE = "negate"      # d out / d arg == -1
+REQUIRED = object()    # a static attribute without default
+
+
+@dataclass(eq=False)
+class Op:
+    name: str
+    args: tuple = ("x",)          # array parameters; ("*xs",) takes a list of arrays
+    fwd: object = None            # fwd(xp, *arrays, **attrs) -> array
+    partials: tuple = None        # elementwise local derivatives, one per argument
+    vjp: tuple = None             # reverse-mode rules, one per argument
+    jvp: object = None            # forward-mode rule
+    expand: object = None         # composite definition in terms of other ops
+    attrs: dict = field(default_factory=dict)  # static parameters and their defaults
+    kind: str = "elementwise"     # elementwise, comparison, reduction, linalg, shape, constant, internal
+    differentiable: bool = True   # False: the derivative is zero everywhere it exists
+    domain: tuple = ((-2.0, 2.0),)  # sampling interval per argument, for tests
+    kink: object = None           # kink(xp, *arrays) is zero exactly at the non-smooth points
+    note: str = ""                # the derivative convention, shown by `adcli ops`
+    doc: str = ""
+    symbol: tuple = ()            # operator spellings that parse to this op
+    shape: object = None          # shape(*shapes, **attrs): output shape, checked before allocating
+    variadic_elementwise: str = None  # max(a, b, c) folds this elementwise op
+    internal: bool = False        # produced by derivative rules, not written by users
+
+    @property
+    def arity(self):
+        return None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
+
+    @property
+    def label(self):
+        return self.symbol[0] if self.symbol else self.name
+
+
+OPS: dict[str, Op] = {}
+
+
+def op(name, **kw):
+    entry = Op(name, **kw)
+    if entry.kind in ("elementwise", "comparison") and len(entry.domain) < len(entry.args):
+        entry.domain = entry.domain * len(entry.args)
+    OPS[name] = entry
+    return entry
+
+
+# ---------------------------------------------------------------- helpers for rules
+
+def axes_of(axis, ndim):
+    """Normalise numpy's axis argument to a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axis = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axis:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
+        out.append(a % max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+def kept_shape(shape, axis):
+    axes = axes_of(axis, len(shape))
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def reduced_shape(shape, axis=None, keepdims=False, **_):
+    axes = axes_of(axis, len(shape))
+    if keepdims:
+        return kept_shape(shape, axis)
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def unreduce(ns, g, shape, axis, keepdims):
+    """Spread the cotangent of a reduction back over the reduced axes."""
+    if not keepdims:
+        g = ns.reshape(g, shape=kept_shape(shape, axis))
+    return ns.broadcast_to(g, shape=tuple(shape))
+
+
+def sum_to_shape(xp, x, shape):
+    """Sum a broadcast array back to `shape`: the adjoint of broadcasting."""
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and x.shape[i + lead] != 1)
+    return xp.reshape(xp.sum(x, axis=axes), shape)
+
+
+def swap_last(ns, x):
+    """Matrix transpose of the last two axes (batched)."""
+    perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return ns.transpose(x, axes=perm)
+
+
+def matmul_shape(sa, sb):
+    if not sa or not sb:
+        raise ValueError("matmul needs arrays of at least one dimension; use * for scalars")
+    a2 = (1,) + sa if len(sa) == 1 else sa
+    b2 = sb + (1,) if len(sb) == 1 else sb
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"inner dimensions differ ({a2[-1]} != {b2[-2]})")
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    out = batch + (a2[-2], b2[-1])
+    if len(sa) == 1:
+        out = out[:-2] + out[-1:]
+    if len(sb) == 1:
+        out = out[:-1]
+    return out
+
+
+def max_weights(ns, x, y, axis, keepdims):
+    """Weights of the maximal elements: ties split the derivative evenly."""
+    hit = ns.where(x == unreduce(ns, y, x.shape, axis, keepdims), 1.0, 0.0)
+    return hit / ns.sum(hit, axis=axis, keepdims=True)
+
+
+def prod_others(xp, x, axis=None):
+    """For every element, the product of the others along `axis`, without division,
+    so zeros are handled exactly (prod([0, 2, 3]) has gradient [6, 0, 0])."""
+    axes = axes_of(axis, x.ndim)
+    if not axes:
+        return xp.ones_like(x)
+    rest = [i for i in range(x.ndim) if i not in axes]
+    perm = rest + list(axes)
+    xt = xp.transpose(x, perm)
+    flat = xp.reshape(xt, xt.shape[:len(rest)] + (-1,))
+    ones = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1), -1), -1), -1)
+    return xp.transpose(xp.reshape(left * right, xt.shape), np.argsort(perm))
+
+
+def index_key(key, shape):
+    """Check a static index (ints, slices, None) against a shape."""
+    dims = [k for k in key if k is not None]
+    if len(dims) > len(shape):
+        raise ValueError(f"too many indices ({len(dims)}) for an array of shape {tuple(shape)}")
+    for k, n in zip(dims, shape):
+        if isinstance(k, int) and not -n <= k < n:
+            raise ValueError(f"index {k} is out of range for an axis of length {n}")
+    return np.empty(shape, dtype=bool)[key].shape if math.prod(shape) < 1 << 20 else _index_shape(key, shape)
+
+
+def _index_shape(key, shape):
+    out, i = [], 0
+    for k in key:
+        if k is None:
+            out.append(1)
+            continue
+        if isinstance(k, slice):
+            out.append(len(range(*k.indices(shape[i]))))
+        i += 1
+    return tuple(out) + tuple(shape[i:])
+
+
+def unindex(xp, g, key=(), shape=()):
+    out = xp.zeros(shape, dtype=g.dtype)
+    out[key] = g
+    return out
+
+
+def _size_of(shape):
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if any(not isinstance(s, int) or s < 0 for s in shape):
+        raise ValueError(f"a shape needs non-negative integers, got {shape}")
+    return shape
+
+
+def _reshape_shape(s, shape):
+    shape = _size_of(shape) if not any(d == -1 for d in np.atleast_1d(shape)) else tuple(shape)
+    n = math.prod(s)
+    known = math.prod(d for d in shape if d != -1)
+    if shape.count(-1) > 1 or (-1 in shape and (known == 0 or n % known)) or (-1 not in shape and known != n):
+        raise ValueError(f"cannot reshape an array of shape {s} ({n} elements) into shape {shape}")
+    return tuple(n // known if d == -1 else d for d in shape)
+
+
+def _concat_shape(*shapes, axis=0):
+    nd = len(shapes[0])
+    ax = axes_of(axis, nd)[0]
+    for s in shapes:
+        if len(s) != nd or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != ax):
+            raise ValueError(f"all shapes must agree except on axis {axis}: {list(shapes)}")
+    return shapes[0][:ax] + (sum(s[ax] for s in shapes),) + shapes[0][ax + 1:]
+
+
+def _stack_shape(*shapes, axis=0):
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError(f"all shapes must be equal: {list(shapes)}")
+    ax = axes_of(axis, len(shapes[0]) + 1)[0]
+    return shapes[0][:ax] + (len(shapes),) + shapes[0][ax:]
+
+
+def _fail(message):
+    raise ValueError(message)
+
+
+def _matrix_shape(s):
+    return s[:-2] if len(s) >= 2 else _fail(f"needs a matrix, got shape {s}")
+
+
+def _square_shape(s):
+    if len(s) < 2 or s[-1] != s[-2]:
+        raise ValueError(f"needs a square matrix, got shape {s}")
+    return s
+
+
+# ---------------------------------------------------------------- elementwise: arithmetic
+
+LN2, LN10 = math.log(2.0), math.log(10.0)
+
+op("add", args=("a", "b"), fwd=lambda xp, a, b: a + b, partials=(IDENTITY, IDENTITY),
+   symbol=("+",), doc="a + b")
+op("sub", args=("a", "b"), fwd=lambda xp, a, b: a - b, partials=(IDENTITY, NEGATE),
+   symbol=("-",), doc="a - b")
+op("mul", args=("a", "b"), fwd=lambda xp, a, b: a * b,
+   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), symbol=("*",), doc="a * b")
+op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
+   # d(a/b) = da/b - (a/b) db/b
+   partials=(lambda ns, y, a, b: 1.0 / b, lambda ns, y, a, b: -y / b),
+   domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), doc="a / b")
+op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
+   # d a^b / da = b a^(b-1), taken as 0 when b == 0 so that x**0 has derivative 0 at 0;
+   # d a^b / db = a^b log a, taken as 0 where a^b is 0 (the zero wins over log 0 = -inf).
+   partials=(lambda ns, y, a, b: ns.where(b == 0, 0.0, b * a ** (b - 1.0)),
+             lambda ns, y, a, b: ns.where(y == 0, 0.0, y * ns.log(a))),
+   domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"),
+   note="d/da is b*a**(b-1), 0 when b == 0; d/db is a**b*log(a), 0 where a**b == 0",
+   doc="a ** b (also a ^ b)")
+op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), symbol=("-",), doc="-x")
+op("mul0", args=("a", "b"), internal=True,
+   # The chain-rule product with "NaN-safe" semantics: a zero factor wins over an
+   # infinite or NaN one, so 0 * (d sqrt/dx at 0) contributes 0, not NaN.
+   fwd=lambda xp, a, b: xp.where((a == 0) | (b == 0), 0.0, a * b).astype(np.result_type(a, b)),
+   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a),
+   doc="a * b where a zero factor wins over inf and nan")
+
+# ---------------------------------------------------------------- elementwise: functions
+
+def unary(name, fwd, d, domain=(-2.0, 2.0), note="", doc="", kink=None, differentiable=True):
+    op(name, args=("x",), fwd=fwd, partials=(d,) if d else None, domain=(domain,), note=note,
+       doc=doc or f"{name}(x)", kink=kink, differentiable=differentiable)
+
+
+unary("abs", lambda xp, x: xp.abs(x), lambda ns, y, x: ns.sign(x),
+      kink=lambda xp, x: x, note="abs'(0) = 0")
+unary("sign", lambda xp, x: xp.sign(x), None, kink=lambda xp, x: x,
+      differentiable=False, note="derivative 0")
+unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ns, y, x: 0.5 / y, domain=(0.1, 4.0),
+      note="infinite at 0; a zero cotangent still gives 0")
+unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0))
+unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x)
+unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y)
+unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: y + 1.0, note="accurate near 0")
+unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0))
+unary("log1p", lambda xp, x: xp.log1p(x), lambda ns, y, x: 1.0 / (1.0 + x), domain=(-0.9, 3.0),
+      note="accurate near 0")
+unary("log2", lambda xp, x: xp.log2(x), lambda ns, y, x: 1.0 / (x * LN2), domain=(0.1, 4.0))
+unary("log10", lambda xp, x: xp.log10(x), lambda ns, y, x: 1.0 / (x * LN10), domain=(0.1, 4.0))
+unary("sin", lambda xp, x: xp.sin(x), lambda ns, y, x: ns.cos(x))
+unary("cos", lambda xp, x: xp.cos(x), lambda ns, y, x: -ns.sin(x))
+unary("tan", lambda xp, x: xp.tan(x), lambda ns, y, x: 1.0 + y * y, domain=(-1.2, 1.2))
+unary("asin", lambda xp, x: xp.arcsin(x), lambda ns, y, x: 1.0 / ns.sqrt(1.0 - x * x),
+      domain=(-0.9, 0.9))
+unary("acos", lambda xp, x: xp.arccos(x), lambda ns, y, x: -1.0 / ns.sqrt(1.0 - x * x),
+      domain=(-0.9, 0.9))
+unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: 1.0 / (1.0 + x * x))
+unary("sinh", lambda xp, x: xp.sinh(x), lambda ns, y, x: ns.cosh(x))
+unary("cosh", lambda xp, x: xp.cosh(x), lambda ns, y, x: ns.sinh(x))
+unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: 1.0 - y * y)
+unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.sqrt(x * x + 1.0))
+unary("acosh", lambda xp, x: xp.arccosh(x), lambda ns, y, x: 1.0 / ns.sqrt(x * x - 1.0),
+      domain=(1.1, 4.0))
+unary("atanh", lambda xp, x: xp.arctanh(x), lambda ns, y, x: 1.0 / (1.0 - x * x),
+      domain=(-0.9, 0.9))
+# sigmoid(x) = exp(-log(1 + exp(-x))), finite for every x
+unary("sigmoid", lambda xp, x: xp.exp(-xp.logaddexp(0.0, -x)), lambda ns, y, x: y * (1.0 - y),
+      domain=(-4.0, 4.0), note="computed stably")
+unary("relu", lambda xp, x: xp.maximum(x, 0.0), lambda ns, y, x: x > 0.0,
+      kink=lambda xp, x: x, note="relu'(0) = 0")
+# softplus(x) = log(1 + exp(x)) = logaddexp(0, x), finite for every x
+unary("softplus", lambda xp, x: xp.logaddexp(0.0, x), lambda ns, y, x: ns.sigmoid(x),
+      domain=(-4.0, 4.0), note="computed stably")
+unary("floor", lambda xp, x: xp.floor(x), None, differentiable=False,
+      kink=lambda xp, x: x - xp.round(x), note="derivative 0")
+unary("ceil", lambda xp, x: xp.ceil(x), None, differentiable=False,
+      kink=lambda xp, x: x - xp.round(x), note="derivative 0")
+unary("round", lambda xp, x: xp.round(x), None, differentiable=False,
+      kink=lambda xp, x: x - xp.floor(x) - 0.5,
+      note="derivative 0; rounds half to even, as numpy does")
+
+op("maximum", args=("a", "b"), fwd=lambda xp, a, b: xp.maximum(a, b),
+   # the larger argument gets the derivative; a tie splits it evenly
+   partials=(lambda ns, y, a, b: (a > b) + 0.5 * (a == b),
+             lambda ns, y, a, b: (b > a) + 0.5 * (a == b)),
+   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly")
+op("minimum", args=("a", "b"), fwd=lambda xp, a, b: xp.minimum(a, b),
+   partials=(lambda ns, y, a, b: (a < b) + 0.5 * (a == b),
+             lambda ns, y, a, b: (b < a) + 0.5 * (a == b)),
+   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly")
+op("clip", args=("x", "lo", "hi"), fwd=lambda xp, x, lo, hi: xp.minimum(xp.maximum(x, lo), hi),
+   partials=(lambda ns, y, x, lo, hi: (x > lo) * (x < hi),
+             lambda ns, y, x, lo, hi: (x < lo) * (lo <= hi),
+             lambda ns, y, x, lo, hi: (x > hi)),
+   domain=((-2.0, 2.0), (-3.0, -2.5), (2.5, 3.0)),
+   kink=lambda xp, x, lo, hi: (x - lo) * (x - hi), note="at a bound the derivative is 0")
+op("hypot", args=("a", "b"), fwd=lambda xp, a, b: xp.hypot(a, b),
+   # d hypot / da = a / hypot, taken as 0 at the origin (the minimum-norm subgradient)
+   partials=(lambda ns, y, a, b: ns.where(y == 0, 0.0, a / y),
+             lambda ns, y, a, b: ns.where(y == 0, 0.0, b / y)),
+   kink=lambda xp, a, b: xp.hypot(a, b), note="gradient 0 at the origin")
+op("atan2", args=("a", "b"), fwd=lambda xp, a, b: xp.arctan2(a, b),
+   # atan2(a, b) is the angle of the point (b, a): d/da = b/r^2, d/db = -a/r^2
+   partials=(lambda ns, y, a, b: ns.where(a * a + b * b == 0, 0.0, b / (a * a + b * b)),
+             lambda ns, y, a, b: ns.where(a * a + b * b == 0, 0.0, -a / (a * a + b * b))),
+   domain=((0.5, 2.0), (0.5, 2.0)), note="gradient 0 at the origin")
+
+
+def _where_jvp(ns, t, y, c, a, b):
+    ta = t[1] if t[1] is not None else 0.0
+    tb = t[2] if t[2] is not None else 0.0
+    return ns.where(c, ta, tb) + 0.0 * y
+
+
+op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b),
+   # the unselected branch gets exactly zero, even where its own derivative is inf or nan
+   vjp=(None, lambda ns, g, y, c, a, b: ns.where(c, g, 0.0),
+        lambda ns, g, y, c, a, b: ns.where(c, 0.0, g)),
+   jvp=_where_jvp, domain=((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)),
+   note="the unselected branch gets exactly 0")
+
+for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", ">", "greater"),
+                        ("ge", ">=", "greater_equal"), ("eq", "==", "equal"),
+                        ("ne", "!=", "not_equal")):
+    op(_name, args=("a", "b"), fwd=lambda xp, a, b, _f=_f: getattr(xp, _f)(a, b), kind="comparison",
+       differentiable=False, symbol=(_sym,), note="no derivative (a boolean)", doc=f"a {_sym} b")
+
+# ---------------------------------------------------------------- reductions
+
+R = dict(attrs={"axis": None, "keepdims": False}, kind="reduction", shape=reduced_shape)
+
+op("sum", fwd=lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
+   vjp=(lambda ns, g, y, x, axis=None, keepdims=False: unreduce(ns, g, x.shape, axis, keepdims),),
+   jvp=lambda ns, t, y, x, axis=None, keepdims=False: ns.sum(t[0], axis=axis, keepdims=keepdims),
+   **R)
+op("prod", fwd=lambda xp, x, axis=None, keepdims=False: xp.prod(x, axis=axis, keepdims=keepdims),
+   # d prod / d x_i = product of the other elements (exact at zeros)
+   vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
+        unreduce(ns, g, x.shape, axis, keepdims) * ns.prod_others(x, axis=axis),),
+   jvp=lambda ns, t, y, x, axis=None, keepdims=False:
+       ns.sum(t[0] * ns.prod_others(x, axis=axis), axis=axis, keepdims=keepdims),
+   note="exact at zeros: the product of the other elements", **R)
+op("prod_others", fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True,
+   # y_i = prod_{k != i} x_k, so dy_i/dx_j = y_i / x_j for j != i (second derivatives of
+   # prod are exact away from zeros)
+   vjp=(lambda ns, g, y, x, axis=None:
+        (unreduce(ns, ns.sum(g * y, axis=axis, keepdims=True), x.shape, axis, True) - g * y) / x,),
+   jvp=lambda ns, t, y, x, axis=None:
+       y * (unreduce(ns, ns.sum(t[0] / x, axis=axis, keepdims=True), x.shape, axis, True) - t[0] / x),
+   domain=((0.5, 2.0),))
+for _name in ("max", "min"):
+    op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name:
+       getattr(xp, _n)(x, axis=axis, keepdims=keepdims),
+       vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
+            unreduce(ns, g, x.shape, axis, keepdims) * max_weights(ns, x, y, axis, keepdims),),
+       jvp=lambda ns, t, y, x, axis=None, keepdims=False:
+           ns.sum(t[0] * max_weights(ns, x, y, axis, keepdims), axis=axis, keepdims=keepdims),
+       kink=lambda xp, x: x[..., :1] * 0 + 1, variadic_elementwise=_name + "imum",
+       note="ties split the derivative evenly; with 2+ arguments elementwise", **R)
+
+
+def _lse(xp, x, axis=None, keepdims=False):
+    # log sum exp(x) = m + log sum exp(x - m) with m the max: no overflow
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else xp.reshape(out, reduced_shape(x.shape, axis))
+
+
+op("logsumexp", fwd=_lse,
+   # d lse / dx = softmax(x) = exp(x - lse)
+   vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
+        unreduce(ns, g, x.shape, axis, keepdims) * ns.exp(x - unreduce(ns, y, x.shape, axis, keepdims)),),
+   jvp=lambda ns, t, y, x, axis=None, keepdims=False:
+       ns.sum(t[0] * ns.exp(x - unreduce(ns, y, x.shape, axis, keepdims)), axis=axis, keepdims=keepdims),
+   note="computed stably", **R)
+
+
+def _softmax(xp, x, axis=-1):
+    z = x - xp.max(x, axis=axis, keepdims=True)
+    e = xp.exp(z)
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+op("softmax", fwd=_softmax, attrs={"axis": -1}, kind="reduction",
+   # J = diag(y) - y y^T, so J^T g = y * (g - <g, y>) and J t = y * (t - <t, y>)
+   vjp=(lambda ns, g, y, x, axis=-1: y * (g - ns.sum(g * y, axis=axis, keepdims=True)),),
+   jvp=lambda ns, t, y, x, axis=-1: y * (t[0] - ns.sum(t[0] * y, axis=axis, keepdims=True)),
+   note="computed stably")
+
+
+def _count(x, axis):
+    return math.prod(x.shape[i] for i in axes_of(axis, x.ndim))
+
+
+op("mean", expand=lambda ns, x, axis=None, keepdims=False:
+   ns.sum(x, axis=axis, keepdims=keepdims) * (1.0 / max(_count(x, axis), 1)), **R)
+op("var", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
+   ns.sum(ns.square(x - ns.mean(x, axis=axis, keepdims=True)), axis=axis, keepdims=keepdims)
+   * (1.0 / max(_count(x, axis) - ddof, 1)),
+   **{**R, "attrs": {"axis": None, "keepdims": False, "ddof": 0}})
+op("std", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
+   ns.sqrt(ns.var(x, axis=axis, keepdims=keepdims, ddof=ddof)),
+   note="gradient 0 where all elements are equal",
+   **{**R, "attrs": {"axis": None, "keepdims": False, "ddof": 0}})
+op("norm", expand=lambda ns, x, axis=None, keepdims=False:
+   ns.sqrt(ns.sum(ns.square(x), axis=axis, keepdims=keepdims)),
+   note="Euclidean (Frobenius) norm; gradient 0 at the origin", **R)
+
+# ---------------------------------------------------------------- linear algebra
+
+
+def _matmul_vjp(which):
+    def rule(ns, g, y, a, b):
+        a2 = ns.reshape(a, shape=(1,) + a.shape) if a.ndim == 1 else a
+        b2 = ns.reshape(b, shape=b.shape + (1,)) if b.ndim == 1 else b
+        g2 = ns.reshape(g, shape=matmul_shape(a2.shape, b2.shape))
+        if which == 0:  # d/da <g, a b> = g b^T
+            return ns.reshape(ns.sum_to(ns.matmul(g2, swap_last(ns, b2)), shape=a2.shape), shape=a.shape)
+        return ns.reshape(ns.sum_to(ns.matmul(swap_last(ns, a2), g2), shape=b2.shape), shape=b.shape)
+    return rule
+
+
+def _matmul_jvp(ns, t, y, a, b):
+    parts = [ns.matmul(t[0], b) if t[0] is not None else None,
+             ns.matmul(a, t[1]) if t[1] is not None else None]
+    parts = [p for p in parts if p is not None]
+    return parts[0] + parts[1] if len(parts) == 2 else parts[0]
+
+
+op("matmul", args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
+   vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
+   shape=matmul_shape, symbol=("@",), doc="a @ b, numpy's matmul")
+op("dot", args=("a", "b"), kind="linalg",
+   expand=lambda ns, a, b: a * b if a.ndim == 0 or b.ndim == 0 else ns.matmul(a, b),
+   doc="numpy's dot for scalars, vectors and matrices")
+op("outer", args=("a", "b"), kind="linalg",
+   expand=lambda ns, a, b: ns.reshape(a, shape=(-1, 1)) * ns.reshape(b, shape=(1, -1)))
+op("trace", fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
+   vjp=(lambda ns, g, y, x: ns.reshape(g, shape=g.shape + (1, 1))
+        * ns.eye(n=x.shape[-2], m=x.shape[-1]),),
+   jvp=lambda ns, t, y, x: ns.trace(t[0]),
+   shape=_matrix_shape)
+op("det", fwd=lambda xp, x: xp.linalg.det(x), kind="linalg",
+   # Jacobi's formula: d det(X) = det(X) tr(X^-1 dX)
+   vjp=(lambda ns, g, y, x: ns.reshape(g * y, shape=y.shape + (1, 1)) * swap_last(ns, ns.inv(x)),),
+   jvp=lambda ns, t, y, x: y * ns.sum(swap_last(ns, ns.inv(x)) * t[0], axis=(-2, -1)),
+   shape=lambda s: _square_shape(s)[:-2], domain=((-2.0, 2.0),),
+   note="needs an invertible matrix for its derivative")
+op("inv", fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg",
+   # d(X^-1) = -X^-1 dX X^-1
+   vjp=(lambda ns, g, y, x: -ns.matmul(ns.matmul(swap_last(ns, y), g), swap_last(ns, y)),),
+   jvp=lambda ns, t, y, x: -ns.matmul(ns.matmul(y, t[0]), y), shape=_square_shape)
+
+
+def _solve_vjp_a(ns, g, y, a, b):
+    gb = ns.solve(swap_last(ns, a), g)
+    if b.ndim == 1:  # -gb x^T
+        return -(ns.reshape(gb, shape=(-1, 1)) * ns.reshape(y, shape=(1, -1)))
+    return -ns.matmul(gb, swap_last(ns, y))
+
+
+def _solve_jvp(ns, t, y, a, b):
+    rhs = t[1] if t[1] is not None else 0.0 * y
+    if t[0] is not None:
+        rhs = rhs - ns.matmul(t[0], y)
+    return ns.solve(a, rhs)
+
+
+op("solve", args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg",
+   # x = A^-1 b: dx = A^-1 (db - dA x); so b's cotangent is A^-T g and A's is -(A^-T g) x^T
+   vjp=(_solve_vjp_a, lambda ns, g, y, a, b: ns.solve(swap_last(ns, a), g)),
+   jvp=_solve_jvp,
+   shape=lambda sa, sb: (_square_shape(sa), sb)[1] if len(sb) in (1, 2) and sb[0] == sa[-1]
+   else _fail(f"cannot solve with shapes {sa} and {sb}"),
+   doc="solve(A, b): x with A x = b")
+
+# ---------------------------------------------------------------- shapes
+
+op("transpose", fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes": None},
+   kind="shape",
+   vjp=(lambda ns, g, y, x, axes=None:
+        ns.transpose(g, axes=None if axes is None else tuple(int(i) for i in np.argsort(axes))),),
+   jvp=lambda ns, t, y, x, axes=None: ns.transpose(t[0], axes=axes),
+   shape=lambda s, axes=None: tuple(s[i] for i in (axes if axes is not None else range(len(s))[::-1])),
+   doc="transpose(x), also x.T")
+op("reshape", fwd=lambda xp, x, shape=(): xp.reshape(x, shape), attrs={"shape": REQUIRED},
+   kind="shape",
+   vjp=(lambda ns, g, y, x, shape=(): ns.reshape(g, shape=x.shape),),
+   jvp=lambda ns, t, y, x, shape=(): ns.reshape(t[0], shape=shape),
+   shape=_reshape_shape)
+op("broadcast_to", fwd=lambda xp, x, shape=(): xp.broadcast_to(x, shape), attrs={"shape": REQUIRED},
+   kind="shape",
+   vjp=(lambda ns, g, y, x, shape=(): ns.sum_to(g, shape=x.shape),),
+   jvp=lambda ns, t, y, x, shape=(): ns.broadcast_to(t[0], shape=shape),
+   shape=lambda s, shape=(): np.broadcast_shapes(s, _size_of(shape)) and _size_of(shape))
+op("sum_to", fwd=lambda xp, x, shape=(): sum_to_shape(xp, x, shape), attrs={"shape": REQUIRED},
+   kind="internal", internal=True,
+   vjp=(lambda ns, g, y, x, shape=(): ns.broadcast_to(g, shape=x.shape),),
+   jvp=lambda ns, t, y, x, shape=(): ns.sum_to(t[0], shape=shape))
+op("index", fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="shape",
+   vjp=(lambda ns, g, y, x, key=(): ns.unindex(g, key=key, shape=x.shape),),
+   jvp=lambda ns, t, y, x, key=(): ns.index(t[0], key=key),
+   shape=lambda s, key=(): index_key(key, s), doc="x[i], x[a:b:c], A[:, j]")
+op("unindex", fwd=unindex, attrs={"key": REQUIRED, "shape": REQUIRED}, kind="internal",
+   internal=True,
+   vjp=(lambda ns, g, y, x, key=(), shape=(): ns.index(g, key=key),),
+   jvp=lambda ns, t, y, x, key=(), shape=(): ns.unindex(t[0], key=key, shape=shape))
+
+
+def _piece(x, i, offsets, axis):
+    ax = axes_of(axis, x.ndim)[0]
+    return (slice(None),) * ax + (slice(offsets[i], offsets[i + 1]),)
+
+
+def _concat_vjp(ns, g, y, *xs, argnum, axis=0):
+    ax = axes_of(axis, y.ndim)[0]
+    offsets = np.cumsum([0] + [x.shape[ax] for x in xs]).tolist()
+    return ns.index(g, key=_piece(y, argnum, offsets, axis))
+
+
+def _fill(ns, t, xs):
+    return [ti if ti is not None else ns.zeros(shape=x.shape) for ti, x in zip(t, xs)]
+
+
+op("concat", args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.concatenate(xs, axis=axis),
+   attrs={"axis": 0}, kind="shape", vjp=(_concat_vjp,),
+   jvp=lambda ns, t, y, *xs, axis=0: ns.concat(*_fill(ns, t, xs), axis=axis),
+   shape=_concat_shape, doc="concat([a, b, ...], axis=0)")
+op("stack", args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.stack(xs, axis=axis),
+   attrs={"axis": 0}, kind="shape",
+   vjp=(lambda ns, g, y, *xs, argnum, axis=0:
+        ns.index(g, key=(slice(None),) * axes_of(axis, y.ndim)[0] + (argnum,)),),
+   jvp=lambda ns, t, y, *xs, axis=0: ns.stack(*_fill(ns, t, xs), axis=axis),
+   shape=_stack_shape, doc="stack([a, b, ...], axis=0); list literals stack too")
+
+# ---------------------------------------------------------------- constants (no gradient)
+
+C = dict(args=(), kind="constant", differentiable=False)
+op("zeros", fwd=lambda xp, shape=(), dtype=None: xp.zeros(shape, dtype), attrs={"shape": REQUIRED},
+   shape=lambda shape=(): _size_of(shape), **C)
+op("ones", fwd=lambda xp, shape=(), dtype=None: xp.ones(shape, dtype), attrs={"shape": REQUIRED},
+   shape=lambda shape=(): _size_of(shape), **C)
+op("full", fwd=lambda xp, shape=(), fill_value=0.0, dtype=None: xp.full(shape, fill_value, dtype),
+   attrs={"shape": REQUIRED, "fill_value": REQUIRED}, shape=lambda shape=(), **_: _size_of(shape), **C)
+op("eye", fwd=lambda xp, n=1, m=None, dtype=None: xp.eye(n, m, dtype=dtype),
+   attrs={"n": REQUIRED, "m": None},
+   shape=lambda n=1, m=None: _size_of((n, n if m is None else m)), **C)
+op("linspace", fwd=lambda xp, start=0.0, stop=1.0, num=50, dtype=None:
+   xp.linspace(start, stop, num, dtype=dtype),
+   attrs={"start": REQUIRED, "stop": REQUIRED, "num": 50},
+   shape=lambda start=0, stop=1, num=50: _size_of(num), **C)
+op("arange", fwd=lambda xp, start=0.0, stop=None, step=1.0, dtype=None:
+   xp.arange(start, stop, step, dtype=dtype) if stop is not None else xp.arange(start, dtype=dtype),
+   attrs={"start": REQUIRED, "stop": None, "step": 1.0},
+   shape=lambda start=0, stop=None, step=1.0: _size_of(
+       max(0, math.ceil((stop - start) / step)) if stop is not None else max(0, math.ceil(start)))
+   if step else _fail("step must not be 0"), **C)
+
+
+def public_ops():
+    """The ops users can call, in table order."""
+    return [o for o in OPS.values() if not o.internal]

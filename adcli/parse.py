@@ -1,0 +1,209 @@
+"""Text to syntax tree: the Lark grammars, the tree builder, and parse-error messages.
+
+The LALR parser calls the builder's methods as it reduces, so no parse tree is built and
+nothing recurses: a sum of 100,000 terms is a loop, not a stack of calls. The syntax tree
+is made of tuples ``(kind, pos, ...)`` with ``pos = (line, column, width)``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import LimitError, ParseError
+
+MAX_SOURCE = 10_000_000     # characters
+MAX_NESTING = 200           # brackets inside brackets
+MAX_LITERAL = 100           # characters in one number
+
+_HERE = Path(__file__).resolve().parent
+
+
+def grammar_dir():
+    """The grammars ship inside the wheel (adcli/grammars); in a checkout they sit at the
+    top level beside the package."""
+    for d in (_HERE / "grammars", _HERE.parent / "grammars"):
+        if (d / "expr.lark").is_file():
+            return d
+    raise FileNotFoundError("adcli's grammar files are missing from the installation")
+
+
+def _pos(tok):
+    return (tok.line, tok.column, max(1, len(tok)))
+
+
+class Builder:
+    """Lark callbacks: each rule of the grammar becomes one syntax-tree tuple."""
+
+    def number(self, c):
+        tok = c[0]
+        if len(tok) > MAX_LITERAL:
+            raise LimitError(f"a number literal of {len(tok):,} characters; the limit is {MAX_LITERAL}",
+                             pos=(tok.line, tok.column, min(len(tok), 40)))
+        return ("num", _pos(tok), float(tok))
+
+    def name(self, c):
+        return ("name", _pos(c[0]), str(c[0]))
+
+    def binary(self, c):
+        return ("binary", _pos(c[1]), str(c[1]), c[0], c[2])
+
+    def unary(self, c):
+        return ("unary", _pos(c[0]), str(c[0]), c[1])
+
+    def call(self, c):
+        name, _, arguments = c
+        args, kwargs = [], []
+        for a in arguments or ():
+            if a[0] == "keyword":
+                kwargs.append(a[1:])
+            elif kwargs:
+                raise ParseError("a positional argument follows a keyword argument", pos=a[1])
+            else:
+                args.append(a)
+        return ("call", _pos(name), str(name), args, kwargs)
+
+    def arguments(self, c):
+        return [a for a in c if a is not None]
+
+    def keyword(self, c):
+        return ("keyword", _pos(c[0]), str(c[0]), c[1])
+
+    def list(self, c):
+        return ("list", _pos(c[0]), [a for a in c[1:] if a is not None])
+
+    def tuple(self, c):
+        return ("tuple", _pos(c[0]), [a for a in c[1:] if a is not None])
+
+    def index(self, c):
+        return ("index", _pos(c[1]), c[0], c[2])
+
+    def subscripts(self, c):
+        return [a for a in c if a is not None] if c != [None] else []
+
+    def slice(self, c):
+        # children: [lo] COLON [hi] [step]
+        i = next(k for k, x in enumerate(c) if getattr(x, "type", None) == "COLON")
+        lo = c[0] if i == 1 else None
+        rest = c[i + 1:] + [None, None]
+        return ("slice", _pos(c[i]), lo, rest[0], rest[1])
+
+    def attribute(self, c):
+        return ("attr", _pos(c[1]), c[0], str(c[1]))
+
+
+# Friendly names for the terminals in "expected ..." messages.
+_TERMINALS = {"NUMBER": "a number", "NAME": "a name", "ADD_OP": "'+' or '-'",
+              "MUL_OP": "'*', '/' or '@'", "POW_OP": "'**'", "COMPARE": "a comparison",
+              "$END": "the end of the input", "_NEWLINE": "a new line", "_INDENT": "an indented block",
+              "_DEDENT": "the end of a block"}
+
+_parsers = {}
+
+
+def parser(start="expr"):
+    """The LALR parser for a grammar file, built once and cached on disk by Lark."""
+    if start not in _parsers:
+        from lark import Lark
+        path = grammar_dir() / f"{start}.lark"
+        _parsers[start] = Lark(path.read_text(), parser="lalr", transformer=Builder(),
+                               maybe_placeholders=True, cache=_cache_file(path),
+                               import_paths=[str(path.parent)])
+    return _parsers[start]
+
+
+def _cache_file(path):
+    """Lark's parse tables, cached per grammar version under the user's cache folder."""
+    import hashlib
+    import tempfile
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(path.parent.glob("*.lark"))))
+    folder = os.path.join(base, "adcli")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        folder = tempfile.gettempdir()
+    return os.path.join(folder, f"{path.stem}-{digest.hexdigest()[:16]}.lark-cache")
+
+
+def check_nesting(text):
+    """Refuse absurdly deep brackets before parsing (fast, and a clear message)."""
+    depth, worst, line, col, where = 0, 0, 1, 0, None
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+        elif ch in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise LimitError(f"brackets nested more than {MAX_NESTING} deep",
+                                 pos=(line, col, 1), hint="simplify the expression")
+        elif ch in ")]":
+            depth -= 1
+    return worst, where
+
+
+def parse(text, start="expr"):
+    """Parse source text into a syntax tree, or raise ParseError with a located message."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+    if len(text) > MAX_SOURCE:
+        raise LimitError(f"the source has {len(text):,} characters; the limit is {MAX_SOURCE:,}")
+    check_nesting(text)
+    p = parser(start)
+    try:
+        return p.parse(text)
+    except VisitError as e:   # an error raised by a Builder method
+        raise e.orig_exc from None
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        raise ParseError(f"unexpected character {ch!r}", pos=(e.line, e.column, 1),
+                         hint=_expected(p, e.allowed)) from None
+    except UnexpectedToken as e:
+        tok = e.token
+        if tok.type == "$END":
+            line, col = _end(text)
+            what = "unexpected end of input"
+            width = 1
+        else:
+            line, col, width = tok.line, tok.column, max(1, len(tok))
+            what = f"unexpected {_describe_token(tok)}"
+        raise ParseError(what, pos=(line, col, width), hint=_expected(p, e.expected)) from None
+    except UnexpectedInput as e:
+        raise ParseError("unexpected input", pos=(e.line, e.column, 1)) from None
+
+
+def _describe_token(tok):
+    if tok.type == "NAME":
+        return f"name '{tok}'"
+    if tok.type == "NUMBER":
+        return f"number {tok}"
+    if tok.type in ("_NEWLINE",):
+        return "end of line"
+    if tok.type in ("_INDENT", "_DEDENT"):
+        return "indentation"
+    return f"'{tok}'"
+
+
+def _end(text):
+    lines = text.rstrip("\n").split("\n") or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def _expected(p, names):
+    from lark.lexer import PatternStr
+    seen = []
+    for n in sorted(names or ()):
+        if n in _TERMINALS:
+            d = _TERMINALS[n]
+        else:
+            try:
+                pat = p.get_terminal(n).pattern
+            except KeyError:
+                continue
+            if not isinstance(pat, PatternStr):
+                continue
+            d = f"'{pat.value}'"
+        if d not in seen:
+            seen.append(d)
+    if not seen:
+        return None
+    return "expected " + (", ".join(seen[:-1]) + " or " + seen[-1] if len(seen) > 1 else seen[0])

@@ -1,0 +1,134 @@
+"""Results to text: a rich table for a terminal, plain lines for pipes, JSON, and files.
+
+Plain output (the default when stdout is not a terminal) is one `key<TAB>value` line per
+item, where a value is a number or a nested list written in full on one line:
+
+    value   10.0
+    d/dx    7.0
+    d/dy    2.0
+
+`adcli eval` prints only the value. Numbers are written with the shortest repr that reads
+back exactly; non-finite ones as nan, inf, -inf.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+
+def number_text(x):
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return repr(x)
+
+
+def nested(arr, leaf):
+    """Nested lists of `leaf(element)` in the array's shape, built without recursion."""
+    arr = np.asarray(arr)
+    if arr.size == 0:
+        return arr.tolist()
+    items = [leaf(v) for v in arr.ravel().tolist()]
+    if arr.ndim == 0:
+        return items[0]
+    for n in reversed(arr.shape[1:]):
+        items = [items[i:i + n] for i in range(0, len(items), n)]
+    return items
+
+
+def _json_leaf(v):
+    if isinstance(v, bool):
+        return v
+    v = float(v)
+    return v if math.isfinite(v) else number_text(v)
+
+
+def to_jsonable(arr):
+    return nested(arr, _json_leaf)
+
+
+def plain_array(arr):
+    arr = np.asarray(arr)
+    if arr.ndim == 0:
+        return number_text(arr)
+    text = json.dumps(nested(arr, number_text), separators=(", ", ": "))
+    return text.replace('"', "")
+
+
+def to_json(result):
+    obj = {"expr": result.expr, "value": to_jsonable(result.value)}
+    if result.grad is not None:
+        obj["grad"] = {k: to_jsonable(v) for k, v in result.grad.items()}
+    obj["dtype"] = result.dtype
+    obj["device"] = result.device
+    return json.dumps(obj)
+
+
+def to_plain(result):
+    if result.grad is None:
+        return plain_array(result.value)
+    lines = [f"value\t{plain_array(result.value)}"]
+    lines += [f"d/d{k}\t{plain_array(v)}" for k, v in result.grad.items()]
+    return "\n".join(lines)
+
+
+def to_rich(result, console):
+    from rich.table import Table
+    table = Table(title=result.expr if len(result.expr) <= 80 else result.expr[:77] + "...",
+                  show_header=True, header_style="bold")
+    table.add_column("", style="bold cyan", no_wrap=True)
+    table.add_column("shape", style="dim")
+    table.add_column("value")
+    with np.printoptions(precision=10, threshold=1000, edgeitems=3, linewidth=100):
+        table.add_row("value", _shape(result.value), _pretty(result.value))
+        for k, v in (result.grad or {}).items():
+            table.add_row(f"∂/∂{k}", _shape(v), _pretty(v))
+    console.print(table)
+
+
+def _shape(a):
+    a = np.asarray(a)
+    return "scalar" if a.ndim == 0 else "×".join(map(str, a.shape))
+
+
+def _pretty(a):
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return number_text(a)
+    return np.array2string(a, separator=", ")
+
+
+def save(result, path):
+    """Write the value and the gradients in full: .npy, .npz, .csv or .json."""
+    from .errors import InputError
+    arrays = {"value": np.asarray(result.value)}
+    arrays.update({f"grad_{k}": np.asarray(v) for k, v in (result.grad or {}).items()})
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    try:
+        if ext == "npz":
+            np.savez(path, **arrays)
+        elif ext == "npy":
+            if len(arrays) > 1 and len(arrays) != 2:
+                raise InputError(f"--out {path}: a .npy file holds one array; use .npz for "
+                                 f"{len(arrays)} arrays")
+            # with one gradient, the .npy file holds the gradient; otherwise the value
+            np.save(path, list(arrays.values())[-1])
+        elif ext == "csv":
+            with open(path, "w") as f:
+                f.write("name,index,value\n")
+                for k, a in arrays.items():
+                    if a.ndim == 0:
+                        f.write(f"{k},,{number_text(a)}\n")
+                    for idx, v in zip(np.ndindex(a.shape) if a.ndim else (), a.ravel()):
+                        f.write(f"{k},{' '.join(map(str, idx))},{number_text(v)}\n")
+        elif ext == "json":
+            with open(path, "w") as f:
+                f.write(to_json(result) + "\n")
+        else:
+            raise InputError(f"--out {path}: unknown file type", hint="use .npy, .npz, .csv or .json")
+    except OSError as e:
+        raise InputError(f"--out {path}: {e.strerror}") from None

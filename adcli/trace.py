@@ -1,0 +1,310 @@
+"""Syntax tree to graph: evaluate an expression on concrete values, recording every op.
+
+An expression is first flattened into postfix code (an explicit-stack walk, so deep
+trees cannot overflow Python's stack) and then run by a small stack machine whose
+values are graph nodes. Function calls are looked up in the op table.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InputError, ShapeError, UnknownNameError, suggest
+from .graph import Node
+from .ops import OPS, REQUIRED
+
+CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
+BINARY = {s: o.name for o in OPS.values() if o.symbol and len(o.args) == 2 for s in o.symbol}
+UNARY = {s: o.name for o in OPS.values() if o.symbol and len(o.args) == 1 for s in o.symbol}
+ATTRIBUTES = {"T": "transpose"}
+CALLABLE = {o.name: o for o in OPS.values() if not o.internal}
+
+
+class Seq(list):
+    """A list or tuple literal: a Python sequence until it is used as an array."""
+
+
+def children(node):
+    kind = node[0]
+    if kind == "binary":
+        return [node[3], node[4]]
+    if kind == "unary":
+        return [node[3]]
+    if kind == "call":
+        return list(node[3]) + [kw[2] for kw in node[4]]
+    if kind in ("list", "tuple"):
+        return list(node[2])
+    if kind == "index":
+        out = [node[2]]
+        for s in node[3]:
+            out.extend(x for x in s[2:] if x is not None) if s[0] == "slice" else out.append(s)
+        return out
+    if kind == "attr":
+        return [node[2]]
+    return []
+
+
+def _instruction(node):
+    kind, pos = node[0], node[1]
+    if kind == "call":
+        return ("call", pos, (node[2], len(node[3]), [(kw[0], kw[1]) for kw in node[4]]))
+    if kind in ("list", "tuple"):
+        return ("seq", pos, len(node[2]))
+    if kind == "index":
+        spec = [tuple(x is not None for x in s[2:]) if s[0] == "slice" else None for s in node[3]]
+        return ("index", pos, spec)
+    if kind in ("binary", "unary", "attr"):
+        return (kind, pos, node[2] if kind != "attr" else node[3])
+    return (kind, pos, node[2])   # num, name
+
+
+def compile_expr(tree):
+    """Postfix code for a syntax tree, built with an explicit stack."""
+    code, stack = [], [(tree, False)]
+    while stack:
+        node, ready = stack.pop()
+        if ready:
+            code.append(_instruction(node))
+            continue
+        stack.append((node, True))
+        stack.extend((k, False) for k in reversed(children(node)))
+    return code
+
+
+def free_names(tree):
+    """Names read by an expression, in order of first appearance."""
+    seen = []
+    for kind, pos, arg in compile_expr(tree):
+        if kind == "name" and arg not in seen:
+            seen.append(arg)
+    return seen
+
+
+def first_use(tree, name):
+    for kind, pos, arg in compile_expr(tree):
+        if kind == "name" and arg == name:
+            return pos
+    return None
+
+
+# ---------------------------------------------------------------- static arguments
+
+def _scalar(v, what, pos):
+    if isinstance(v, Node):
+        if v.size != 1:
+            raise InputError(f"{what} must be a number, got an array of shape {v.shape}", pos=pos)
+        return v.value.reshape(()).item()
+    if isinstance(v, Seq):
+        raise InputError(f"{what} must be a number, got a list", pos=pos)
+    return v
+
+
+def _int(v, what, pos):
+    x = _scalar(v, what, pos)
+    if isinstance(x, bool) or not float(x).is_integer():
+        raise InputError(f"{what} must be an integer, got {x!r}", pos=pos)
+    return int(x)
+
+
+def _ints(v, what, pos):
+    if isinstance(v, Seq):
+        return tuple(_int(i, what, pos) for i in v)
+    if isinstance(v, Node) and v.ndim == 1:
+        return tuple(_int(float(i), what, pos) for i in v.value)
+    return _int(v, what, pos)
+
+
+def static(name, v, pos):
+    """Convert a static argument (axis, shape, sizes, bounds) to plain Python."""
+    what = f"'{name}'"
+    if name in ("axis", "axes", "shape"):
+        return None if v is None else _ints(v, what, pos)
+    if name in ("n", "m", "num", "ddof"):
+        return None if v is None else _int(v, what, pos)
+    if name == "keepdims":
+        return bool(_scalar(v, what, pos))
+    return None if v is None else float(_scalar(v, what, pos))
+
+
+# ---------------------------------------------------------------- evaluation
+
+class Evaluator:
+    """Runs postfix code with graph nodes as values."""
+
+    def __init__(self, graph, env):
+        self.graph, self.env = graph, env
+        self._code = {}
+
+    def code(self, tree):
+        hit = self._code.get(id(tree))
+        if hit is None or hit[0] is not tree:
+            hit = self._code[id(tree)] = (tree, compile_expr(tree))
+        return hit[1]
+
+    def array(self, v, pos=None):
+        """A value used as an array: lists become stacked arrays."""
+        if isinstance(v, Node):
+            return v
+        if isinstance(v, Seq):
+            # flatten nested lists iteratively: stack innermost first
+            return self._stack_seq(v, pos)
+        return self.graph.const(v, pos)
+
+    def _stack_seq(self, seq, pos):
+        g = self.graph
+        if not seq:
+            return g.const(np.zeros((0,)), pos)
+        order, todo = [], [seq]
+        while todo:    # post-order over nested lists without recursion
+            s = todo.pop()
+            order.append(s)
+            todo.extend(x for x in s if isinstance(x, Seq))
+        done = {}
+        for s in reversed(order):
+            items = [done[id(x)] if isinstance(x, Seq) else self.array(x, pos) for x in s]
+            shapes = {tuple(i.shape) for i in items}
+            if len(shapes) > 1:
+                raise ShapeError("the items of a list have different shapes: "
+                                 + ", ".join(str(tuple(i.shape)) for i in items), pos=pos)
+            g.pos = pos
+            if all(i.op is None and not i.is_input for i in items):
+                done[id(s)] = g.const(np.stack([i.value for i in items]) if items else np.zeros(0), pos)
+            else:
+                done[id(s)] = g.emit("stack", *items)
+        return done[id(seq)]
+
+    def run(self, tree):
+        stack = []
+        g = self.graph
+        for kind, pos, arg in self.code(tree):
+            if kind == "num":
+                stack.append(g.const(arg, pos))
+            elif kind == "name":
+                stack.append(self.lookup(arg, pos))
+            elif kind == "binary":
+                b = self.array(stack.pop(), pos)
+                a = self.array(stack.pop(), pos)
+                g.pos = pos
+                stack.append(g.emit(BINARY[arg], a, b))
+            elif kind == "unary":
+                a = self.array(stack.pop(), pos)
+                g.pos = pos
+                stack.append(a if arg == "+" else g.emit(UNARY[arg], a))
+            elif kind == "call":
+                fname, nargs, kwnames = arg
+                kwvals = [stack.pop() for _ in kwnames][::-1]
+                args = [stack.pop() for _ in range(nargs)][::-1]
+                stack.append(self.call(fname, args, list(zip(kwnames, kwvals)), pos))
+            elif kind == "seq":
+                items = [stack.pop() for _ in range(arg)][::-1]
+                stack.append(Seq(items))
+            elif kind == "index":
+                parts = []
+                for spec in reversed(arg):
+                    if spec is None:
+                        parts.append(stack.pop())
+                    else:
+                        vals = [stack.pop() if present else None for present in reversed(spec)][::-1]
+                        parts.append(slice(*(None if v is None else _int(v, "a slice bound", pos)
+                                             for v in vals)))
+                parts.reverse()
+                base = self.array(stack.pop(), pos)
+                stack.append(self.index(base, parts, pos))
+            elif kind == "attr":
+                base = self.array(stack.pop(), pos)
+                if arg not in ATTRIBUTES:
+                    raise UnknownNameError(f"unknown attribute '.{arg}'", pos=pos,
+                                           hint="the only attribute is .T (transpose)")
+                g.pos = pos
+                stack.append(g.emit(ATTRIBUTES[arg], base))
+        return stack.pop()
+
+    def lookup(self, name, pos):
+        v = self.env.get(name)
+        if v is not None:
+            return v
+        if name in CONSTANTS:
+            return self.graph.const(CONSTANTS[name], pos)
+        if name in CALLABLE:
+            raise UnknownNameError(f"'{name}' is a function; call it as {name}(...)", pos=pos)
+        known = list(self.env) + list(CONSTANTS)
+        raise UnknownNameError(f"unknown name '{name}'", pos=pos, hint=suggest(name, known))
+
+    def index(self, base, parts, pos):
+        key = []
+        for p in parts:
+            if isinstance(p, slice):
+                key.append(p)
+            elif isinstance(p, Node) and p.ndim == 0:
+                key.append(_int(p, "an index", pos))
+            else:
+                raise InputError("indices must be integers or slices", pos=pos)
+        self.graph.pos = pos
+        return self.graph.emit("index", base, key=tuple(key))
+
+    def call(self, fname, args, kwargs, pos):
+        entry = CALLABLE.get(fname)
+        if entry is None:
+            raise UnknownNameError(f"unknown function '{fname}'", pos=pos,
+                                   hint=suggest(fname, CALLABLE) or "`adcli ops` lists the functions")
+        g = self.graph
+        if entry.variadic_elementwise and len(args) >= 2 and not kwargs:
+            # max(a, b, c) is elementwise: maximum(maximum(a, b), c)
+            out = self.array(args[0], pos)
+            for a in args[1:]:
+                g.pos = pos
+                out = g.emit(entry.variadic_elementwise, out, self.array(a, pos))
+            return out
+        params = list(entry.args)
+        if entry.arity is None:            # concat([a, b], axis=0)
+            if not args or not isinstance(args[0], Seq):
+                raise InputError(f"{fname} takes a list of arrays: {fname}([a, b], ...)", pos=pos)
+            arrays, rest = [self.array(a, pos) for a in args[0]], args[1:]
+            if not arrays:
+                raise InputError(f"{fname} needs at least one array", pos=pos)
+        else:
+            arrays, rest = list(args[:len(params)]), args[len(params):]
+        names = list(entry.attrs)
+        if len(rest) > len(names):
+            raise InputError(f"{fname}() takes at most {len(params) + len(names)} arguments, "
+                             f"got {len(args)}", pos=pos, hint=f"usage: {signature(entry)}")
+        given = dict(zip(names, rest))
+        for key, v in kwargs:
+            if key in given or (key in params and params.index(key) < len(arrays)):
+                raise InputError(f"{fname}() got '{key}' twice", pos=pos)
+            if key in params and entry.arity is not None:
+                arrays.extend([None] * (params.index(key) + 1 - len(arrays)))
+                arrays[params.index(key)] = v
+            elif key in names:
+                given[key] = v
+            else:
+                raise InputError(f"{fname}() has no parameter '{key}'", pos=pos,
+                                 hint=suggest(key, names + params) or f"usage: {signature(entry)}")
+        if entry.arity is not None and (len(arrays) < len(params) or any(a is None for a in arrays)):
+            missing = [p for i, p in enumerate(params) if i >= len(arrays) or arrays[i] is None]
+            raise InputError(f"{fname}() is missing {', '.join(missing)}", pos=pos,
+                             hint=f"usage: {signature(entry)}")
+        attrs = {}
+        for key, default in entry.attrs.items():
+            if key in given:
+                attrs[key] = static(key, given[key], pos)
+            elif default is REQUIRED:
+                raise InputError(f"{fname}() is missing '{key}'", pos=pos,
+                                 hint=f"usage: {signature(entry)}")
+            elif default is not None:
+                attrs[key] = default
+        arrays = [self.array(a, pos) for a in arrays]
+        g.pos = pos
+        return g.emit(entry.name, *arrays, **attrs)
+
+
+def signature(entry):
+    parts = [("[" + a[1:] + ", ...]") if a.startswith("*") else a for a in entry.args]
+    parts += [k if v is REQUIRED else f"{k}={v}" for k, v in entry.attrs.items()]
+    return f"{entry.name}({', '.join(parts)})"
+
+
+def to_array(graph, value, pos=None):
+    """Any value of the language as a node (lists stacked)."""
+    return Evaluator(graph, {}).array(value, pos)

@@ -1,0 +1,120 @@
+"""Values given on the command line: `--at x=2,y=[1,2]` and `x=@data.npy`."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from .errors import AdcliError, InputError, LimitError
+
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789")
+
+
+def split_top_level(text):
+    """Split on commas that are not inside brackets or parentheses."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p for p in (s.strip() for s in parts) if p]
+
+
+def parse_assignments(items):
+    """['x=2,y=[1,2]', 'z=@f.npy'] -> {'x': '2', 'y': '[1,2]', 'z': '@f.npy'} (text values)."""
+    out = {}
+    for item in items:
+        for part in split_top_level(item):
+            name, eq, value = part.partition("=")
+            name = name.strip()
+            if not eq or not value.strip():
+                raise InputError(f"--at expects NAME=VALUE, got '{part}'",
+                                 hint="for example --at x=2,y=[1,2,3]")
+            if not name or name[0].isdigit() or set(name) - NAME_CHARS:
+                raise InputError(f"--at: '{name}' is not a valid name")
+            if name in out:
+                raise InputError(f"--at gives '{name}' twice")
+            out[name] = value.strip()
+    return out
+
+
+def evaluate_constant(text, dtype, limits, name):
+    """A value written in the language: a number, a list, linspace(0,1,5), pi/4, ..."""
+    from .graph import Graph
+    from .parse import parse
+    from .trace import Evaluator
+    graph = Graph(dtype=dtype, limits=limits)
+    try:
+        tree = parse(text)
+        node = Evaluator(graph, {}).array(Evaluator(graph, {}).run(tree))
+    except AdcliError as e:
+        e.message = f"in the value of '{name}': {e.message}"
+        e.located(text, f"--at {name}")
+        e.filename = f"--at {name}"
+        raise
+    return np.asarray(node.value)
+
+
+def load_file(path, limits, name):
+    """Read an array from .npy, .csv, .txt or .json. Only the file named is read."""
+    if not os.path.isfile(path):
+        raise InputError(f"--at {name}=@{path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(f))
+            _check_size(math.prod(shape), limits, name)
+            if dtype.kind not in "biuf":
+                raise InputError(f"--at {name}=@{path}: holds {dtype}, not numbers")
+            return np.load(path, allow_pickle=False)
+        size = os.path.getsize(path)
+        if size > 32 * limits.max_elements + 1024:
+            raise LimitError(f"--at {name}=@{path}: the file is too large ({size:,} bytes)")
+        if ext == ".json":
+            with open(path) as f:
+                data = json.load(f)
+            arr = np.asarray(data, dtype=np.float64)
+        elif ext in (".csv", ".txt", ".tsv", ".dat", ""):
+            with open(path) as f:
+                text = f.read()
+            delim = "," if ext == ".csv" or ("," in text and ext != ".tsv") else None
+            arr = np.loadtxt(path, delimiter=delim, ndmin=1, comments="#")
+        else:
+            raise InputError(f"--at {name}=@{path}: unknown file type '{ext}'",
+                             hint="use .npy, .csv, .txt or .json")
+    except (ValueError, TypeError, OSError) as e:
+        raise InputError(f"--at {name}=@{path}: cannot read it: {e}") from None
+    _check_size(arr.size, limits, name)
+    return arr
+
+
+def _check_size(n, limits, name):
+    if n > limits.max_elements:
+        raise LimitError(f"--at {name}: {n:,} elements; the limit is {limits.max_elements:,}",
+                         hint="raise it with --max-elements")
+
+
+def resolve(items, dtype, limits):
+    """--at items to arrays, by name, in the order given."""
+    out = {}
+    for name, text in parse_assignments(items).items():
+        if text.startswith("@"):
+            arr = load_file(text[1:], limits, name)
+        else:
+            arr = evaluate_constant(text, dtype, limits, name)
+        if arr.dtype == bool:
+            arr = arr.astype(dtype)
+        out[name] = arr
+    return out
