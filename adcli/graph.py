@@ -172,9 +172,11 @@ class Graph:
                 return
         except (ValueError, TypeError) as e:
             what = " and ".join(str(tuple(s)) for s in shapes)
-            detail = str(e) if entry.kind not in ("elementwise", "comparison") else "they do not broadcast"
-            raise ShapeError(f"{entry.label}: {'shapes ' + what + ': ' if shapes else ''}{detail}",
-                             pos=self.pos) from None
+            if entry.kind in ("elementwise", "comparison") or entry.name == "where":
+                message = f"{entry.label}: shapes {what} do not broadcast"
+            else:
+                message = f"{entry.label}: {e}" + (f" (shapes {what})" if len(shapes) > 1 else "")
+            raise ShapeError(message, pos=self.pos) from None
         n = math.prod(shape)
         if n > self.limits.max_elements:
             raise LimitError(

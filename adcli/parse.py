@@ -55,7 +55,7 @@ class Builder:
         args, kwargs = [], []
         for a in arguments or ():
             if a[0] == "keyword":
-                kwargs.append(a[1:])
+                kwargs.append((a[2], a[1], a[3]))   # (name, pos, value)
             elif kwargs:
                 raise ParseError("a positional argument follows a keyword argument", pos=a[1])
             else:

@@ -48,7 +48,7 @@ def children(node):
 def _instruction(node):
     kind, pos = node[0], node[1]
     if kind == "call":
-        return ("call", pos, (node[2], len(node[3]), [(kw[0], kw[1]) for kw in node[4]]))
+        return ("call", pos, (node[2], len(node[3]), [kw[0] for kw in node[4]]))
     if kind in ("list", "tuple"):
         return ("seq", pos, len(node[2]))
     if kind == "index":
