@@ -9,7 +9,7 @@ from . import autodiff
 from .errors import AdcliError, InputError, UnknownNameError, suggest
 from .graph import Graph, Limits, Node
 from .parse import parse
-from .trace import CONSTANTS, Evaluator, first_use, free_names
+from .trace import CONSTANTS, Evaluator, check_calls, first_use, free_names
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -45,6 +45,7 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None):
     limits = limits or Limits()
     try:
         tree = parse(source)
+        check_calls(tree)
         names = free_names(tree)
         given = [n for n in names if n in values]
         missing = [n for n in names if n not in values and n not in CONSTANTS]

@@ -59,8 +59,16 @@ def _instruction(node):
     return (kind, pos, node[2])   # num, name
 
 
+_CODE = {}   # id(tree) -> (tree, code): trees are nested tuples, too deep to hash
+
+
 def compile_expr(tree):
-    """Postfix code for a syntax tree, built with an explicit stack."""
+    """Postfix code for a syntax tree, built once with an explicit stack."""
+    hit = _CODE.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    if len(_CODE) > 4096:
+        _CODE.clear()
     code, stack = [], [(tree, False)]
     while stack:
         node, ready = stack.pop()
@@ -69,6 +77,7 @@ def compile_expr(tree):
             continue
         stack.append((node, True))
         stack.extend((k, False) for k in reversed(children(node)))
+    _CODE[id(tree)] = (tree, code)
     return code
 
 
@@ -79,6 +88,14 @@ def free_names(tree):
         if kind == "name" and arg not in seen:
             seen.append(arg)
     return seen
+
+
+def check_calls(tree):
+    """Report a call of an unknown function before anything else is looked at."""
+    for kind, pos, arg in compile_expr(tree):
+        if kind == "call" and arg[0] not in CALLABLE:
+            raise UnknownNameError(f"unknown function '{arg[0]}'", pos=pos,
+                                   hint=suggest(arg[0], CALLABLE) or "`adcli ops` lists the functions")
 
 
 def first_use(tree, name):
@@ -134,13 +151,6 @@ class Evaluator:
 
     def __init__(self, graph, env):
         self.graph, self.env = graph, env
-        self._code = {}
-
-    def code(self, tree):
-        hit = self._code.get(id(tree))
-        if hit is None or hit[0] is not tree:
-            hit = self._code[id(tree)] = (tree, compile_expr(tree))
-        return hit[1]
 
     def array(self, v, pos=None):
         """A value used as an array: lists become stacked arrays."""
@@ -177,7 +187,7 @@ class Evaluator:
     def run(self, tree):
         stack = []
         g = self.graph
-        for kind, pos, arg in self.code(tree):
+        for kind, pos, arg in compile_expr(tree):
             if kind == "num":
                 stack.append(g.const(arg, pos))
             elif kind == "name":

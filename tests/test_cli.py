@@ -1,0 +1,205 @@
+"""The command line, through typer's test runner: outputs, files, errors, exit codes."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adcli import __version__
+from adcli.cli import app
+
+runner = CliRunner()
+
+
+def adcli(*args, input=None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def ok(*args, input=None):
+    r = adcli(*args, input=input)
+    assert r.exit_code == 0, r.output + r.stderr
+    return r.stdout
+
+
+def fails(*args, code=2, input=None):
+    r = adcli(*args, input=input)
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output + r.stderr
+    return r.stderr
+
+
+# ---------------------------------------------------------------- outputs
+
+def test_grad_plain_output():
+    assert ok("grad", "x*(x+y)", "--at", "x=2,y=3") == "value\t10.0\nd/dx\t7.0\nd/dy\t2.0\n"
+
+
+def test_eval_plain_output_is_the_value_alone():
+    assert ok("eval", "x*(x+y)", "--at", "x=2,y=3") == "10.0\n"
+    assert ok("eval", "linspace(0, 1, 5)") == "[0.0, 0.25, 0.5, 0.75, 1.0]\n"
+
+
+def test_json_output():
+    obj = json.loads(ok("grad", "x*(x+y)", "--at", "x=2,y=3", "--json"))
+    assert obj == {"expr": "x*(x+y)", "value": 10.0, "grad": {"x": 7.0, "y": 2.0},
+                   "dtype": "float64", "device": "cpu"}
+    obj = json.loads(ok("eval", "[1, 2] / x", "--at", "x=0", "--json"))
+    assert obj["value"] == ["inf", "inf"] and "grad" not in obj
+    obj = json.loads(ok("grad", "sum(A @ x)", "--at", "A=[[1,2],[3,4]]", "--at", "x=[1,1]", "--json"))
+    assert obj["grad"]["A"] == [[1.0, 1.0], [1.0, 1.0]] and obj["grad"]["x"] == [4.0, 6.0]
+
+
+def test_nan_in_json_is_a_string():
+    obj = json.loads(ok("eval", "log(x)", "--at", "x=[-1, 0]", "--json"))
+    assert obj["value"] == ["nan", "-inf"]
+
+
+def test_wrt_and_dtype():
+    out = ok("grad", "x*y", "--at", "x=2,y=3", "--wrt", "y", "--dtype", "float32", "--json")
+    obj = json.loads(out)
+    assert obj["grad"] == {"y": 2.0} and obj["dtype"] == "float32"
+
+
+def test_at_values_are_constant_expressions():
+    out = ok("grad", "sum(x*y)", "--at", "x=[1,2,3],y=pi/4", "--json")
+    obj = json.loads(out)
+    assert obj["grad"]["y"] == 6.0
+    assert obj["grad"]["x"] == [np.pi / 4] * 3
+    out = ok("eval", "sum(x)", "--at", "x=linspace(0,1,5)")
+    assert out == "2.5\n"
+    assert ok("eval", "x", "--at", "x=-1.5e-3") == "-0.0015\n"
+
+
+def test_stdin_expression():
+    assert ok("grad", "-", "--at", "x=3", input="x**2\n") == "value\t9.0\nd/dx\t6.0\n"
+
+
+def test_version_and_help():
+    assert ok("--version").strip() == f"adcli {__version__}"
+    assert "grad" in ok("--help") and "eval" in ok("--help")
+
+
+def test_ops_lists_functions_with_conventions():
+    out = ok("ops")
+    rows = {line.split("\t")[0]: line.split("\t") for line in out.splitlines()}
+    assert "sin" in rows and "logsumexp" in rows and "mul0" not in rows
+    assert "abs'(0) = 0" in rows["abs"][-1]
+    entries = json.loads(ok("ops", "--json"))
+    assert {"name", "usage", "derivative"} <= set(entries[0])
+
+
+# ---------------------------------------------------------------- files
+
+def test_input_files(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([1.0, 2.0, 3.0]))
+    (tmp_path / "x.csv").write_text("1,2,3\n")
+    (tmp_path / "x.txt").write_text("1 2 3\n")
+    (tmp_path / "x.json").write_text("[1, 2, 3]")
+    for name in ("x.npy", "x.csv", "x.txt", "x.json"):
+        out = ok("grad", "sum(x**2)", "--at", f"x=@{tmp_path / name}")
+        assert out == "value\t14.0\nd/dx\t[2.0, 4.0, 6.0]\n", name
+
+
+def test_bad_input_files(tmp_path):
+    assert "no such file" in fails("eval", "x", "--at", f"x=@{tmp_path}/missing.npy")
+    (tmp_path / "bad.json").write_text("{\"a\": 1}")
+    assert "cannot read" in fails("eval", "x", "--at", f"x=@{tmp_path}/bad.json")
+    np.save(tmp_path / "big.npy", np.zeros(1000))
+    assert "limit" in fails("eval", "x", "--at", f"x=@{tmp_path}/big.npy", "--max-elements", "10")
+
+
+def test_out_files(tmp_path):
+    ok("grad", "sum(x*y)", "--at", "x=[1,2],y=3", "--out", str(tmp_path / "r.npz"))
+    with np.load(tmp_path / "r.npz") as z:
+        assert z["value"] == 9 and list(z["grad_x"]) == [3, 3] and z["grad_y"] == 3
+    ok("grad", "sum(x**2)", "--at", "x=[1,2]", "--out", str(tmp_path / "g.npy"))
+    assert list(np.load(tmp_path / "g.npy")) == [2, 4]
+    ok("grad", "sum(x**2)", "--at", "x=[1,2]", "--out", str(tmp_path / "r.csv"))
+    assert (tmp_path / "r.csv").read_text().splitlines() == [
+        "name,index,value", "value,,5.0", "grad_x,0,2.0", "grad_x,1,4.0"]
+    ok("grad", "sum(x**2)", "--at", "x=[1,2]", "--out", str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text())["grad"]["x"] == [2.0, 4.0]
+
+
+def test_large_arrays_are_complete_in_pipes():
+    out = ok("eval", "arange(2000)")
+    assert len(json.loads(out)) == 2000
+
+
+# ---------------------------------------------------------------- errors
+
+def test_parse_error_shows_caret_and_expectation():
+    err = fails("grad", "x*(x+", "--at", "x=1")
+    assert "syntax error: unexpected end of input" in err
+    assert "   | x*(x+\n   |      ^" in err
+    assert "expected" in err and "a number" in err
+
+
+def test_unknown_function_suggests():
+    err = fails("grad", "sine(x)", "--at", "x=1")
+    assert "unknown function 'sine'" in err and "did you mean 'sin'?" in err
+
+
+def test_shape_mismatch_names_operator_shapes_and_place():
+    err = fails("grad", "sum(x + y)", "--at", "x=[1,2,3],y=[1,2]")
+    assert "+: shapes (3,) and (2,) do not broadcast" in err
+    assert "column 7" in err
+
+
+def test_grad_of_non_scalar_suggests_sum():
+    err = fails("grad", "x*2", "--at", "x=[1,2]")
+    assert "scalar" in err and "sum(" in err
+
+
+def test_missing_and_extra_values():
+    err = fails("grad", "x*y*z", "--at", "x=1")
+    assert "no value for 'y', 'z'" in err
+    err = fails("grad", "value*2", "--at", "valeu=1")
+    assert "no value for 'value'" in err
+    err = fails("grad", "value*2", "--at", "value=1,valeu=1")
+    assert "no name 'valeu'" in err and "value" in err
+
+
+def test_bad_at_syntax():
+    assert "NAME=VALUE" in fails("grad", "x", "--at", "x")
+    assert "twice" in fails("grad", "x", "--at", "x=1,x=2")
+    assert "unknown dtype" in fails("grad", "x", "--at", "x=1", "--dtype", "float16")
+    assert "no input 'z'" in fails("grad", "x", "--at", "x=1", "--wrt", "z")
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("(" * 100_000 + "x" + ")" * 100_000, "nested more than"),
+    ("1" * 5000, "number literal of 5,000 characters"),
+    ("ones(10**12)", "1,000,000,000,000 elements"),
+    ("__import__('os')", "unexpected character"),
+    ("__import__(os)", "unknown function '__import__'"),
+    ("x.__class__", "unknown attribute '.__class__'"),
+    ("open(x)", "unknown function 'open'"),
+])
+def test_hostile_inputs_fail_fast(expr, message):
+    err = fails("eval", expr, "--at", "x=1") if "x" in expr else fails("eval", expr)
+    assert message in err
+
+
+def test_huge_power_overflows_to_inf_with_a_warning():
+    r = adcli("eval", "9**9**9**9")
+    assert r.exit_code == 0 and r.stdout == "inf\n"
+    assert "first produced by pow" in r.stderr
+
+
+def test_element_limit_is_an_option():
+    assert "limit" in fails("eval", "sum(ones(1000))", "--max-elements", "100")
+    assert ok("eval", "sum(ones(1000))", "--max-elements", "1000") == "1000.0\n"
+
+
+def test_nan_provenance_is_reported():
+    r = adcli("grad", "sum(log(x - 1))", "--at", "x=[1, 2]")
+    assert r.exit_code == 0
+    assert "first produced by log" in r.stderr and "^" in r.stderr
+
+
+def test_static_arguments_must_be_integers():
+    assert "must be an integer" in fails("eval", "sum(x, axis=0.5)", "--at", "x=[1,2]")
+    assert "out of range" in fails("eval", "sum(x, axis=3)", "--at", "x=[1,2]")
+    assert "missing" in fails("eval", "clip(x)", "--at", "x=1")
+    assert "at most" in fails("eval", "sin(x, 1, 2)", "--at", "x=1")
