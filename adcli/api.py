@@ -98,11 +98,25 @@ def gradient(traced, wrt=None):
             res.notes.append(f"note: the value does not depend on '{w}'; its gradient is 0")
             g = traced.graph.xp.zeros(n.shape, dtype=traced.graph.dtype)
         res.grad[w] = g
-        if res.notes == [] or not any("gradient" in m and "nan" in m for m in res.notes):
-            if not bool(np.all(np.isfinite(g))) and np.all(np.isfinite(out.value)):
-                res.notes.append(f"warning: the gradient of '{w}' is not finite "
-                                 f"({_kinds(g)}) although the value is")
+    bad = [w for w, g in res.grad.items() if not bool(np.all(np.isfinite(g)))]
+    if bad and bool(np.all(np.isfinite(out.value))):
+        res.notes.append(_gradient_origin(traced, nodes, bad))
     return res
+
+
+def _gradient_origin(traced, nodes, bad):
+    """Say which rule first made a gradient non-finite, and where it sits in the source."""
+    msg = ("warning: the gradient of " + ", ".join(f"'{w}'" for w in bad)
+           + " is not finite although the value is")
+    hit = autodiff.first_nonfinite_cotangent(traced.graph, traced.output, nodes)
+    if hit is None:
+        return msg
+    node, i = hit
+    shown = ", ".join(_short(a.value) for a in node.args)
+    err = AdcliError(f"{msg}: the derivative of {node.op.name}({shown}) with respect to "
+                     f"argument {i + 1} is not finite there", pos=node.pos)
+    err.located(traced.source, traced.filename)
+    return err.render().replace("error: ", "", 1)
 
 
 def _kinds(a):

@@ -63,7 +63,20 @@ def vjp(graph, output, wrt, cotangent=None, *, create_graph=False):
     return out
 
 
-def _vjp(graph, output, wrt, cotangent, create_graph, safe):
+def first_nonfinite_cotangent(graph, output, wrt):
+    """The first rule application, walking back from the output, that turned a finite
+    cotangent into a NaN or an infinity: returns (node, argument number) or None."""
+    found = []
+
+    def watch(node, i, g, c):
+        xp = graph.xp
+        if not found and bool(xp.all(xp.isfinite(g))) and not bool(xp.all(xp.isfinite(c))):
+            found.append((node, i))
+    _vjp(graph, output, wrt, None, create_graph=False, safe=True, watch=watch)
+    return found[0] if found else None
+
+
+def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
     mode = _Mode(graph, create_graph, safe)
     wrt_ids = [w.id for w in wrt]
     need, lo = _needed(graph, output, wrt_ids)
@@ -99,6 +112,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe):
                 c = op.vjp[i](mode.ns, g, y, *args, **node.attrs)
             if tuple(c.shape) != tuple(a.shape):
                 c = mode.sum_to(c, a.shape)   # the adjoint of broadcasting
+            if watch is not None:
+                watch(node, i, g, c)
             prev = cts.get(a.id)
             cts[a.id] = c if prev is None else prev + c   # paths add up
     return [found.get(i) for i in wrt_ids]

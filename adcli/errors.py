@@ -1,8 +1,6 @@
 """Typed errors. The CLI turns each into one short message on stderr and an exit code."""
 from __future__ import annotations
 
-import difflib
-
 OK, CHECK_FAILED, BAD_INPUT, INTERNAL = 0, 1, 2, 3
 
 
@@ -67,5 +65,6 @@ class ValueError_(AdcliError):
 
 def suggest(name, candidates):
     """'did you mean ...?' for the closest known name, or ''."""
+    import difflib
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""

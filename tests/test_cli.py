@@ -198,6 +198,12 @@ def test_nan_provenance_is_reported():
     assert "first produced by log" in r.stderr and "^" in r.stderr
 
 
+def test_infinite_gradient_is_traced_to_its_rule():
+    r = adcli("grad", "x + sqrt(y)", "--at", "x=1,y=0")
+    assert r.exit_code == 0 and r.stdout == "value\t1.0\nd/dx\t1.0\nd/dy\tinf\n"
+    assert "derivative of sqrt(0.0)" in r.stderr and "column 5" in r.stderr
+
+
 def test_static_arguments_must_be_integers():
     assert "must be an integer" in fails("eval", "sum(x, axis=0.5)", "--at", "x=[1,2]")
     assert "out of range" in fails("eval", "sum(x, axis=3)", "--at", "x=[1,2]")
