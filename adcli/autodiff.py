@@ -141,9 +141,9 @@ def jvp(graph, output, wrt, tangents, *, create_graph=False):
                     continue
                 c = mode.times(ti, d if isinstance(d, str) else d(mode.ns, y, *args))
                 out = c if out is None else out + c
-            if tuple(out.shape) != tuple(node.shape):   # a broadcast input's tangent
-                out = mode.ns.broadcast_to(out, shape=node.shape)
         else:
             out = op.jvp(mode.ns, t, y, *args, **node.attrs)
+        if tuple(out.shape) != tuple(node.shape):   # the tangent of a broadcast input
+            out = mode.ns.broadcast_to(out, shape=node.shape)
         tans[node.id] = out
     return tans.get(output.id)

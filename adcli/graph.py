@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import LimitError, ShapeError, ValueError_
-from .ops import OPS, REQUIRED
+from .ops import OPS
 
 
 @dataclass
@@ -185,11 +185,6 @@ class Graph:
                 hint="raise it with --max-elements")
 
 
-def op_attrs(entry):
-    """The static parameters of an op, in order, with REQUIRED for those without default."""
-    return list(entry.attrs.items())
-
-
 def reachable(outputs):
     """Ids of the nodes the outputs depend on, in topological (creation) order."""
     seen, stack = set(), [o for o in outputs]
@@ -218,4 +213,4 @@ def format_ir(graph, outputs):
     return "\n".join(lines)
 
 
-__all__ = ["Graph", "Node", "Limits", "reachable", "format_ir", "REQUIRED", "op_attrs"]
+__all__ = ["Graph", "Node", "Limits", "reachable", "format_ir"]

@@ -352,7 +352,7 @@ op("atan2", args=("a", "b"), fwd=lambda xp, a, b: xp.arctan2(a, b),
 def _where_jvp(ns, t, y, c, a, b):
     ta = t[1] if t[1] is not None else 0.0
     tb = t[2] if t[2] is not None else 0.0
-    return ns.where(c, ta, tb) + 0.0 * y
+    return ns.where(c, ta, tb)
 
 
 op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b),

@@ -100,15 +100,15 @@ _TERMINALS = {"NUMBER": "a number", "NAME": "a name", "ADD_OP": "'+' or '-'",
 _parsers = {}
 
 
-def parser(start="expr"):
+def parser(grammar="expr"):
     """The LALR parser for a grammar file, built once and cached on disk by Lark."""
-    if start not in _parsers:
+    if grammar not in _parsers:
         from lark import Lark
-        path = grammar_dir() / f"{start}.lark"
-        _parsers[start] = Lark(path.read_text(), parser="lalr", transformer=Builder(),
+        path = grammar_dir() / f"{grammar}.lark"
+        _parsers[grammar] = Lark(path.read_text(), parser="lalr", transformer=Builder(),
                                maybe_placeholders=True, cache=_cache_file(path),
                                import_paths=[str(path.parent)])
-    return _parsers[start]
+    return _parsers[grammar]
 
 
 def _cache_file(path):
@@ -127,7 +127,7 @@ def _cache_file(path):
 
 def check_nesting(text):
     """Refuse absurdly deep brackets before parsing (fast, and a clear message)."""
-    depth, worst, line, col, where = 0, 0, 1, 0, None
+    depth, line, col = 0, 1, 0
     for ch in text:
         col += 1
         if ch == "\n":
@@ -139,16 +139,15 @@ def check_nesting(text):
                                  pos=(line, col, 1), hint="simplify the expression")
         elif ch in ")]":
             depth -= 1
-    return worst, where
 
 
-def parse(text, start="expr"):
+def parse(text, grammar="expr"):
     """Parse source text into a syntax tree, or raise ParseError with a located message."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
     if len(text) > MAX_SOURCE:
         raise LimitError(f"the source has {len(text):,} characters; the limit is {MAX_SOURCE:,}")
     check_nesting(text)
-    p = parser(start)
+    p = parser(grammar)
     try:
         return p.parse(text)
     except VisitError as e:   # an error raised by a Builder method
