@@ -63,7 +63,7 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None):
         graph = Graph(dtype=check_dtype(dtype), limits=limits)
         inputs = {n: graph.input(n, values[n], pos=first_use(tree, n)) for n in given}
         out = Evaluator(graph, inputs)
-        output = out.array(out.run(tree))
+        output = out.array(out.run(tree), tree[1])
     except AdcliError as e:
         raise e.located(source, filename)
     return Traced(source, graph, output, inputs, filename)

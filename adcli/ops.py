@@ -440,7 +440,7 @@ op("mean", expand=lambda ns, x, axis=None, keepdims=False:
    ns.sum(x, axis=axis, keepdims=keepdims) * (1.0 / max(_count(x, axis), 1)), **R)
 op("var", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
    ns.sum(ns.square(x - ns.mean(x, axis=axis, keepdims=True)), axis=axis, keepdims=keepdims)
-   * (1.0 / max(_count(x, axis) - ddof, 1)),
+   * (1.0 / (_count(x, axis) - ddof) if _count(x, axis) > ddof else math.nan),
    **{**R, "attrs": {"axis": None, "keepdims": False, "ddof": 0}})
 op("std", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
    ns.sqrt(ns.var(x, axis=axis, keepdims=keepdims, ddof=ddof)),
