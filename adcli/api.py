@@ -9,7 +9,7 @@ from . import autodiff
 from .errors import AdcliError, InputError, UnknownNameError, suggest
 from .graph import Graph, Limits, Node
 from .parse import parse
-from .trace import CONSTANTS, Evaluator, check_calls, first_use, free_names
+from .trace import CALLABLE, CONSTANTS, Evaluator, check_calls, first_use, free_names
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -49,6 +49,14 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None):
         names = free_names(tree)
         given = [n for n in names if n in values]
         missing = [n for n in names if n not in values and n not in CONSTANTS]
+        for extra in values:
+            if extra not in names and suggest(extra, missing):
+                raise UnknownNameError(f"--at {extra}: the expression has no name '{extra}'",
+                                       hint=suggest(extra, missing))
+        for name in missing:
+            if name in CALLABLE:
+                raise UnknownNameError(f"'{name}' is a function; call it as {name}(...)",
+                                       pos=first_use(tree, name))
         if missing:
             raise InputError("no value for " + ", ".join(f"'{n}'" for n in missing),
                              pos=first_use(tree, missing[0]),
@@ -56,7 +64,7 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None):
                              + ",".join(f"{n}=..." for n in missing))
         for extra in values:
             if extra not in names:
-                close = suggest(extra, [n for n in names if n not in values])
+                close = suggest(extra, names)
                 raise UnknownNameError(f"--at {extra}: the expression has no name '{extra}'",
                                        hint=close or ("its names are " + ", ".join(names)
                                                       if names else "it has no names"))
@@ -90,12 +98,16 @@ def gradient(traced, wrt=None):
     if out.dtype.kind != "f":
         raise InputError("the value is a boolean and has no derivative")
     nodes = [traced.inputs[w] for w in wrt]
-    cts = autodiff.vjp(traced.graph, out, nodes)
+    try:
+        cts = autodiff.vjp(traced.graph, out, nodes)
+    except AdcliError as e:
+        raise e.located(traced.source, traced.filename)
     res = evaluate(traced)
     res.grad = {}
     for w, n, g in zip(wrt, nodes, cts):
         if g is None:
-            res.notes.append(f"note: the value does not depend on '{w}'; its gradient is 0")
+            res.notes.append(f"note: no derivative reaches '{w}' (the value does not depend on it, "
+                             "or only through steps with derivative 0); its gradient is 0")
             g = traced.graph.xp.zeros(n.shape, dtype=traced.graph.dtype)
         res.grad[w] = g
     bad = [w for w, g in res.grad.items() if not bool(np.all(np.isfinite(g)))]

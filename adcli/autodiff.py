@@ -11,6 +11,9 @@ namespace, so the derivative is itself a graph that can be differentiated again.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from .errors import ValueError_
 from .ops import IDENTITY, NEGATE, sum_to_shape
 
 
@@ -101,15 +104,13 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
         for i, a in enumerate(node.args):
             if a.id not in need:
                 continue
-            if op.partials is not None:
-                d = op.partials[i]
-                c = mode.times(g, d if isinstance(d, str) else d(mode.ns, y, *args))
-            elif op.arity is None:
-                c = op.vjp[0](mode.ns, g, y, *args, argnum=i, **node.attrs)
-            elif op.vjp[i] is None:
+            try:
+                c = _rule(mode, op, i, g, y, args, node.attrs)
+            except np.linalg.LinAlgError as e:
+                raise ValueError_(f"the derivative of {op.name} is undefined here: {e}",
+                                  pos=node.pos) from None
+            if c is None:
                 continue
-            else:
-                c = op.vjp[i](mode.ns, g, y, *args, **node.attrs)
             if tuple(c.shape) != tuple(a.shape):
                 c = mode.sum_to(c, a.shape)   # the adjoint of broadcasting
             if watch is not None:
@@ -117,6 +118,18 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
             prev = cts.get(a.id)
             cts[a.id] = c if prev is None else prev + c   # paths add up
     return [found.get(i) for i in wrt_ids]
+
+
+def _rule(mode, op, i, g, y, args, attrs):
+    """The cotangent that node (op, args) -> y hands to argument i."""
+    if op.partials is not None:
+        d = op.partials[i]
+        return mode.times(g, d if isinstance(d, str) else d(mode.ns, y, *args))
+    if op.arity is None:
+        return op.vjp[0](mode.ns, g, y, *args, argnum=i, **attrs)
+    if op.vjp[i] is None:
+        return None
+    return op.vjp[i](mode.ns, g, y, *args, **attrs)
 
 
 def jvp(graph, output, wrt, tangents, *, create_graph=False):

@@ -63,7 +63,8 @@ def _run(debug, work):
             return work()
     except AdcliError as e:
         if debug:
-            raise
+            import traceback
+            traceback.print_exc()
         print(e.render(), file=sys.stderr)
         raise typer.Exit(e.exit_code)
     except (typer.Exit, KeyboardInterrupt):
@@ -105,8 +106,8 @@ def _trace(expr, at, dtype, max_elements, max_nodes):
     return api.trace(source, vals, dtype=dtype, limits=limits, filename=filename)
 
 
-@app.command("eval")
-def eval_(expr: str = typer.Argument(..., help="The expression, or - to read it from stdin."),
+@app.command("eval", context_settings={"ignore_unknown_options": True})
+def eval_(expr: str = typer.Argument(..., metavar="EXPR", help="The expression, or - to read it from stdin."),
           at: Optional[List[str]] = AT, dtype: str = DTYPE, json: bool = JSON,
           plain: bool = PLAIN, out: Optional[str] = OUT, max_elements: int = MAX_ELEMENTS,
           max_nodes: int = MAX_NODES, debug: bool = DEBUG):
@@ -121,8 +122,8 @@ def eval_(expr: str = typer.Argument(..., help="The expression, or - to read it 
     _run(debug, work)
 
 
-@app.command()
-def grad(expr: str = typer.Argument(..., help="The expression, or - to read it from stdin."),
+@app.command(context_settings={"ignore_unknown_options": True})
+def grad(expr: str = typer.Argument(..., metavar="EXPR", help="The expression, or - to read it from stdin."),
          at: Optional[List[str]] = AT,
          wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...",
                                            help="Inputs to differentiate (default: all)."),
@@ -137,13 +138,15 @@ def grad(expr: str = typer.Argument(..., help="The expression, or - to read it f
 
     def work():
         traced = _trace(expr, at, dtype, max_elements, max_nodes)
-        names = [w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None
+        names = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
+        if names is not None and (not names or len(set(names)) != len(names)):
+            raise InputError(f"--wrt '{wrt}': give each input once, separated by commas")
         _show(api.gradient(traced, names), json, plain, out)
     _run(debug, work)
 
 
 @app.command()
-def ops(json: bool = JSON):
+def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of the ops.")):
     """List the functions and operators, their arguments and derivative conventions."""
     from .ops import public_ops
     from .trace import signature

@@ -26,7 +26,7 @@ class AdcliError(Exception):
         lines = [head]
         if self.pos and self.source is not None:
             line, col, width = self.pos
-            where = f"{self.filename + ':' if self.filename else ''}line {line}, column {col}"
+            where = f"{self.filename + ', ' if self.filename else ''}line {line}, column {col}"
             text = self.source.splitlines()[line - 1] if self.source.splitlines() else ""
             # keep very long lines readable: a window around the column
             start = max(0, col - 60)

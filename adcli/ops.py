@@ -437,7 +437,8 @@ def _count(x, axis):
 
 
 op("mean", expand=lambda ns, x, axis=None, keepdims=False:
-   ns.sum(x, axis=axis, keepdims=keepdims) * (1.0 / max(_count(x, axis), 1)), **R)
+   ns.sum(x, axis=axis, keepdims=keepdims) * (1.0 / _count(x, axis) if _count(x, axis) else math.nan),
+   **R)
 op("var", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
    ns.sum(ns.square(x - ns.mean(x, axis=axis, keepdims=True)), axis=axis, keepdims=keepdims)
    * (1.0 / (_count(x, axis) - ddof) if _count(x, axis) > ddof else math.nan),
@@ -541,7 +542,7 @@ op("sum_to", fwd=lambda xp, x, shape=(): sum_to_shape(xp, x, shape), attrs={"sha
    kind="internal", internal=True,
    vjp=(lambda ns, g, y, x, shape=(): ns.broadcast_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.sum_to(t[0], shape=shape))
-op("index", fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="shape",
+op("index", fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="shape", internal=True,
    vjp=(lambda ns, g, y, x, key=(): ns.unindex(g, key=key, shape=x.shape),),
    jvp=lambda ns, t, y, x, key=(): ns.index(t[0], key=key),
    shape=lambda s, key=(): index_key(key, s), doc="x[i], x[a:b:c], A[:, j]")

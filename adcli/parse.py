@@ -14,6 +14,7 @@ from .errors import LimitError, ParseError
 MAX_SOURCE = 10_000_000     # characters
 MAX_NESTING = 200           # brackets inside brackets
 MAX_LITERAL = 100           # characters in one number
+MAX_NAME = 100              # characters in one name
 
 _HERE = Path(__file__).resolve().parent
 
@@ -25,6 +26,13 @@ def grammar_dir():
         if (d / "expr.lark").is_file():
             return d
     raise FileNotFoundError("adcli's grammar files are missing from the installation")
+
+
+def _short_name(tok):
+    if len(tok) > MAX_NAME:
+        raise LimitError(f"a name of {len(tok):,} characters; the limit is {MAX_NAME}",
+                         pos=(tok.line, tok.column, 40))
+    return tok
 
 
 def _pos(tok):
@@ -42,7 +50,7 @@ class Builder:
         return ("num", _pos(tok), float(tok))
 
     def name(self, c):
-        return ("name", _pos(c[0]), str(c[0]))
+        return ("name", _pos(_short_name(c[0])), str(c[0]))
 
     def binary(self, c):
         return ("binary", _pos(c[1]), str(c[1]), c[0], c[2])
@@ -52,6 +60,7 @@ class Builder:
 
     def call(self, c):
         name, _, arguments = c
+        _short_name(name)
         args, kwargs = [], []
         for a in arguments or ():
             if a[0] == "keyword":
@@ -92,8 +101,8 @@ class Builder:
 
 
 # Friendly names for the terminals in "expected ..." messages.
-_TERMINALS = {"NUMBER": "a number", "NAME": "a name", "ADD_OP": "'+' or '-'",
-              "MUL_OP": "'*', '/' or '@'", "POW_OP": "'**'", "COMPARE": "a comparison",
+_TERMINALS = {"NUMBER": "a number", "NAME": "a name", "ADD_OP": "'+', '-'",
+              "MUL_OP": "'*', '/', '@'", "POW_OP": "'**', '^'", "COMPARE": "a comparison",
               "$END": "the end of the input", "_NEWLINE": "a new line", "_INDENT": "an indented block",
               "_DEDENT": "the end of a block"}
 

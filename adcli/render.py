@@ -19,6 +19,8 @@ import numpy as np
 
 
 def number_text(x):
+    if isinstance(x, (bool, np.bool_)):
+        return "true" if x else "false"
     x = float(x)
     if math.isnan(x):
         return "nan"
@@ -54,7 +56,7 @@ def to_jsonable(arr):
 def plain_array(arr):
     arr = np.asarray(arr)
     if arr.ndim == 0:
-        return number_text(arr)
+        return number_text(arr.item())
     text = json.dumps(nested(arr, number_text), separators=(", ", ": "))
     return text.replace('"', "")
 
@@ -83,7 +85,7 @@ def to_rich(result, console):
     table.add_column("", style="bold cyan", no_wrap=True)
     table.add_column("shape", style="dim")
     table.add_column("value")
-    with np.printoptions(precision=10, threshold=1000, edgeitems=3, linewidth=100):
+    with np.printoptions(threshold=1000, edgeitems=3, linewidth=100):
         table.add_row("value", _shape(result.value), _pretty(result.value))
         for k, v in (result.grad or {}).items():
             table.add_row(f"∂/∂{k}", _shape(v), _pretty(v))
@@ -98,7 +100,7 @@ def _shape(a):
 def _pretty(a):
     a = np.asarray(a)
     if a.ndim == 0:
-        return number_text(a)
+        return number_text(a.item())
     return np.array2string(a, separator=", ")
 
 

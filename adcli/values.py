@@ -95,7 +95,8 @@ def load_file(path, limits, name):
             raise InputError(f"--at {name}=@{path}: unknown file type '{ext}'",
                              hint="use .npy, .csv, .txt or .json")
     except (ValueError, TypeError, OSError) as e:
-        raise InputError(f"--at {name}=@{path}: cannot read it: {e}") from None
+        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise InputError(f"--at {name}=@{path}: cannot read it as numbers ({detail})") from None
     _check_size(arr.size, limits, name)
     return arr
 

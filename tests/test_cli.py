@@ -155,7 +155,11 @@ def test_missing_and_extra_values():
     err = fails("grad", "x*y*z", "--at", "x=1")
     assert "no value for 'y', 'z'" in err
     err = fails("grad", "value*2", "--at", "valeu=1")
-    assert "no value for 'value'" in err
+    assert "no name 'valeu'" in err and "did you mean 'value'?" in err
+    err = fails("grad", "x + y", "--at", "x=1,yy=2")
+    assert "no name 'yy'" in err and "did you mean 'y'?" in err
+    err = fails("eval", "sin + x", "--at", "x=1")
+    assert "'sin' is a function; call it as sin(...)" in err
     err = fails("grad", "value*2", "--at", "value=1,valeu=1")
     assert "no name 'valeu'" in err and "value" in err
 
@@ -165,6 +169,27 @@ def test_bad_at_syntax():
     assert "twice" in fails("grad", "x", "--at", "x=1,x=2")
     assert "unknown dtype" in fails("grad", "x", "--at", "x=1", "--dtype", "float16")
     assert "no input 'z'" in fails("grad", "x", "--at", "x=1", "--wrt", "z")
+    assert "give each input once" in fails("grad", "x", "--at", "x=1", "--wrt", "")
+    assert "give each input once" in fails("grad", "x", "--at", "x=1", "--wrt", "x,x")
+
+
+def test_expression_may_start_with_minus():
+    assert ok("grad", "-x**2", "--at", "x=3") == "value\t-9.0\nd/dx\t-6.0\n"
+
+
+def test_booleans_print_as_true_and_false():
+    assert ok("eval", "x > [0, 2]", "--at", "x=1") == "[true, false]\n"
+    assert json.loads(ok("eval", "x > 0", "--at", "x=1", "--json"))["value"] is True
+
+
+def test_derivative_undefined_at_a_singular_matrix_is_an_input_error():
+    err = fails("grad", "det(A)", "--at", "A=[[1,1],[1,1]]")
+    assert "derivative of det is undefined here" in err and "^^^" in err
+
+
+def test_debug_keeps_exit_codes():
+    r = adcli("grad", "sine(x)", "--at", "x=1", "--debug")
+    assert r.exit_code == 2 and "Traceback" in r.stderr
 
 
 @pytest.mark.parametrize("expr, message", [
