@@ -22,6 +22,7 @@ class Traced:
     output: Node
     inputs: dict            # name -> input node, in order of first appearance
     filename: str = None
+    label: str = None       # how results name the source: the expression, or the script file
 
 
 @dataclass
@@ -77,8 +78,31 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None):
     return Traced(source, graph, output, inputs, filename)
 
 
+def trace_script(source, values, *, dtype="float64", limits=None, filename=None, seed=0,
+                 max_steps=10_000_000, max_depth=64):
+    """Run a .ad script at `values`, recording its graph; its inputs are its `input` names."""
+    from .script import Interpreter, declared_inputs
+    limits = limits or Limits()
+    try:
+        tree = parse(source, "script")
+        declared = declared_inputs(tree)
+        for extra in values:
+            if extra not in declared:
+                raise UnknownNameError(f"--at {extra}: the script has no input '{extra}'",
+                                       hint=suggest(extra, declared) or (
+                                           "its inputs are " + ", ".join(declared) if declared
+                                           else "it declares no inputs: `input NAME`"))
+        graph = Graph(dtype=check_dtype(dtype), limits=limits, seed=seed)
+        interp = Interpreter(graph, source, filename, values, max_steps=max_steps, max_depth=max_depth)
+        value = interp.run(tree)
+        output = Evaluator(graph, {}).array(value, tree[-1][1])
+    except AdcliError as e:
+        raise e.located(source, filename)
+    return Traced(source, graph, output, interp.inputs, filename, label=filename or "<script>")
+
+
 def evaluate(traced):
-    res = Result(traced.source, traced.output.value, dtype=traced.graph.dtype.name)
+    res = Result(traced.label or traced.source, traced.output.value, dtype=traced.graph.dtype.name)
     res.notes += nonfinite_notes(traced, traced.output, "value")
     return res
 

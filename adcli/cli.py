@@ -28,6 +28,11 @@ OUT = typer.Option(None, "--out", metavar="FILE",
 MAX_ELEMENTS = typer.Option(100_000_000, "--max-elements",
                             help="Largest array allowed, checked before allocating.")
 MAX_NODES = typer.Option(5_000_000, "--max-nodes", help="Largest graph allowed.")
+SEED = typer.Option(0, "--seed", help="Seed of randn, rand and randint in scripts.")
+MAX_STEPS = typer.Option(10_000_000, "--max-steps", help="Most statements a script may run.")
+MAX_DEPTH = typer.Option(64, "--max-depth", help="Deepest nesting of script function calls.")
+SOURCE = typer.Argument(..., metavar="EXPR|FILE.ad",
+                        help="An expression, a .ad script, or - to read either from stdin.")
 DEBUG = typer.Option(False, "--debug", help="Show Python tracebacks.")
 
 
@@ -46,13 +51,34 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     """
 
 
+MAX_SCRIPT_BYTES = 10_000_000
+
+
 def _source(expr):
+    """(text, filename, is_script) for the EXPR argument."""
     if expr == "-":
-        text = sys.stdin.read()
+        text = sys.stdin.read(MAX_SCRIPT_BYTES + 1)
         if not text.strip():
             raise InputError("nothing on standard input")
-        return text.strip(), "<stdin>"
-    return expr, None
+        return text, "<stdin>", _looks_like_script(text)
+    if expr.endswith(".ad"):
+        import os
+        if not os.path.isfile(expr):
+            raise InputError(f"no such script file: {expr}")
+        if os.path.getsize(expr) > MAX_SCRIPT_BYTES:
+            raise InputError(f"{expr}: the script is larger than {MAX_SCRIPT_BYTES:,} bytes")
+        with open(expr, encoding="utf-8", errors="replace") as f:
+            return f.read(), expr, True
+    return expr, None, False
+
+
+def _looks_like_script(text):
+    """Standard input holds a script when it has statements: several lines, an
+    assignment or a keyword such as `return`."""
+    import re
+    body = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return len(body) > 1 or bool(re.match(r"\s*(input|return|def|for|while|if)\b|\s*\w+\s*=[^=]",
+                                          body[0] if body else ""))
 
 
 def _run(debug, work):
@@ -97,20 +123,25 @@ def _show(result, as_json, plain, out):
         render.to_rich(result, Console())
 
 
-def _trace(expr, at, dtype, max_elements, max_nodes):
+def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth):
     from . import api, values
     from .graph import Limits
     limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
-    source, filename = _source(expr)
+    source, filename, script = _source(expr)
     vals = values.resolve(at or [], api.check_dtype(dtype), limits)
-    return api.trace(source, vals, dtype=dtype, limits=limits, filename=filename)
+    if script:
+        return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
+                                seed=seed, max_steps=max_steps, max_depth=max_depth)
+    return api.trace(source.strip() if filename else source, vals, dtype=dtype, limits=limits,
+                     filename=filename)
 
 
 @app.command("eval", context_settings={"ignore_unknown_options": True})
-def eval_(expr: str = typer.Argument(..., metavar="EXPR", help="The expression, or - to read it from stdin."),
+def eval_(expr: str = SOURCE,
           at: Optional[List[str]] = AT, dtype: str = DTYPE, json: bool = JSON,
-          plain: bool = PLAIN, out: Optional[str] = OUT, max_elements: int = MAX_ELEMENTS,
-          max_nodes: int = MAX_NODES, debug: bool = DEBUG):
+          plain: bool = PLAIN, out: Optional[str] = OUT, seed: int = SEED,
+          max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
+          max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
     """Evaluate EXPR at the given values.
 
     Example: adcli eval "sum(x**2)" --at x=[1,2,3]
@@ -118,18 +149,20 @@ def eval_(expr: str = typer.Argument(..., metavar="EXPR", help="The expression, 
     from . import api
 
     def work():
-        _show(api.evaluate(_trace(expr, at, dtype, max_elements, max_nodes)), json, plain, out)
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
+        _show(api.evaluate(traced), json, plain, out)
     _run(debug, work)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
-def grad(expr: str = typer.Argument(..., metavar="EXPR", help="The expression, or - to read it from stdin."),
+def grad(expr: str = SOURCE,
          at: Optional[List[str]] = AT,
          wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...",
                                            help="Inputs to differentiate (default: all)."),
          dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-         out: Optional[str] = OUT, max_elements: int = MAX_ELEMENTS,
-         max_nodes: int = MAX_NODES, debug: bool = DEBUG):
+         out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+         max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH,
+         debug: bool = DEBUG):
     """The value of EXPR and its gradient with respect to every input (reverse mode).
 
     Example: adcli grad "x*(x+y)" --at x=2,y=3
@@ -137,7 +170,7 @@ def grad(expr: str = typer.Argument(..., metavar="EXPR", help="The expression, o
     from . import api
 
     def work():
-        traced = _trace(expr, at, dtype, max_elements, max_nodes)
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
         names = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
         if names is not None and (not names or len(set(names)) != len(names)):
             raise InputError(f"--wrt '{wrt}': give each input once, separated by commas")

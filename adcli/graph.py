@@ -109,10 +109,12 @@ class GraphNamespace:
 
 
 class Graph:
-    def __init__(self, xp=np, dtype=np.float64, limits=None):
+    def __init__(self, xp=np, dtype=np.float64, limits=None, seed=0):
         self.xp, self.dtype = xp, np.dtype(dtype)
+        self.rng = np.random.default_rng(seed)
         self.limits = limits or Limits()
         self.nodes: list[Node] = []
+        self._scalars = {}         # float -> const node: loops reuse their literals
         self.pos = None            # the source place attributed to nodes created now
         self.ns = GraphNamespace(self)
         self.arrays = ArrayNamespace(xp, self.dtype)
@@ -122,6 +124,11 @@ class Graph:
         return Node(self, None, (), {}, self.as_array(value), pos, name=name)
 
     def const(self, value, pos=None):
+        if type(value) is float:
+            node = self._scalars.get(value)
+            if node is None:
+                node = self._scalars[value] = Node(self, None, (), {}, self.as_array(value), pos or self.pos)
+            return node
         return Node(self, None, (), {}, self.as_array(value), pos or self.pos)
 
     def as_array(self, value):
@@ -148,6 +155,8 @@ class Graph:
         self.check_shape(entry, args, attrs)
         if entry.kind == "constant":
             attrs = {**attrs, "dtype": self.dtype}
+            if entry.random:
+                attrs["rng"] = self.rng
         try:
             value = entry.fwd(self.xp, *[a.value for a in args], **attrs)
         except np.linalg.LinAlgError as e:
@@ -156,6 +165,7 @@ class Graph:
             raise ShapeError(f"{entry.name}: {e}", pos=self.pos) from None
         if entry.kind == "constant":
             attrs.pop("dtype")
+            attrs.pop("rng", None)
         value = self.xp.asarray(value)
         return Node(self, entry, args, attrs, value, self.pos)
 

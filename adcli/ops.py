@@ -53,6 +53,9 @@ class Op:
     shape: object = None          # shape(*shapes, **attrs): output shape, checked before allocating
     variadic_elementwise: str = None  # max(a, b, c) folds this elementwise op
     internal: bool = False        # produced by derivative rules, not written by users
+    aliases: tuple = ()           # other names users may call it by
+    shape_args: bool = False      # randn(2, 3): positional arguments form the shape
+    random: bool = False          # draws from the graph's seeded generator
 
     @property
     def arity(self):
@@ -600,6 +603,46 @@ op("arange", fwd=lambda xp, start=0.0, stop=None, step=1.0, dtype=None:
    shape=lambda start=0, stop=None, step=1.0: _size_of(
        max(0, math.ceil((stop - start) / step)) if stop is not None else max(0, math.ceil(start)))
    if step else _fail("step must not be 0"), **C)
+
+
+# ---------------------------------------------------------------- scripts
+
+op("detach", fwd=lambda xp, x: x, differentiable=False, aliases=("stop_gradient",),
+   note="blocks the gradient: derivative 0", doc="detach(x): x, as a constant")
+op("randn", fwd=lambda xp, shape=(), rng=None, dtype=None: xp.asarray(rng.standard_normal(shape), dtype),
+   attrs={"shape": ()}, shape=lambda shape=(): _size_of(shape), shape_args=True, random=True,
+   doc="randn(d0, d1, ...): standard normal samples (seeded by --seed)", **C)
+op("rand", fwd=lambda xp, shape=(), rng=None, dtype=None: xp.asarray(rng.random(shape), dtype),
+   attrs={"shape": ()}, shape=lambda shape=(): _size_of(shape), shape_args=True, random=True,
+   doc="rand(d0, d1, ...): uniform samples in [0, 1) (seeded by --seed)", **C)
+op("randint", fwd=lambda xp, low=0, high=None, size=(), rng=None, dtype=None:
+   xp.asarray(rng.integers(low, high, size) if high is not None else rng.integers(0, low, size), dtype),
+   attrs={"low": REQUIRED, "high": None, "size": ()}, random=True,
+   shape=lambda low=0, high=None, size=(): _size_of(size),
+   doc="randint(low, high=None, size=()): integers in [low, high) as floats", **C)
+
+
+def _setindex(xp, x, v, key=()):
+    out = xp.array(x, copy=True)
+    out[key] = v
+    return out
+
+
+op("setindex", args=("x", "v"), fwd=_setindex, attrs={"key": REQUIRED}, kind="shape", internal=True,
+   # y = x with y[key] = v: the overwritten part of x gets no gradient, v gets g[key]
+   vjp=(lambda ns, g, y, x, v, key=(): ns.setindex(g, 0.0, key=key),
+        lambda ns, g, y, x, v, key=(): ns.index(g, key=key)),
+   jvp=lambda ns, t, y, x, v, key=(): ns.setindex(
+       t[0] if t[0] is not None else ns.zeros(shape=x.shape),
+       t[1] if t[1] is not None else 0.0, key=key),
+   shape=lambda sx, sv, key=(): np.broadcast_shapes(index_key(key, sx), sv) and sx,
+   doc="y[key] = v in scripts, with value semantics")
+op("custom", args=("*xs",), fwd=lambda xp, *xs, rule=None: rule.value, attrs={"rule": REQUIRED},
+   kind="internal", internal=True,
+   # a script function with a `backward` block: the user's rule gives the cotangents
+   vjp=(lambda ns, g, y, *xs, argnum, rule=None: rule.vjp(ns, g, y, xs, argnum),),
+   jvp=lambda ns, t, y, *xs, rule=None: rule.jvp(ns, t, y, xs),
+   doc="a function with a custom derivative rule")
 
 
 def public_ops():

@@ -100,6 +100,78 @@ class Builder:
         return ("attr", _pos(c[1]), c[0], str(c[1]))
 
 
+class ScriptBuilder(Builder):
+    """Statements of the script dialect, as tuples ``(kind, pos, ...)``; blocks are lists."""
+
+    def start(self, c):
+        return [x for x in c if x is not None]
+
+    def suite(self, c):
+        return [x for x in c if x is not None] if isinstance(c, list) else [c]
+
+    def input_stmt(self, c):
+        return ("input", _pos(c[1]), str(c[1]), c[2])
+
+    def target(self, c):
+        return ("target", _pos(c[0]), str(c[0]), c[2] if c[1] is not None else None)
+
+    def assign(self, c):
+        return ("assign", c[0][1], c[0], c[1])
+
+    def aug_assign(self, c):
+        return ("aug", _pos(c[1]), c[0], str(c[1])[0], c[2])
+
+    def return_stmt(self, c):
+        return ("return", _pos(c[0]), [x for x in c[1:] if x is not None])
+
+    def pass_stmt(self, c):
+        return ("pass", _pos(c[0]))
+
+    def break_stmt(self, c):
+        return ("break", _pos(c[0]))
+
+    def continue_stmt(self, c):
+        return ("continue", _pos(c[0]))
+
+    def assert_stmt(self, c):
+        return ("assert", _pos(c[0]), c[1], str(c[2])[1:-1] if c[2] is not None else None)
+
+    def print_stmt(self, c):
+        args = [("str", _pos(a), str(a)[1:-1]) if getattr(a, "type", None) == "STRING" else a
+                for a in c[2:] if a is not None]
+        return ("print", _pos(c[0]), args)
+
+    def if_stmt(self, c):
+        branches = [(c[1], c[2])] + [x for x in c[3:-2] if x is not None]
+        return ("if", _pos(c[0]), branches, c[-1])
+
+    def elif_clause(self, c):
+        return (c[1], c[2])
+
+    def while_stmt(self, c):
+        return ("while", _pos(c[0]), c[1], c[2])
+
+    def for_stmt(self, c):
+        return ("for", _pos(c[1]), str(c[1]), c[3], c[4])
+
+    def funcdef(self, c):
+        return ("def", _pos(c[1]), str(c[1]), c[3] or [], c[4])
+
+    def backwarddef(self, c):
+        return ("backward", _pos(c[1]), str(c[1]), c[3] or [], c[4])
+
+    def params(self, c):
+        return [x for x in c if x is not None]
+
+    def param(self, c):
+        return (str(c[0]), _pos(c[0]), c[1])
+
+
+# Rules imported from expr.lark into script.lark carry the prefix "expr__".
+for _name in [n for n in vars(Builder) if not n.startswith("_")]:
+    setattr(ScriptBuilder, "expr__" + _name, getattr(Builder, _name))
+
+
 # Friendly names for the terminals in "expected ..." messages.
 _TERMINALS = {"NUMBER": "a number", "NAME": "a name", "ADD_OP": "'+', '-'",
               "MUL_OP": "'*', '/', '@'", "POW_OP": "'**', '^'", "COMPARE": "a comparison",
@@ -114,10 +186,31 @@ def parser(grammar="expr"):
     if grammar not in _parsers:
         from lark import Lark
         path = grammar_dir() / f"{grammar}.lark"
-        _parsers[grammar] = Lark(path.read_text(), parser="lalr", transformer=Builder(),
-                               maybe_placeholders=True, cache=_cache_file(path),
-                               import_paths=[str(path.parent)])
+        script = grammar == "script"
+        _parsers[grammar] = Lark(path.read_text(), parser="lalr",
+                                 transformer=ScriptBuilder() if script else Builder(),
+                                 postlex=_indenter() if script else None,
+                                 maybe_placeholders=True, cache=_cache_file(path),
+                                 import_paths=[str(path.parent)])
     return _parsers[grammar]
+
+
+def _indenter():
+    """Python's indentation rules, with adcli's messages and a limit on block depth."""
+    from lark.indenter import DedentError, PythonIndenter
+
+    class ScriptIndenter(PythonIndenter):
+        def handle_NL(self, token):
+            try:
+                yield from super().handle_NL(token)
+            except DedentError:
+                raise ParseError("this line's indentation matches no enclosing block",
+                                 pos=(token.end_line, max(token.end_column, 1), 1),
+                                 hint="dedent to the column of an enclosing block") from None
+            if len(self.indent_level) > MAX_NESTING // 2:
+                raise LimitError(f"blocks nested more than {MAX_NESTING // 2} deep",
+                                 pos=(token.end_line, 1, 1))
+    return ScriptIndenter()
 
 
 def _cache_file(path):
@@ -171,6 +264,13 @@ def parse(text, grammar="expr"):
             line, col = _end(text)
             what = "unexpected end of input"
             width = 1
+        elif tok.type in ("_INDENT", "_DEDENT"):
+            # the indenter dates these tokens from the line break before the offending line
+            line, col, width = tok.end_line, tok.end_column, 1
+            what = "unexpected indentation" if tok.type == "_INDENT" else "unexpected end of a block"
+            raise ParseError(what, pos=(line, max(col, 1), width),
+                             hint="indent only the bodies of if, elif, else, for, while, def and "
+                                  "backward, each by the same amount") from None
         else:
             line, col, width = tok.line, tok.column, max(1, len(tok))
             what = f"unexpected {_describe_token(tok)}"
@@ -214,4 +314,7 @@ def _expected(p, names):
             seen.append(d)
     if not seen:
         return None
+    if len(seen) > 10:
+        return "expected a statement (an assignment, return, if, for, while, def, ...)" if (
+            "'return'" in seen) else "expected " + ", ".join(seen[:10]) + ", ..."
     return "expected " + (", ".join(seen[:-1]) + " or " + seen[-1] if len(seen) > 1 else seen[0])

@@ -14,11 +14,11 @@ from .errors import InputError, ShapeError, UnknownNameError, suggest
 from .graph import Node
 from .ops import OPS, REQUIRED
 
-CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
+CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan, "True": 1.0, "False": 0.0}
 BINARY = {s: o.name for o in OPS.values() if o.symbol and len(o.args) == 2 for s in o.symbol}
 UNARY = {s: o.name for o in OPS.values() if o.symbol and len(o.args) == 1 for s in o.symbol}
 ATTRIBUTES = {"T": "transpose"}
-CALLABLE = {o.name: o for o in OPS.values() if not o.internal}
+CALLABLE = {n: o for o in OPS.values() if not o.internal for n in (o.name,) + o.aliases}
 
 
 class Seq(list):
@@ -135,9 +135,9 @@ def _ints(v, what, pos):
 def static(name, v, pos):
     """Convert a static argument (axis, shape, sizes, bounds) to plain Python."""
     what = f"'{name}'"
-    if name in ("axis", "axes", "shape"):
+    if name in ("axis", "axes", "shape", "size"):
         return None if v is None else _ints(v, what, pos)
-    if name in ("n", "m", "num", "ddof"):
+    if name in ("n", "m", "num", "ddof", "low", "high"):
         return None if v is None else _int(v, what, pos)
     if name == "keepdims":
         return bool(_scalar(v, what, pos))
@@ -242,6 +242,12 @@ class Evaluator:
         raise UnknownNameError(f"unknown name '{name}'", pos=pos, hint=suggest(name, known))
 
     def index(self, base, parts, pos):
+        key = self.key(parts, pos)
+        self.graph.pos = pos
+        return self.graph.emit("index", base, key=key)
+
+    def key(self, parts, pos):
+        """A static numpy index from evaluated subscripts: integers and slices."""
         key = []
         for p in parts:
             if isinstance(p, slice):
@@ -250,8 +256,7 @@ class Evaluator:
                 key.append(_int(p, "an index", pos))
             else:
                 raise InputError("indices must be integers or slices", pos=pos)
-        self.graph.pos = pos
-        return self.graph.emit("index", base, key=tuple(key))
+        return tuple(key)
 
     def call(self, fname, args, kwargs, pos):
         entry = CALLABLE.get(fname)
@@ -266,6 +271,8 @@ class Evaluator:
                 g.pos = pos
                 out = g.emit(entry.variadic_elementwise, out, self.array(a, pos))
             return out
+        if entry.shape_args:               # randn(2, 3)
+            args = [Seq(args)] if args else []
         params = list(entry.args)
         if entry.arity is None:            # concat([a, b], axis=0)
             if not args or not isinstance(args[0], Seq):

@@ -1,0 +1,392 @@
+"""The .ad script dialect: statements run at trace time, recording one graph.
+
+Like PyTorch's define-by-run, a script is executed once on concrete values: loops unroll,
+`if` picks a branch on the values it sees, functions are inlined. What comes out is the
+same kind of graph an expression gives, so every command works on scripts unchanged.
+Scripts cannot touch files, the network or Python: the only values come from `--at`,
+and a step budget, the graph-size limit and a call-depth limit stop runaway scripts.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import autodiff
+from .errors import AdcliError, InputError, LimitError, ShapeError, UnknownNameError, suggest
+from .graph import Node
+from .trace import CALLABLE, CONSTANTS, Evaluator, Seq, static
+
+BREAK, CONTINUE = "break", "continue"
+
+
+class AssertionFailed(AdcliError):
+    kind = "assertion failed"
+    exit_code = 1          # a check written in the script did not hold
+
+
+@dataclass
+class Function:
+    name: str
+    params: list            # [(name, pos, default tree or None)]
+    body: list
+    pos: tuple
+    backward: "Function" = None
+
+
+class Return(Exception):
+    """Unwinds a function or the script body to its caller with a value."""
+
+    def __init__(self, value, pos):
+        self.value, self.pos = value, pos
+
+
+class ScriptEvaluator(Evaluator):
+    """Expressions inside a script: names come from scopes, calls may be script functions."""
+
+    def __init__(self, interp, scope):
+        super().__init__(interp.graph, scope)
+        self.interp, self.scope = interp, scope
+
+    def lookup(self, name, pos):
+        for env in (self.scope, self.interp.globals):
+            if name in env:
+                return env[name]
+        if name in CONSTANTS:
+            return self.graph.const(CONSTANTS[name], pos)
+        if name in CALLABLE or name == "grad":
+            raise UnknownNameError(f"'{name}' is a function; call it as {name}(...)", pos=pos)
+        known = list(self.scope) + list(self.interp.globals) + list(CONSTANTS)
+        raise UnknownNameError(f"unknown name '{name}'", pos=pos, hint=suggest(name, known))
+
+    def call(self, fname, args, kwargs, pos):
+        fn = self.scope.get(fname, self.interp.globals.get(fname))
+        if isinstance(fn, Function):
+            return self.interp.call(fn, args, kwargs, pos)
+        if fname == "grad":
+            return self.interp.grad(args, kwargs, pos, self)
+        if fname == "range":
+            raise InputError("range(...) can only be looped over: for i in range(n)", pos=pos)
+        if fname not in CALLABLE:
+            names = list(CALLABLE) + [k for k, v in {**self.interp.globals, **self.scope}.items()
+                                      if isinstance(v, Function)] + ["grad"]
+            raise UnknownNameError(f"unknown function '{fname}'", pos=pos, hint=suggest(fname, names))
+        return super().call(fname, args, kwargs, pos)
+
+
+class CustomRule:
+    """The derivative of a function with a `backward` block: the user's rule, run as script
+    code on graph nodes (so it can be differentiated again), or on numbers."""
+
+    def __init__(self, interp, fn, value):
+        self.interp, self.fn, self.value = interp, fn, value
+        self._last = None
+
+    def vjp(self, ns, g, y, xs, argnum):
+        key = (id(g), id(y))
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self._run(ns, g, y, xs))
+        return self._last[1][argnum]
+
+    def _run(self, ns, g, y, xs):
+        graph = self.interp.graph
+        numeric = not isinstance(g, Node)
+        lift = (lambda v: graph.const(v)) if numeric else (lambda v: v)
+        bw = self.fn.backward
+        names = [p[0] for p in bw.params]
+        if len(names) != len(xs) + 2:
+            raise InputError(f"backward {self.fn.name} must take the parameters of {self.fn.name}, "
+                             "then the output and its cotangent", pos=bw.pos)
+        scope = dict(zip(names, [lift(x) for x in xs] + [lift(y), lift(g)]))
+        out = self.interp.run_function_body(bw, scope, bw.pos)
+        out = list(out) if isinstance(out, Seq) else [out]
+        if len(out) != len(xs):
+            raise InputError(f"backward {self.fn.name} returns {len(out)} value(s); {self.fn.name} "
+                             f"has {len(xs)} parameter(s)", pos=bw.pos)
+        ev = ScriptEvaluator(self.interp, {})
+        out = [ev.array(o, bw.pos) for o in out]
+        for o, x in zip(out, xs):
+            if np.broadcast_shapes(o.shape, x.shape) != tuple(x.shape):
+                raise ShapeError(f"backward {self.fn.name} returns a cotangent of shape {o.shape} "
+                                 f"for a parameter of shape {x.shape}", pos=bw.pos)
+        return [o.value for o in out] if numeric else out
+
+    def jvp(self, ns, t, y, xs):
+        # Forward mode through a reverse-only rule: J t = sum_k e_k <J^T e_k, t>, one
+        # backward run per output element.
+        if y.size > 1000:
+            raise InputError(f"{self.fn.name} has only a backward rule; forward mode would need "
+                             f"{y.size} backward runs", pos=self.fn.pos)
+        numeric = not isinstance(y, Node)
+        out = None
+        for k in range(y.size):
+            e = np.zeros(y.size)
+            e[k] = 1.0
+            e = e.reshape(y.shape)
+            g = e if numeric else self.interp.graph.const(e)
+            self._last = None
+            cts = self._run(ns, g, y, xs)
+            for c, ti in zip(cts, t):
+                if ti is not None:
+                    term = ns.sum(c * ti) * e
+                    out = term if out is None else out + term
+        return out
+
+
+class Interpreter:
+    def __init__(self, graph, source, filename, values, max_steps=10_000_000, max_depth=64):
+        self.graph, self.source, self.filename = graph, source, filename
+        self.values, self.inputs, self.globals = values, {}, {}
+        self.steps, self.max_steps, self.depth, self.max_depth = 0, max_steps, 0, max_depth
+
+    # ------------------------------------------------------------ running
+    def run(self, tree):
+        try:
+            self.exec_block(tree, self.globals)
+        except Return as r:
+            return r.value
+        last = tree[-1][1] if tree else (1, 1, 1)
+        raise InputError("the script ends without `return`", pos=last,
+                         hint="end it with `return VALUE`: the value to evaluate and differentiate")
+
+    def tick(self, pos):
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise LimitError(f"the script ran more than {self.max_steps:,} steps", pos=pos,
+                             hint="raise the limit with --max-steps")
+
+    def eval(self, tree, scope):
+        return ScriptEvaluator(self, scope).run(tree)
+
+    def array(self, tree, scope):
+        ev = ScriptEvaluator(self, scope)
+        return ev.array(ev.run(tree), tree[1])
+
+    def truth(self, tree, scope, what):
+        v = self.array(tree, scope)
+        if v.size != 1:
+            raise ShapeError(f"the condition of `{what}` has shape {v.shape}; it needs one value",
+                             pos=tree[1], hint="reduce it, for example with max(...) or sum(...)")
+        return bool(v.value.reshape(()))
+
+    def exec_block(self, block, scope):
+        for stmt in block:
+            self.tick(stmt[1])
+            signal = getattr(self, "do_" + stmt[0])(stmt, scope)
+            if signal is not None:
+                return signal
+        return None
+
+    # ------------------------------------------------------------ statements
+    def do_input(self, stmt, scope):
+        _, pos, name, default = stmt
+        if scope is not self.globals:
+            raise InputError("`input` belongs at the top level of a script", pos=pos)
+        if name in self.inputs:
+            raise InputError(f"input '{name}' is declared twice", pos=pos)
+        if name in self.values:
+            value = self.values[name]
+        elif default is not None:
+            value = self.array(default, scope).value
+        else:
+            raise InputError(f"no value for input '{name}'", pos=pos,
+                             hint=f"give it with --at {name}=...")
+        node = self.graph.input(name, value, pos=pos)
+        self.inputs[name] = node
+        scope[name] = node
+
+    def do_assign(self, stmt, scope):
+        _, pos, target, value = stmt
+        self.store(target, self.eval(value, scope), scope)
+
+    def do_aug(self, stmt, scope):
+        _, pos, target, op, value = stmt
+        _, tpos, name, subs = target
+        ev = ScriptEvaluator(self, scope)
+        current = ev.array(ev.lookup(name, tpos), tpos)
+        if subs is not None:
+            current = ev.index(current, self.subscripts(subs, scope), tpos)
+        rhs = ev.array(self.eval(value, scope), pos)
+        self.graph.pos = pos
+        self.store(target, self.graph.emit({"+": "add", "-": "sub", "*": "mul", "/": "div"}[op],
+                                           current, rhs), scope)
+
+    def store(self, target, value, scope):
+        _, pos, name, subs = target
+        if subs is None:
+            scope[name] = value
+            return
+        # y[key] = v makes a new value: the gradient reaches what survives of y and v
+        ev = ScriptEvaluator(self, scope)
+        base = ev.array(ev.lookup(name, pos), pos)
+        key = ev.key(self.subscripts(subs, scope), pos)
+        self.graph.pos = pos
+        scope[name] = self.graph.emit("setindex", base, ev.array(value, pos), key=key)
+
+    def subscripts(self, subs, scope):
+        parts = []
+        for s in subs:
+            if s[0] == "slice":
+                vals = [None if x is None else self.eval(x, scope) for x in s[2:]]
+                parts.append(slice(*(None if v is None else static("n", v, s[1]) for v in vals)))
+            else:
+                parts.append(self.eval(s, scope))
+        return parts
+
+    def do_return(self, stmt, scope):
+        _, pos, values = stmt
+        if not values:
+            raise InputError("`return` needs a value", pos=pos)
+        vals = [self.eval(v, scope) for v in values]
+        raise Return(vals[0] if len(vals) == 1 else Seq(vals), pos)
+
+    def do_pass(self, stmt, scope):
+        return None
+
+    def do_break(self, stmt, scope):
+        return BREAK
+
+    def do_continue(self, stmt, scope):
+        return CONTINUE
+
+    def do_assert(self, stmt, scope):
+        _, pos, cond, message = stmt
+        v = self.array(cond, scope)
+        if not bool(np.all(v.value)):
+            raise AssertionFailed(message or "the assertion does not hold", pos=cond[1])
+
+    def do_print(self, stmt, scope):
+        from .render import plain_array
+        _, pos, args = stmt
+        parts = [a[2] if a[0] == "str" else plain_array(self.array(a, scope).value) for a in args]
+        where = f"{self.filename or '<script>'}:{pos[0]}"
+        print(f"{where}: " + " ".join(parts), file=sys.stderr)
+
+    def do_if(self, stmt, scope):
+        _, pos, branches, orelse = stmt
+        for cond, body in branches:
+            if self.truth(cond, scope, "if"):
+                return self.exec_block(body, scope)
+        return self.exec_block(orelse, scope) if orelse else None
+
+    def do_while(self, stmt, scope):
+        _, pos, cond, body = stmt
+        while self.truth(cond, scope, "while"):
+            self.tick(pos)
+            signal = self.exec_block(body, scope)
+            if signal == BREAK:
+                break
+        return None
+
+    def do_for(self, stmt, scope):
+        _, pos, name, iterable, body = stmt
+        for item in self.iterate(iterable, scope):
+            self.tick(pos)
+            scope[name] = item
+            signal = self.exec_block(body, scope)
+            if signal == BREAK:
+                break
+        return None
+
+    def iterate(self, tree, scope):
+        g = self.graph
+        if tree[0] == "call" and tree[2] == "range":
+            if tree[4] or not 1 <= len(tree[3]) <= 3:
+                raise InputError("range takes 1 to 3 integers: range(stop), range(start, stop[, step])",
+                                 pos=tree[1])
+            bounds = [static("n", self.eval(a, scope), a[1]) for a in tree[3]]
+            if len(bounds) == 3 and bounds[2] == 0:
+                raise InputError("range's step must not be 0", pos=tree[1])
+            return (g.const(float(i), tree[1]) for i in range(*bounds))
+        value = self.eval(tree, scope)
+        if isinstance(value, Seq):
+            return list(value)
+        node = ScriptEvaluator(self, scope).array(value, tree[1])
+        if node.ndim == 0:
+            raise InputError("cannot loop over a number", pos=tree[1])
+        ev = ScriptEvaluator(self, scope)
+        return (ev.index(node, [g.const(float(i))], tree[1]) for i in range(node.shape[0]))
+
+    def do_def(self, stmt, scope):
+        _, pos, name, params, body = stmt
+        if name in CALLABLE or name in ("grad", "range"):
+            raise InputError(f"'{name}' is a built-in function; choose another name", pos=pos)
+        old = scope.get(name)
+        scope[name] = Function(name, params, body, pos, old.backward if isinstance(old, Function) else None)
+
+    def do_backward(self, stmt, scope):
+        _, pos, name, params, body = stmt
+        fn = scope.get(name, self.globals.get(name))
+        if not isinstance(fn, Function):
+            raise UnknownNameError(f"backward {name}: no function '{name}' is defined before it",
+                                   pos=pos, hint=suggest(name, [k for k, v in scope.items()
+                                                                if isinstance(v, Function)]))
+        fn.backward = Function(name, params, body, pos)
+
+    # ------------------------------------------------------------ functions
+    def bind(self, fn, args, kwargs, pos):
+        names = [p[0] for p in fn.params]
+        if len(args) > len(names):
+            raise InputError(f"{fn.name}() takes {len(names)} argument(s), got {len(args)}", pos=pos,
+                             hint=f"def {fn.name}({', '.join(names)})")
+        scope = dict(zip(names, args))
+        for key, v in kwargs:
+            if key not in names:
+                raise InputError(f"{fn.name}() has no parameter '{key}'", pos=pos,
+                                 hint=suggest(key, names) or f"def {fn.name}({', '.join(names)})")
+            if key in scope:
+                raise InputError(f"{fn.name}() got '{key}' twice", pos=pos)
+            scope[key] = v
+        for name, ppos, default in fn.params:
+            if name not in scope:
+                if default is None:
+                    raise InputError(f"{fn.name}() is missing its argument '{name}'", pos=pos,
+                                     hint=f"def {fn.name}({', '.join(names)})")
+                scope[name] = self.eval(default, self.globals)
+        return scope
+
+    def run_function_body(self, fn, scope, pos):
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise LimitError(f"calls nested more than {self.max_depth} deep", pos=pos,
+                             hint="raise the limit with --max-depth")
+        try:
+            self.exec_block(fn.body, scope)
+        except Return as r:
+            return r.value
+        finally:
+            self.depth -= 1
+        raise InputError(f"{fn.name}() ends without `return`", pos=fn.pos)
+
+    def call(self, fn, args, kwargs, pos):
+        scope = self.bind(fn, args, kwargs, pos)
+        out = self.run_function_body(fn, scope, pos)
+        if fn.backward is None:
+            return out
+        # a custom rule: one node whose derivative is the user's backward block
+        ev = ScriptEvaluator(self, scope)
+        xs = [ev.array(scope[p[0]], pos) for p in fn.params]
+        out = ev.array(out, pos)
+        self.graph.pos = pos
+        return self.graph.emit("custom", *xs, rule=CustomRule(self, fn, out.value))
+
+    def grad(self, args, kwargs, pos, ev):
+        """grad(f, x, ...): the derivative of scalar f at x in its first argument, as graph
+        nodes, so it can be differentiated again (Newton steps, unrolled descent)."""
+        if len(args) < 2 or not isinstance(args[0], Function) or kwargs:
+            raise InputError("grad takes a script function and its arguments: grad(f, x, ...)",
+                             pos=pos)
+        fn, x = args[0], ev.array(args[1], pos)
+        out = ev.array(self.call(fn, [x] + list(args[2:]), [], pos), pos)
+        if out.size != 1:
+            raise ShapeError(f"grad needs a scalar function; {fn.name} returns shape {out.shape}",
+                             pos=pos, hint="return sum(...) or mean(...)")
+        self.graph.pos = pos
+        (g,) = autodiff.vjp(self.graph, out, [x], create_graph=True)
+        return g if g is not None else self.graph.const(np.zeros(x.shape))
+
+
+def declared_inputs(tree):
+    """The names declared with `input` at the top level, in order."""
+    return [s[2] for s in tree if s[0] == "input"]
