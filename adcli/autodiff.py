@@ -22,8 +22,11 @@ def _needed(graph, output, wrt_ids):
     lo = min(wrt_ids, default=output.id + 1)
     need = set(wrt_ids)
     for node in graph.nodes[lo:output.id + 1]:
-        if node.op is not None and node.op.differentiable and any(a.id in need for a in node.args):
-            need.add(node.id)
+        if node.op is not None and node.op.differentiable:
+            for a in node.args:
+                if a.id in need:
+                    need.add(node.id)
+                    break
     return need, lo
 
 
@@ -91,6 +94,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
             cotangent = mode.ns.broadcast_to(cotangent, shape=output.shape)
     cts = {output.id: cotangent}
     found = {}
+    graph_mode, ns = create_graph, mode.ns
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:
@@ -100,19 +104,27 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
         op = node.op
         if op is None or not op.differentiable:
             continue
-        y, args = mode.val(node), [mode.val(a) for a in node.args]
+        if graph_mode:
+            y, args = node, node.args
+        else:
+            y, args = node.value, [a.value for a in node.args]
+        partials = op.partials
         for i, a in enumerate(node.args):
             if a.id not in need:
                 continue
-            try:
-                c = _rule(mode, op, i, g, y, args, node.attrs)
-            except np.linalg.LinAlgError as e:
-                raise ValueError_(f"the derivative of {op.name} is undefined here: {e}",
-                                  pos=node.pos) from None
-            if c is None:
-                continue
-            if tuple(c.shape) != tuple(a.shape):
-                c = mode.sum_to(c, a.shape)   # the adjoint of broadcasting
+            if partials is not None:           # elementwise: cotangent times local derivative
+                d = partials[i]
+                c = g if d is IDENTITY else -g if d is NEGATE else mode.chain(g, d(ns, y, *args))
+            else:
+                try:
+                    c = _rule(mode, op, i, g, y, args, node.attrs)
+                except np.linalg.LinAlgError as e:
+                    raise ValueError_(f"the derivative of {op.name} is undefined here: {e}",
+                                      pos=node.pos) from None
+                if c is None:
+                    continue
+            if c.shape != a.value.shape:
+                c = mode.sum_to(c, a.value.shape)   # the adjoint of broadcasting
             if watch is not None:
                 watch(node, i, g, c)
             prev = cts.get(a.id)

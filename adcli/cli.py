@@ -27,9 +27,9 @@ OUT = typer.Option(None, "--out", metavar="FILE",
                    help="Also save the results in full to .npy, .npz, .csv or .json.")
 MAX_ELEMENTS = typer.Option(100_000_000, "--max-elements",
                             help="Largest array allowed, checked before allocating.")
-MAX_NODES = typer.Option(5_000_000, "--max-nodes", help="Largest graph allowed.")
+MAX_NODES = typer.Option(2_000_000, "--max-nodes", help="Largest graph allowed.")
 SEED = typer.Option(0, "--seed", help="Seed of randn, rand and randint in scripts.")
-MAX_STEPS = typer.Option(10_000_000, "--max-steps", help="Most statements a script may run.")
+MAX_STEPS = typer.Option(1_000_000, "--max-steps", help="Most statements a script may run.")
 MAX_DEPTH = typer.Option(64, "--max-depth", help="Deepest nesting of script function calls.")
 SOURCE = typer.Argument(..., metavar="EXPR|FILE.ad",
                         help="An expression, a .ad script, or - to read either from stdin.")
@@ -73,12 +73,13 @@ def _source(expr):
 
 
 def _looks_like_script(text):
-    """Standard input holds a script when it has statements: several lines, an
-    assignment or a keyword such as `return`."""
+    """Standard input holds a script when some line is a statement: one that starts
+    with a keyword such as `return` or `input`, or an assignment. An expression may
+    span lines and carry comments, so line count alone decides nothing."""
     import re
-    body = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    return len(body) > 1 or bool(re.match(r"\s*(input|return|def|for|while|if)\b|\s*\w+\s*=[^=]",
-                                          body[0] if body else ""))
+    statement = re.compile(r"\s*(input|return|def|backward|for|while|if|assert|print|pass)\b"
+                           r"|\s*[A-Za-z_]\w*\s*(\[[^\n]*\])?\s*([-+*/]?=)(?!=)")
+    return any(statement.match(ln) for ln in text.splitlines())
 
 
 def _run(debug, work):

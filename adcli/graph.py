@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -20,7 +21,10 @@ from .ops import OPS
 @dataclass
 class Limits:
     max_elements: int = 100_000_000   # per array, checked before allocating
-    max_nodes: int = 5_000_000        # per graph
+    max_nodes: int = 2_000_000        # per graph
+
+
+NO_ATTRS = MappingProxyType({})   # shared by the many nodes without static attributes
 
 
 class Node:
@@ -111,13 +115,25 @@ class GraphNamespace:
 class Graph:
     def __init__(self, xp=np, dtype=np.float64, limits=None, seed=0):
         self.xp, self.dtype = xp, np.dtype(dtype)
-        self.rng = np.random.default_rng(seed)
+        self.seed, self._rng = seed, None
+        self._array_type = type(xp.empty(0))
+        # the type of a 0-d value (see as_array): numpy scalars of the float type
+        self._scalar_type = self.dtype.type if xp is np else None
         self.limits = limits or Limits()
+        self._max_nodes = self.limits.max_nodes
         self.nodes: list[Node] = []
         self._scalars = {}         # float -> const node: loops reuse their literals
         self.pos = None            # the source place attributed to nodes created now
         self.ns = GraphNamespace(self)
         self.arrays = ArrayNamespace(xp, self.dtype)
+
+    @property
+    def rng(self):
+        """The seeded generator of randn, rand and randint, made on first use (importing
+        numpy.random costs start-up time that most runs do not need)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        return self._rng
 
     # -------------------------------------------------------------- leaves
     def input(self, name, value, pos=None):
@@ -132,9 +148,14 @@ class Graph:
         return Node(self, None, (), {}, self.as_array(value), pos or self.pos)
 
     def as_array(self, value):
+        """An array of the graph's backend and float type. With numpy, a 0-d value is held
+        as a numpy scalar: arithmetic on those is about ten times faster than on 0-d
+        arrays, which is most of the cost of unrolled scalar loops."""
         a = self.xp.asarray(value)
         if a.dtype.kind in "biuf" and a.dtype != self.dtype and a.dtype != bool:
             a = a.astype(self.dtype)   # integers are promoted, never truncated
+        if a.ndim == 0 and self.xp is np:
+            return a[()]
         return a
 
     def lift(self, v):
@@ -148,41 +169,60 @@ class Graph:
         entry = OPS[name]
         if entry.expand is not None:
             return entry.expand(self.ns, *[self.lift(a) for a in args], **attrs)
-        args = tuple(self.lift(a) for a in args)
-        if len(self.nodes) >= self.limits.max_nodes:
+        if len(self.nodes) >= self._max_nodes:
             raise LimitError(f"the graph has more than {self.limits.max_nodes:,} nodes",
                              pos=self.pos, hint="raise the limit with --max-nodes")
-        self.check_shape(entry, args, attrs)
-        if entry.kind == "constant":
+        nodes, values = [], []
+        scalar = self._scalar_type
+        all_scalars = entry.broadcasts
+        for a in args:               # a plain loop: this is the hot path of tracing
+            if type(a) is not Node:
+                a = self.lift(a)
+            nodes.append(a)
+            values.append(a.value)
+            if type(a.value) is not scalar:
+                all_scalars = False
+        args = tuple(nodes)
+        if not all_scalars:          # scalars in, scalar out: nothing to check
+            self.check_shape(entry, args, attrs)
+        constant = entry.kind == "constant"
+        if constant:
             attrs = {**attrs, "dtype": self.dtype}
             if entry.random:
                 attrs["rng"] = self.rng
         try:
-            value = entry.fwd(self.xp, *[a.value for a in args], **attrs)
+            value = entry.fwd(self.xp, *values, **attrs)
         except np.linalg.LinAlgError as e:
             raise ValueError_(f"{entry.name}: {e}", pos=self.pos) from None
         except (ValueError, TypeError, IndexError) as e:
             raise ShapeError(f"{entry.name}: {e}", pos=self.pos) from None
-        if entry.kind == "constant":
+        if constant:
             attrs.pop("dtype")
             attrs.pop("rng", None)
-        value = self.xp.asarray(value)
-        return Node(self, entry, args, attrs, value, self.pos)
+        if type(value) is not scalar and type(value) is not self._array_type:
+            value = self.as_array(value)
+        return Node(self, entry, args, attrs or NO_ATTRS, value, self.pos)
 
     def check_shape(self, entry, args, attrs):
         """Work out the result's shape before computing it: a mismatch is reported with
         the shapes, and an oversized result is refused before any memory is taken."""
-        shapes = [a.shape for a in args]
+        shapes = [a.value.shape for a in args]
         try:
-            if entry.kind in ("elementwise", "comparison") or entry.name == "where":
-                shape = np.broadcast_shapes(*shapes)
+            if entry.broadcasts:
+                first = shapes[0]
+                if all(s == first for s in shapes):
+                    if not first:
+                        return                 # scalars: nothing to check
+                    shape = first
+                else:
+                    shape = np.broadcast_shapes(*shapes)
             elif entry.shape is not None:
-                shape = entry.shape(*shapes, **{k: v for k, v in attrs.items()})
+                shape = entry.shape(*shapes, **attrs)
             else:
                 return
         except (ValueError, TypeError) as e:
             what = " and ".join(str(tuple(s)) for s in shapes)
-            if entry.kind in ("elementwise", "comparison") or entry.name == "where":
+            if entry.broadcasts:
                 message = f"{entry.label}: shapes {what} do not broadcast"
             else:
                 message = f"{entry.label}: {e}" + (f" (shapes {what})" if len(shapes) > 1 else "")

@@ -57,9 +57,10 @@ class Op:
     shape_args: bool = False      # randn(2, 3): positional arguments form the shape
     random: bool = False          # draws from the graph's seeded generator
 
-    @property
-    def arity(self):
-        return None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
+    def __post_init__(self):
+        # derived once: the engine reads these for every node it records or walks
+        self.arity = None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
+        self.broadcasts = self.kind in ("elementwise", "comparison") or self.name == "where"
 
     @property
     def label(self):

@@ -50,9 +50,11 @@ class ScriptEvaluator(Evaluator):
         self.interp, self.scope = interp, scope
 
     def lookup(self, name, pos):
-        for env in (self.scope, self.interp.globals):
-            if name in env:
-                return env[name]
+        v = self.scope.get(name)
+        if v is None:
+            v = self.interp.globals.get(name)
+        if v is not None:
+            return v
         if name in CONSTANTS:
             return self.graph.const(CONSTANTS[name], pos)
         if name in CALLABLE or name == "grad":
@@ -135,7 +137,7 @@ class CustomRule:
 
 
 class Interpreter:
-    def __init__(self, graph, source, filename, values, max_steps=10_000_000, max_depth=64):
+    def __init__(self, graph, source, filename, values, max_steps=1_000_000, max_depth=64):
         self.graph, self.source, self.filename = graph, source, filename
         self.values, self.inputs, self.globals = values, {}, {}
         self.steps, self.max_steps, self.depth, self.max_depth = 0, max_steps, 0, max_depth
@@ -327,14 +329,17 @@ class Interpreter:
     # ------------------------------------------------------------ functions
     def bind(self, fn, args, kwargs, pos):
         names = [p[0] for p in fn.params]
+        sig = f"def {fn.name}({', '.join(n if d is None else n + '=...' for n, _, d in fn.params)})"
         if len(args) > len(names):
-            raise InputError(f"{fn.name}() takes {len(names)} argument(s), got {len(args)}", pos=pos,
-                             hint=f"def {fn.name}({', '.join(names)})")
+            least = sum(d is None for _, _, d in fn.params)
+            takes = f"{least} to {len(names)}" if least < len(names) else str(len(names))
+            raise InputError(f"{fn.name}() takes {takes} argument{'s' * (takes != '1')}, "
+                             f"got {len(args)}", pos=pos, hint=sig)
         scope = dict(zip(names, args))
         for key, v in kwargs:
             if key not in names:
                 raise InputError(f"{fn.name}() has no parameter '{key}'", pos=pos,
-                                 hint=suggest(key, names) or f"def {fn.name}({', '.join(names)})")
+                                 hint=suggest(key, names) or sig)
             if key in scope:
                 raise InputError(f"{fn.name}() got '{key}' twice", pos=pos)
             scope[key] = v
@@ -342,7 +347,7 @@ class Interpreter:
             if name not in scope:
                 if default is None:
                     raise InputError(f"{fn.name}() is missing its argument '{name}'", pos=pos,
-                                     hint=f"def {fn.name}({', '.join(names)})")
+                                     hint=sig)
                 scope[name] = self.eval(default, self.globals)
         return scope
 

@@ -188,13 +188,17 @@ class Evaluator:
         stack = []
         g = self.graph
         for kind, pos, arg in compile_expr(tree):
-            if kind == "num":
-                stack.append(g.const(arg, pos))
-            elif kind == "name":
+            # the most frequent instructions first
+            if kind == "name":
                 stack.append(self.lookup(arg, pos))
+            elif kind == "num":
+                stack.append(g.const(arg, pos))
             elif kind == "binary":
-                b = self.array(stack.pop(), pos)
-                a = self.array(stack.pop(), pos)
+                b, a = stack.pop(), stack.pop()
+                if type(b) is not Node:
+                    b = self.array(b, pos)
+                if type(a) is not Node:
+                    a = self.array(a, pos)
                 g.pos = pos
                 stack.append(g.emit(BINARY[arg], a, b))
             elif kind == "unary":
@@ -264,6 +268,12 @@ class Evaluator:
             raise UnknownNameError(f"unknown function '{fname}'", pos=pos,
                                    hint=suggest(fname, CALLABLE) or "`adcli ops` lists the functions")
         g = self.graph
+        if entry.kind == "elementwise" and not kwargs and not entry.attrs and len(args) == entry.arity \
+                and not entry.variadic_elementwise:
+            # the common case, sin(y): every argument an array, nothing static
+            arrays = [a if type(a) is Node else self.array(a, pos) for a in args]
+            g.pos = pos
+            return g.emit(entry.name, *arrays)
         if entry.variadic_elementwise and len(args) >= 2 and not kwargs:
             # max(a, b, c) is elementwise: maximum(maximum(a, b), c)
             out = self.array(args[0], pos)

@@ -1,9 +1,9 @@
 """Values given on the command line: `--at x=2,y=[1,2]` and `x=@data.npy`."""
 from __future__ import annotations
 
-import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -47,8 +47,13 @@ def parse_assignments(items):
     return out
 
 
+NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def evaluate_constant(text, dtype, limits, name):
     """A value written in the language: a number, a list, linspace(0,1,5), pi/4, ..."""
+    if len(text) <= 100 and NUMBER.fullmatch(text):
+        return np.asarray(float(text), dtype=dtype)   # a plain number: no parser needed
     from .graph import Graph
     from .parse import parse
     from .trace import Evaluator
@@ -84,6 +89,7 @@ def load_file(path, limits, name):
             raise LimitError(f"--at {name}=@{path}: the file is too large ({size:,} bytes)")
         if ext == ".json":
             with open(path) as f:
+                import json
                 data = json.load(f)
             arr = np.asarray(data, dtype=np.float64)
         elif ext in (".csv", ".txt", ".tsv", ".dat", ""):

@@ -2,8 +2,8 @@
 code of the CLI is documented.
 
 Examples are the ```console blocks of README.md. A line starting with `$ ` is a command,
-run with bash in a fresh directory (one per block, so a block can create the files its
-later commands read); the lines after it, up to the next command or the end of the block,
+run with bash in a fresh directory holding a copy of samples/ (one per block, so a block
+can create the files its later commands read); the lines after it, up to the next command or the end of the block,
 are its expected standard output (trailing whitespace ignored). Each command must exit 0:
 examples of errors end with `; echo "exit code $?"`.
 """
@@ -70,6 +70,8 @@ def test_the_readme_has_examples():
 @pytest.mark.parametrize("line,examples", BLOCKS, ids=[f"README.md:{n}" for n, _ in BLOCKS])
 def test_readme_example(line, examples, tmp_path):
     env = example_env()
+    # the examples run as if in a checkout: samples/ is there
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
     for command, expected in examples:
         proc = subprocess.run(["bash", "-c", "set -o pipefail\n" + command], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=300)

@@ -232,7 +232,7 @@ def test_missing_input_and_return():
 
 def test_wrong_number_of_arguments():
     err = error("input x = 1\ndef f(a):\n    return a\nreturn f(x, 2)\n")
-    assert "f() takes 1 argument(s), got 2" in err and "line 4" in err
+    assert "f() takes 1 argument, got 2" in err and "line 4" in err
     assert "missing its argument 'b'" in error("input x = 1\ndef f(a, b):\n    return a\nreturn f(x)\n")
 
 
