@@ -35,6 +35,9 @@ class Result:
     dtype: str = "float64"
     device: str = "cpu"
     notes: list = field(default_factory=list)      # messages for stderr
+    order: int = 1                  # of the derivatives in `grad`
+    rows: list = None               # other results: (plain key, terminal label, array)
+    extra: dict = None              # their JSON members: key -> array, dict of arrays or text
 
 
 def _without_gc(f):

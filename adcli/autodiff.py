@@ -147,11 +147,15 @@ def _rule(mode, op, i, g, y, args, attrs):
 def jvp(graph, output, wrt, tangents, *, create_graph=False):
     """The tangent of `output` when the `wrt` nodes move along `tangents` (forward mode).
 
-    Returns None when the output does not depend on them."""
+    `output` may be a list of nodes: one sweep gives all their tangents, as a list.
+    Returns None for an output that does not depend on the nodes moved."""
+    many = isinstance(output, (list, tuple))
+    outputs = list(output) if many else [output]
     mode = _Mode(graph, create_graph, safe=True)
     tans = {w.id: t for w, t in zip(wrt, tangents)}
-    lo = min(tans, default=output.id + 1)
-    for node in graph.nodes[lo:output.id + 1]:
+    lo = min(tans, default=graph.nodes and len(graph.nodes))
+    hi = max((o.id for o in outputs), default=-1)
+    for node in graph.nodes[lo:hi + 1]:
         op = node.op
         if op is None or not op.differentiable:
             continue
@@ -171,4 +175,5 @@ def jvp(graph, output, wrt, tangents, *, create_graph=False):
         if tuple(out.shape) != tuple(node.shape):   # the tangent of a broadcast input
             out = mode.ns.broadcast_to(out, shape=node.shape)
         tans[node.id] = out
-    return tans.get(output.id)
+    found = [tans.get(o.id) for o in outputs]
+    return found if many else found[0]

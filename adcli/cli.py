@@ -96,6 +96,11 @@ def _run(debug, work):
         raise typer.Exit(e.exit_code)
     except (typer.Exit, KeyboardInterrupt):
         raise
+    except BrokenPipeError:
+        # the reader of stdout went away (`adcli ... | head -1`): it has what it wanted
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0)
     except MemoryError:
         if debug:
             raise
@@ -155,11 +160,21 @@ def eval_(expr: str = SOURCE,
     _run(debug, work)
 
 
+WRT = typer.Option(None, "--wrt", metavar="NAME,...", help="Inputs to differentiate (default: all).")
+
+
+def _wrt_names(wrt):
+    names = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
+    if names is not None and (not names or len(set(names)) != len(names)):
+        raise InputError(f"--wrt '{wrt}': give each input once, separated by commas")
+    return names
+
+
 @app.command(context_settings={"ignore_unknown_options": True})
 def grad(expr: str = SOURCE,
-         at: Optional[List[str]] = AT,
-         wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...",
-                                           help="Inputs to differentiate (default: all)."),
+         at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+         order: int = typer.Option(1, "--order", min=1, max=12,
+                                   help="Derivative order: 2 gives d2/dx2 for each input."),
          dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
          out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH,
@@ -172,10 +187,12 @@ def grad(expr: str = SOURCE,
 
     def work():
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
-        names = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
-        if names is not None and (not names or len(set(names)) != len(names)):
-            raise InputError(f"--wrt '{wrt}': give each input once, separated by commas")
-        _show(api.gradient(traced, names), json, plain, out)
+        if order == 1:
+            result = api.gradient(traced, _wrt_names(wrt))
+        else:
+            from . import derivatives
+            result = derivatives.higher_grad(traced, _wrt_names(wrt), order)
+        _show(result, json, plain, out)
     _run(debug, work)
 
 
@@ -201,5 +218,145 @@ def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of th
             print("\t".join(r))
 
 
+# ---------------------------------------------------------------- derivatives of every order
+# (jacobian, hessian, jvp, vjp, hvp: adcli/derivatives.py)
+
+def _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+            max_depth, debug, compute):
+    """Trace EXPR, apply `compute(traced, dtype, limits)` and show the result."""
+    def work():
+        from .graph import Limits
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
+        _show(compute(traced, traced.graph.dtype, Limits(max_elements, max_nodes)),
+              json, plain, out)
+    _run(debug, work)
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+             mode: Optional[str] = typer.Option(None, "--mode", metavar="fwd|rev",
+                                                help="Forward or reverse mode (default: the "
+                                                     "cheaper for the sizes)."),
+             dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+             out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+             max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
+             max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """The Jacobian of EXPR with respect to each input: shape (value shape) + (input shape).
+
+    Example: adcli jacobian "softmax(x)" --at x=[1,2,3]
+    """
+    from . import derivatives
+    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+            max_depth, debug, lambda t, dt, lim: derivatives.jacobian(t, _wrt_names(wrt), mode))
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+            dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+            out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+            max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
+            max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """The Hessian of a scalar EXPR: every block d2/dx,dy (forward over reverse mode).
+
+    Example: adcli hessian "x^2*y + y^3" --at x=1,y=2
+    """
+    from . import derivatives
+    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+            max_depth, debug, lambda t, dt, lim: derivatives.hessian(t, _wrt_names(wrt)))
+
+
+@app.command("jvp", context_settings={"ignore_unknown_options": True})
+def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
+         tangent: Optional[List[str]] = typer.Option(
+             None, "--tangent", metavar="NAME=VALUE,...",
+             help="The direction each input moves in (inputs not named stay). May repeat."),
+         dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+         out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+         max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
+         max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """Jacobian-vector product: how EXPR moves when the inputs move along --tangent
+    (forward mode).
+
+    Example: adcli jvp "A @ x" --at 'A=[[1,2],[3,4]],x=[1,1]' --tangent x=[1,0]
+    """
+    from . import derivatives, values
+
+    def compute(traced, dt, limits):
+        if not tangent:
+            raise InputError("jvp needs --tangent NAME=VALUE for at least one input")
+        return derivatives.jvp(traced, values.resolve(tangent, dt, limits, "--tangent"))
+    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+            max_depth, debug, compute)
+
+
+@app.command("vjp", context_settings={"ignore_unknown_options": True})
+def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
+         cotangent: Optional[str] = typer.Option(
+             None, "--cotangent", metavar="VALUE",
+             help="A weight for each element of the value (its shape, or one that broadcasts)."),
+         wrt: Optional[str] = WRT, dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+         out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+         max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
+         max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """Vector-Jacobian product: the gradient of sum(cotangent * EXPR) with respect to each
+    input (reverse mode).
+
+    Example: adcli vjp "A @ x" --at 'A=[[1,2],[3,4]],x=[1,1]' --cotangent [1,1]
+    """
+    from . import derivatives, values
+
+    def compute(traced, dt, limits):
+        if cotangent is None:
+            raise InputError("vjp needs --cotangent VALUE (the shape of the value)")
+        w = values.value(cotangent, dt, limits, "", "--cotangent")
+        return derivatives.vjp(traced, w, _wrt_names(wrt))
+    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+            max_depth, debug, compute)
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
+        vector: Optional[List[str]] = typer.Option(
+            None, "--vector", metavar="NAME=VALUE,...",
+            help="The vector v, by input (inputs not named: 0). May repeat."),
+        dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+        out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+        max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
+        max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """Hessian-vector product H v of a scalar EXPR, for every input (forward over reverse),
+    without forming H.
+
+    Example: adcli hvp "sum(x**3)" --at x=[1,2] --vector x=[1,0]
+    """
+    from . import derivatives, values
+
+    def compute(traced, dt, limits):
+        if not vector:
+            raise InputError("hvp needs --vector NAME=VALUE for at least one input")
+        return derivatives.hvp(traced, values.resolve(vector, dt, limits, "--vector"))
+    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+            max_depth, debug, compute)
+
+
+# ---------------------------------------------------------------- gradcheck
+# (adcli/gradcheck.py)
+
+
 def run():
-    app()
+    """The console script. Once the command has finished and its output is flushed, the
+    process ends without tearing down its objects: freeing a graph of a million nodes one
+    by one takes longer than the rest of a large run's output."""
+    import os
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:      # the reader went away (| head): nothing more to say
+        pass
+    os._exit(code)

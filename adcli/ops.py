@@ -288,7 +288,8 @@ unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ns, y, x: 0.5 / y, domain=(0.1, 4
 unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0))
 unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x)
 unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y)
-unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: y + 1.0, note="accurate near 0")
+# d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
+unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0")
 unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0))
 unary("log1p", lambda xp, x: xp.log1p(x), lambda ns, y, x: 1.0 / (1.0 + x), domain=(-0.9, 3.0),
       note="accurate near 0")
@@ -346,6 +347,11 @@ op("hypot", args=("a", "b"), fwd=lambda xp, a, b: xp.hypot(a, b),
    partials=(lambda ns, y, a, b: ns.where(y == 0, 0.0, a / y),
              lambda ns, y, a, b: ns.where(y == 0, 0.0, b / y)),
    kink=lambda xp, a, b: xp.hypot(a, b), note="gradient 0 at the origin")
+op("logaddexp", args=("a", "b"), fwd=lambda xp, a, b: xp.logaddexp(a, b),
+   # y = log(e^a + e^b): dy/da = e^a / (e^a + e^b) = e^(a - y), which never overflows
+   partials=(lambda ns, y, a, b: ns.exp(a - y), lambda ns, y, a, b: ns.exp(b - y)),
+   note="computed stably; log(exp(a) + exp(b)) is evaluated as logaddexp(a, b)",
+   doc="logaddexp(a, b): log(exp(a) + exp(b))")
 op("atan2", args=("a", "b"), fwd=lambda xp, a, b: xp.arctan2(a, b),
    # atan2(a, b) is the angle of the point (b, a): d/da = b/r^2, d/db = -a/r^2
    partials=(lambda ns, y, a, b: ns.where(a * a + b * b == 0, 0.0, b / (a * a + b * b)),

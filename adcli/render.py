@@ -61,20 +61,51 @@ def plain_array(arr):
     return text.replace('"', "")
 
 
+def grad_key(name, order=1):
+    """The plain-text key of a derivative: d/dx, or d3/dx3 for --order 3."""
+    return f"d/d{name}" if order == 1 else f"d{order}/d{name}{order}"
+
+
+def rows(result):
+    """(plain key, terminal label, array) for every result after the value."""
+    out = []
+    for k, v in (result.grad or {}).items():
+        label = f"∂/∂{k}" if result.order == 1 else f"∂{_sup(result.order)}/∂{k}{_sup(result.order)}"
+        out.append((grad_key(k, result.order), label, v))
+    return out + list(result.rows or [])
+
+
+def _sup(n):
+    return str(n).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def _json_member(v):
+    if isinstance(v, dict):
+        return {k: _json_member(x) for k, x in v.items()}
+    if isinstance(v, str):
+        return v
+    return to_jsonable(v)
+
+
 def to_json(result):
     obj = {"expr": result.expr, "value": to_jsonable(result.value)}
     if result.grad is not None:
         obj["grad"] = {k: to_jsonable(v) for k, v in result.grad.items()}
+        if result.order != 1:
+            obj["order"] = result.order
+    for k, v in (result.extra or {}).items():
+        obj[k] = _json_member(v)
     obj["dtype"] = result.dtype
     obj["device"] = result.device
     return json.dumps(obj)
 
 
 def to_plain(result):
-    if result.grad is None:
+    more = rows(result)
+    if not more:
         return plain_array(result.value)
     lines = [f"value\t{plain_array(result.value)}"]
-    lines += [f"d/d{k}\t{plain_array(v)}" for k, v in result.grad.items()]
+    lines += [f"{key}\t{plain_array(v)}" for key, _, v in more]
     return "\n".join(lines)
 
 
@@ -87,9 +118,12 @@ def to_rich(result, console):
     table.add_column("value")
     with np.printoptions(threshold=1000, edgeitems=3, linewidth=100):
         table.add_row("value", _shape(result.value), _pretty(result.value))
-        for k, v in (result.grad or {}).items():
-            table.add_row(f"∂/∂{k}", _shape(v), _pretty(v))
+        for _, label, v in rows(result):
+            table.add_row(label, _shape(v), _pretty(v))
     console.print(table)
+    mode = (result.extra or {}).get("mode")
+    if mode:
+        console.print(f"[dim]mode: {mode}[/dim]")
 
 
 def _shape(a):
@@ -108,7 +142,11 @@ def save(result, path):
     """Write the value and the gradients in full: .npy, .npz, .csv or .json."""
     from .errors import InputError
     arrays = {"value": np.asarray(result.value)}
-    arrays.update({f"grad_{k}": np.asarray(v) for k, v in (result.grad or {}).items()})
+    for key, _, v in rows(result):
+        # file-friendly names: d/dx -> grad_x, d2/dx,dy -> d2_dx_dy, vjp/x -> vjp_x
+        name = "grad_" + key[3:] if key.startswith("d/d") else \
+            key.replace("/", "_").replace(",", "_")
+        arrays[name] = np.asarray(v)
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     try:
         if ext == "npz":

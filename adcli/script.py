@@ -300,7 +300,8 @@ class Interpreter:
             bounds = [static("n", self.eval(a, scope), a[1]) for a in tree[3]]
             if len(bounds) == 3 and bounds[2] == 0:
                 raise InputError("range's step must not be 0", pos=tree[1])
-            return (g.const(float(i), tree[1]) for i in range(*bounds))
+            # plain numbers: a loop counter becomes a graph constant only where it is used
+            return (float(i) for i in range(*bounds))
         value = self.eval(tree, scope)
         if isinstance(value, Seq):
             return list(value)

@@ -256,7 +256,7 @@ class Evaluator:
         for p in parts:
             if isinstance(p, slice):
                 key.append(p)
-            elif isinstance(p, Node) and p.ndim == 0:
+            elif (isinstance(p, Node) and p.ndim == 0) or type(p) is float:
                 key.append(_int(p, "an index", pos))
             else:
                 raise InputError("indices must be integers or slices", pos=pos)

@@ -29,7 +29,7 @@ def split_top_level(text):
     return [p for p in (s.strip() for s in parts) if p]
 
 
-def parse_assignments(items):
+def parse_assignments(items, option="--at"):
     """['x=2,y=[1,2]', 'z=@f.npy'] -> {'x': '2', 'y': '[1,2]', 'z': '@f.npy'} (text values)."""
     out = {}
     for item in items:
@@ -37,12 +37,12 @@ def parse_assignments(items):
             name, eq, value = part.partition("=")
             name = name.strip()
             if not eq or not value.strip():
-                raise InputError(f"--at expects NAME=VALUE, got '{part}'",
-                                 hint="for example --at x=2,y=[1,2,3]")
+                raise InputError(f"{option} expects NAME=VALUE, got '{part}'",
+                                 hint=f"for example {option} x=2,y=[1,2,3]")
             if not name or name[0].isdigit() or set(name) - NAME_CHARS:
-                raise InputError(f"--at: '{name}' is not a valid name")
+                raise InputError(f"{option}: '{name}' is not a valid name")
             if name in out:
-                raise InputError(f"--at gives '{name}' twice")
+                raise InputError(f"{option} gives '{name}' twice")
             out[name] = value.strip()
     return out
 
@@ -50,7 +50,7 @@ def parse_assignments(items):
 NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 
-def evaluate_constant(text, dtype, limits, name):
+def evaluate_constant(text, dtype, limits, name, option="--at"):
     """A value written in the language: a number, a list, linspace(0,1,5), pi/4, ..."""
     if len(text) <= 100 and NUMBER.fullmatch(text):
         return np.asarray(float(text), dtype=dtype)   # a plain number: no parser needed
@@ -63,16 +63,16 @@ def evaluate_constant(text, dtype, limits, name):
         node = Evaluator(graph, {}).array(Evaluator(graph, {}).run(tree))
     except AdcliError as e:
         e.message = f"in the value of '{name}': {e.message}"
-        e.located(text, f"--at {name}")
-        e.filename = f"--at {name}"
+        e.located(text, f"{option} {name}")
+        e.filename = f"{option} {name}"
         raise
     return np.asarray(node.value)
 
 
-def load_file(path, limits, name):
+def load_file(path, limits, name, option="--at"):
     """Read an array from .npy, .csv, .txt or .json. Only the file named is read."""
     if not os.path.isfile(path):
-        raise InputError(f"--at {name}=@{path}: no such file")
+        raise InputError(f"{option} {name}=@{path}: no such file")
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".npy":
@@ -82,11 +82,11 @@ def load_file(path, limits, name):
                                    else np.lib.format.read_array_header_2_0(f))
             _check_size(math.prod(shape), limits, name)
             if dtype.kind not in "biuf":
-                raise InputError(f"--at {name}=@{path}: holds {dtype}, not numbers")
+                raise InputError(f"{option} {name}=@{path}: holds {dtype}, not numbers")
             return np.load(path, allow_pickle=False)
         size = os.path.getsize(path)
         if size > 32 * limits.max_elements + 1024:
-            raise LimitError(f"--at {name}=@{path}: the file is too large ({size:,} bytes)")
+            raise LimitError(f"{option} {name}=@{path}: the file is too large ({size:,} bytes)")
         if ext == ".json":
             with open(path) as f:
                 import json
@@ -98,30 +98,34 @@ def load_file(path, limits, name):
             delim = "," if ext == ".csv" or ("," in text and ext != ".tsv") else None
             arr = np.loadtxt(path, delimiter=delim, ndmin=1, comments="#")
         else:
-            raise InputError(f"--at {name}=@{path}: unknown file type '{ext}'",
+            raise InputError(f"{option} {name}=@{path}: unknown file type '{ext}'",
                              hint="use .npy, .csv, .txt or .json")
     except (ValueError, TypeError, OSError) as e:
         detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise InputError(f"--at {name}=@{path}: cannot read it as numbers ({detail})") from None
-    _check_size(arr.size, limits, name)
+        raise InputError(f"{option} {name}=@{path}: cannot read it as numbers ({detail})") from None
+    _check_size(arr.size, limits, name, option)
     return arr
 
 
-def _check_size(n, limits, name):
+def _check_size(n, limits, name, option="--at"):
     if n > limits.max_elements:
-        raise LimitError(f"--at {name}: {n:,} elements; the limit is {limits.max_elements:,}",
+        raise LimitError(f"{option} {name}: {n:,} elements; the limit is {limits.max_elements:,}",
                          hint="raise it with --max-elements")
 
 
-def resolve(items, dtype, limits):
-    """--at items to arrays, by name, in the order given."""
+def resolve(items, dtype, limits, option="--at"):
+    """--at items (or --tangent, --vector ones) to arrays, by name, in the order given."""
     out = {}
-    for name, text in parse_assignments(items).items():
-        if text.startswith("@"):
-            arr = load_file(text[1:], limits, name)
-        else:
-            arr = evaluate_constant(text, dtype, limits, name)
-        if arr.dtype == bool:
-            arr = arr.astype(dtype)
+    for name, text in parse_assignments(items, option).items():
+        arr = value(text, dtype, limits, name, option)
         out[name] = arr
     return out
+
+
+def value(text, dtype, limits, name, option="--at"):
+    """One value: a constant of the language or @FILE."""
+    if text.startswith("@"):
+        arr = load_file(text[1:], limits, name, option)
+    else:
+        arr = evaluate_constant(text, dtype, limits, name, option)
+    return arr.astype(dtype) if arr.dtype == bool else arr

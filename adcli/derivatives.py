@@ -1,0 +1,318 @@
+"""Derivatives of every order and shape, as transforms of the recorded graph.
+
+* `jacobian`: d out / d x for every chosen input, by forward mode (one JVP per input
+  element, the op table's `jvp` rules) or reverse mode (one VJP per output element, its
+  `vjp` rules), picked from the sizes unless asked for.
+* `jvp`, `vjp`: one directional derivative, forward or reverse.
+* `hessian`, `hvp`: forward-over-reverse. Reverse mode with `create_graph=True` records the
+  gradient as new graph nodes; forward mode then pushes a tangent through the whole graph,
+  gradient included, giving H v (one column of the Hessian per basis vector).
+* `higher_grad`: d^k out / dx^k for each input alone: reverse once, then forward mode k-1
+  times, each time over a graph that the previous transform recorded.
+
+A derivative that is identically zero (the output does not depend on the input, or only
+through steps with derivative 0) comes out as zeros, with a note, like PyTorch's
+`allow_unused=True`; it is never an error.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import autodiff
+from .api import Result, _without_gc, evaluate
+from .errors import AdcliError, InputError, LimitError, ShapeError, UnknownNameError, suggest
+
+
+def choose_inputs(traced, wrt, what="--wrt"):
+    """The input nodes named by `wrt` (default: every input), checked."""
+    names = list(traced.inputs)
+    wrt = names if wrt is None else list(wrt)
+    for w in wrt:
+        if w not in traced.inputs:
+            raise UnknownNameError(f"{what} {w}: the expression has no input '{w}'",
+                                   hint=suggest(w, names) or (
+                                       "its inputs are " + ", ".join(names) if names
+                                       else "it has no inputs"))
+    if not wrt:
+        raise InputError("there is nothing to differentiate: the expression has no inputs")
+    return wrt, [traced.inputs[w] for w in wrt]
+
+
+def _scalar_output(traced, command):
+    out = traced.output
+    if out.size != 1:
+        raise InputError(f"{command} needs a scalar value, but the value has shape "
+                         f"{tuple(out.shape)}", hint="differentiate sum(...) or mean(...) of it")
+    if out.dtype.kind != "f":
+        raise InputError("the value is a boolean and has no derivative")
+    return out
+
+
+def _check_size(traced, shape, what):
+    n = math.prod(shape)
+    limit = traced.graph.limits.max_elements
+    if n > limit:
+        raise LimitError(f"the {what} would have shape {tuple(shape)} ({n:,} elements); "
+                         f"the limit is {limit:,}", hint="raise it with --max-elements")
+
+
+def _unused_note(name):
+    return (f"note: no derivative reaches '{name}' (the value does not depend on it, or only "
+            "through steps with derivative 0); its derivatives are 0")
+
+
+def _basis(xp, shape, dtype):
+    """The unit vectors of an array shape, one at a time, in C order."""
+    n = math.prod(shape)
+    for i in range(n):
+        e = xp.zeros(n, dtype=dtype)
+        e[i] = 1.0
+        yield i, e.reshape(shape)
+
+
+def _located(traced):
+    """Attach the source to errors raised while a derivative rule runs."""
+    class _Ctx:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, err, tb):
+            if isinstance(err, AdcliError):
+                err.located(traced.source, traced.filename)
+            return False
+    return _Ctx()
+
+
+# ---------------------------------------------------------------- first order
+
+@_without_gc
+def jacobian(traced, wrt=None, mode=None):
+    """d out / d x for each chosen input: arrays of shape out.shape + x.shape.
+
+    mode "fwd" builds the Jacobian a column at a time (one JVP per input element), "rev" a
+    row at a time (one VJP per output element); by default the cheaper of the two."""
+    graph, out = traced.graph, traced.output
+    if out.dtype.kind != "f":
+        raise InputError("the value is a boolean and has no derivative")
+    names, nodes = choose_inputs(traced, wrt)
+    n_in, n_out = sum(x.size for x in nodes), out.size
+    if mode is None:
+        mode = "fwd" if n_in <= n_out else "rev"
+    if mode not in ("fwd", "rev"):
+        raise InputError(f"unknown mode '{mode}'", hint="use fwd or rev")
+    for x in nodes:
+        _check_size(traced, tuple(out.shape) + tuple(x.shape), "Jacobian")
+    xp, dtype = graph.xp, graph.dtype
+    jac = [xp.zeros((n_out, x.size), dtype=dtype) for x in nodes]
+    reached = [False] * len(nodes)
+    with _located(traced):
+        if mode == "fwd":
+            for k, x in enumerate(nodes):
+                for i, e in _basis(xp, x.shape, dtype):
+                    t = autodiff.jvp(graph, out, [x], [e])
+                    if t is not None:
+                        reached[k] = True
+                        jac[k][:, i] = xp.broadcast_to(t, out.shape).reshape(-1)
+        else:
+            for j, e in _basis(xp, out.shape, dtype):
+                for k, c in enumerate(autodiff.vjp(graph, out, nodes, cotangent=e)):
+                    if c is not None:
+                        reached[k] = True
+                        jac[k][j, :] = c.reshape(-1)
+    res = evaluate(traced)
+    res.rows = [(f"d/d{w}", f"∂/∂{w}", J.reshape(tuple(out.shape) + tuple(x.shape)))
+                for w, x, J in zip(names, nodes, jac)]
+    res.extra = {"jacobian": {w: row[2] for w, row in zip(names, res.rows)}, "mode": mode}
+    res.notes += [_unused_note(w) for w, r in zip(names, reached) if not r]
+    return res
+
+
+@_without_gc
+def jvp(traced, tangents):
+    """The forward-mode derivative of the output along `tangents` (name -> array; inputs
+    not named move by 0)."""
+    graph, out = traced.graph, traced.output
+    if out.dtype.kind != "f":
+        raise InputError("the value is a boolean and has no derivative")
+    names, nodes = choose_inputs(traced, list(tangents), what="--tangent")
+    ts = []
+    for w, x in zip(names, nodes):
+        t = np.asarray(tangents[w], dtype=graph.dtype)
+        if t.shape != tuple(x.shape):
+            raise ShapeError(f"--tangent {w}: shape {t.shape} does not match the input's "
+                             f"shape {tuple(x.shape)}")
+        ts.append(graph.xp.asarray(t))
+    with _located(traced):
+        t = autodiff.jvp(graph, out, nodes, ts)
+    res = evaluate(traced)
+    if t is None:
+        res.notes.append("note: the value does not depend on the inputs moved; the JVP is 0")
+        t = graph.xp.zeros(out.shape, dtype=graph.dtype)
+    t = graph.xp.broadcast_to(t, out.shape)
+    res.rows = [("jvp", "JVP", t)]
+    res.extra = {"jvp": t, "mode": "fwd"}
+    return res
+
+
+@_without_gc
+def vjp(traced, cotangent, wrt=None):
+    """The reverse-mode derivative: cotangent^T (d out / d x) for each chosen input."""
+    graph, out = traced.graph, traced.output
+    if out.dtype.kind != "f":
+        raise InputError("the value is a boolean and has no derivative")
+    names, nodes = choose_inputs(traced, wrt)
+    w = np.asarray(cotangent, dtype=graph.dtype)
+    if w.shape != tuple(out.shape):
+        try:
+            w = np.broadcast_to(w, out.shape)
+        except ValueError:
+            raise ShapeError(f"--cotangent: shape {w.shape} does not match the value's shape "
+                             f"{tuple(out.shape)}") from None
+    with _located(traced):
+        cts = autodiff.vjp(graph, out, nodes, cotangent=graph.xp.asarray(w))
+    res = evaluate(traced)
+    res.rows, res.extra = [], {"vjp": {}, "mode": "rev"}
+    for name, x, c in zip(names, nodes, cts):
+        if c is None:
+            res.notes.append(_unused_note(name))
+            c = graph.xp.zeros(x.shape, dtype=graph.dtype)
+        res.rows.append((f"vjp/{name}", f"VJP ∂/∂{name}", c))
+        res.extra["vjp"][name] = c
+    return res
+
+
+# ---------------------------------------------------------------- second order and up
+
+def _gradient_nodes(traced, nodes):
+    """The gradient as graph nodes (reverse mode, recorded), None where it is zero."""
+    with _located(traced):
+        return autodiff.vjp(traced.graph, traced.output, nodes, create_graph=True)
+
+
+@_without_gc
+def hvp(traced, vector):
+    """H v, forward-over-reverse: the directional derivative of the gradient graph along
+    `vector` (name -> array; inputs not named move by 0), for every input."""
+    graph = traced.graph
+    _scalar_output(traced, "hvp")
+    names, nodes = choose_inputs(traced, None)
+    moved, vs = [], []
+    for w, v in vector.items():
+        if w not in traced.inputs:
+            choose_inputs(traced, [w], what="--vector")
+        x = traced.inputs[w]
+        v = np.asarray(v, dtype=graph.dtype)
+        if v.shape != tuple(x.shape):
+            raise ShapeError(f"--vector {w}: shape {v.shape} does not match the input's "
+                             f"shape {tuple(x.shape)}")
+        moved.append(x)
+        vs.append(graph.xp.asarray(v))
+    grads = _gradient_nodes(traced, nodes)
+    present = [g for g in grads if g is not None]
+    with _located(traced):
+        hv = autodiff.jvp(graph, present, moved, vs) if present else []
+    hv = iter(hv)
+    res = evaluate(traced)
+    res.rows, res.extra = [], {"hvp": {}, "mode": "fwd-over-rev"}
+    for name, x, g in zip(names, nodes, grads):
+        h = next(hv) if g is not None else None
+        if h is None:
+            h = graph.xp.zeros(x.shape, dtype=graph.dtype)
+        h = graph.xp.broadcast_to(h, x.shape)
+        res.rows.append((f"hvp/{name}", f"(Hv) ∂/∂{name}", h))
+        res.extra["hvp"][name] = h
+    return res
+
+
+@_without_gc
+def hessian(traced, wrt=None):
+    """Every block d2 out / dx dy (shape x.shape + y.shape), forward-over-reverse: one
+    forward sweep over the recorded gradient per input element."""
+    graph, out = traced.graph, traced.output
+    _scalar_output(traced, "hessian")
+    names, nodes = choose_inputs(traced, wrt)
+    for x in nodes:
+        for y in nodes:
+            _check_size(traced, tuple(x.shape) + tuple(y.shape), "Hessian")
+    xp, dtype = graph.xp, graph.dtype
+    grads = _gradient_nodes(traced, nodes)
+    present = [g for g in grads if g is not None]
+    blocks = {(a, b): xp.zeros((x.size, y.size), dtype=dtype)
+              for a, x in zip(names, nodes) for b, y in zip(names, nodes)}
+    with _located(traced):
+        for b, y in zip(names, nodes):
+            for i, e in _basis(xp, y.shape, dtype):
+                cols = iter(autodiff.jvp(graph, present, [y], [e]) if present else [])
+                for a, x, g in zip(names, nodes, grads):
+                    col = next(cols) if g is not None else None
+                    if col is not None:
+                        blocks[a, b][:, i] = xp.broadcast_to(col, x.shape).reshape(-1)
+    res = evaluate(traced)
+    res.rows, hess = [], {}
+    for a, x in zip(names, nodes):
+        hess[a] = {}
+        for b, y in zip(names, nodes):
+            block = blocks[a, b].reshape(tuple(x.shape) + tuple(y.shape))
+            hess[a][b] = block
+            res.rows.append((f"d2/d{a},d{b}", f"∂²/∂{a}∂{b}", block))
+    res.extra = {"hessian": hess, "mode": "fwd-over-rev"}
+    res.notes += [_unused_note(w) for w, g in zip(names, grads) if g is None]
+    return res
+
+
+@_without_gc
+def higher_grad(traced, wrt=None, order=1):
+    """d^k out / dx^k for each chosen input on its own (shape x.shape repeated k times):
+    reverse mode once (recorded), then forward mode k-1 times, each recorded but the last."""
+    graph, out = traced.graph, traced.output
+    if order < 1:
+        raise InputError(f"--order {order}: the order must be 1 or more")
+    _scalar_output(traced, "grad")
+    names, nodes = choose_inputs(traced, wrt)
+    for x in nodes:
+        _check_size(traced, tuple(x.shape) * order, f"derivative of order {order}")
+    xp, dtype = graph.xp, graph.dtype
+    res = evaluate(traced)
+    res.grad = {}
+    with _located(traced):
+        if order == 1:
+            cts = autodiff.vjp(graph, out, nodes)
+        else:
+            cts = autodiff.vjp(graph, out, nodes, create_graph=True)
+    for name, x, d in zip(names, nodes, cts):
+        for level in range(2, order + 1):
+            if d is None:
+                break
+            d = _forward_jacobian(graph, d, x, record=level < order, traced=traced)
+        if d is None:
+            res.notes.append(_unused_note(name))
+            d = xp.zeros(tuple(x.shape) * order, dtype=dtype)
+        res.grad[name] = d
+    res.order = order
+    return res
+
+
+def _forward_jacobian(graph, node, x, record, traced):
+    """d node / d x as a node (record=True) or an array, of shape node.shape + x.shape:
+    one forward sweep per element of x, the columns stacked on a new last axis."""
+    xp, dtype = graph.xp, graph.dtype
+    cols = []
+    with _located(traced):
+        for i, e in _basis(xp, x.shape, dtype):
+            tangent = graph.const(e) if record else e
+            t = autodiff.jvp(graph, node, [x], [tangent], create_graph=record)
+            if t is None:
+                t = graph.const(xp.zeros(node.shape, dtype=dtype)) if record else \
+                    xp.zeros(node.shape, dtype=dtype)
+            elif tuple(t.shape) != tuple(node.shape):
+                t = graph.ns.broadcast_to(t, shape=node.shape) if record else \
+                    xp.broadcast_to(t, node.shape)
+            cols.append(t)
+    if x.ndim == 0:
+        return cols[0]
+    if record:
+        stacked = graph.ns.stack(*cols, axis=-1)
+        return graph.ns.reshape(stacked, shape=tuple(node.shape) + tuple(x.shape))
+    return xp.stack(cols, axis=-1).reshape(tuple(node.shape) + tuple(x.shape))
