@@ -95,10 +95,18 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
     cts = {output.id: cotangent}
     found = {}
     graph_mode, ns = create_graph, mode.ns
+    # Numeric mode saves full-size array operations, which dominate large inputs:
+    # * `owned` holds the ids of cotangents in `cts` that this walk allocated and nobody
+    #   else sees, so a second path's contribution is added into them in place;
+    # * a cotangent that is a broadcast 1 (what `sum` hands back) times a local derivative
+    #   is the local derivative: no multiplication.
+    owned = set()
+    xp = graph.xp
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:
             continue
+        owned.discard(id(g))
         if node.id in wanted:
             found[node.id] = g
         op = node.op
@@ -109,12 +117,23 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
         else:
             y, args = node.value, [a.value for a in node.args]
         partials = op.partials
+        ones = not graph_mode and _is_broadcast_one(g)
         for i, a in enumerate(node.args):
             if a.id not in need:
                 continue
+            fresh = False
             if partials is not None:           # elementwise: cotangent times local derivative
                 d = partials[i]
-                c = g if d is IDENTITY else -g if d is NEGATE else mode.chain(g, d(ns, y, *args))
+                if d is IDENTITY:
+                    c = g
+                elif d is NEGATE:
+                    c, fresh = -g, True
+                else:
+                    d = d(ns, y, *args)
+                    if ones and getattr(d, "shape", None) == g.shape:
+                        c = d
+                    else:
+                        c, fresh = mode.chain(g, d), True
             else:
                 try:
                     c = _rule(mode, op, i, g, y, args, node.attrs)
@@ -124,12 +143,28 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
                 if c is None:
                     continue
             if c.shape != a.value.shape:
-                c = mode.sum_to(c, a.value.shape)   # the adjoint of broadcasting
+                c, fresh = mode.sum_to(c, a.value.shape), True   # the adjoint of broadcasting
             if watch is not None:
                 watch(node, i, g, c)
             prev = cts.get(a.id)
-            cts[a.id] = c if prev is None else prev + c   # paths add up
+            if prev is None:                   # paths add up
+                cts[a.id] = c
+                if fresh and not graph_mode and c is not g:
+                    owned.add(id(c))
+            elif id(prev) in owned and type(prev) is type(c) and prev.dtype == c.dtype \
+                    and prev.shape == c.shape and prev.ndim:
+                xp.add(prev, c, out=prev)
+            else:
+                cts[a.id] = prev + c
+                if not graph_mode:
+                    owned.add(id(cts[a.id]))
     return [found.get(i) for i in wrt_ids]
+
+
+def _is_broadcast_one(g):
+    """Is g a broadcast view of the number 1 (all strides 0)?"""
+    strides = getattr(g, "strides", None)
+    return bool(strides) and g.size > 1 and not any(strides) and g.flat[0] == 1
 
 
 def _rule(mode, op, i, g, y, args, attrs):
