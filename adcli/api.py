@@ -128,7 +128,94 @@ def trace_script(source, values, *, dtype="float64", limits=None, filename=None,
 def evaluate(traced):
     res = Result(traced.label or traced.source, traced.output.value, dtype=traced.graph.dtype.name)
     res.notes += nonfinite_notes(traced, traced.output, "value")
+    res.notes += where_lint(traced)
     return res
+
+
+def _note(traced, message, node):
+    """A warning with the node's place in the source, a caret under it."""
+    err = AdcliError(message, pos=node.pos)
+    err.located(traced.source, traced.filename)
+    return err.render().replace("error: ", "", 1)
+
+
+def where_lint(traced):
+    """Warn about a `where` whose unselected branch is not finite at this point. Its value
+    is masked, and adcli's gradient stays finite too (the unselected branch gets exactly 0
+    and a zero times an infinite derivative counts as 0); in PyTorch and JAX the same
+    expression has a NaN gradient, the well-known `where` pitfall."""
+    from .graph import reachable
+    graph, notes = traced.graph, []
+    for i in reachable([traced.output]):
+        node = graph.nodes[i]
+        if node.op is None or node.op.name != "where" or not _written_at(traced, node.pos, "where"):
+            continue   # only the where calls a person wrote, not those of derivative rules
+        cond = np.broadcast_to(np.asarray(node.args[0].value, dtype=bool), node.shape)
+        for k, selected in ((1, cond), (2, ~cond)):
+            branch = np.broadcast_to(node.args[k].value, node.shape)
+            if branch.dtype.kind != "f":
+                continue
+            hidden = ~selected & ~np.isfinite(branch)
+            if hidden.any():
+                which = "second" if k == 1 else "third"
+                notes.append(_note(traced, (
+                    f"warning: the {which} argument of where is {_kinds(branch[hidden])} at "
+                    "this point, where it is not selected; the value masks it, and adcli's "
+                    "gradient stays finite (the unselected branch gets exactly 0), whereas "
+                    "PyTorch and JAX give NaN gradients here"), node))
+    return notes
+
+
+def _written_at(traced, pos, word):
+    """Does the source have `word` at position pos (line, column, width)?"""
+    if pos is None or not traced.source:
+        return False
+    lines = traced.source.splitlines()
+    line, col = pos[0], pos[1]
+    return 0 < line <= len(lines) and lines[line - 1][col - 1:].startswith(word)
+
+
+def detect_anomaly(traced, nodes, result):
+    """--detect-anomaly: name the first node whose forward value, and the first derivative
+    rule whose backward output, is a NaN or an infinity born from finite inputs, even where
+    the final results stay finite. Returns (messages, bad): bad names the value or the
+    derivatives in `result` that are not finite. The findings also go into
+    result.extra["anomalies"] (for --json)."""
+    graph, out, messages = traced.graph, traced.output, []
+    finals = [("the value", out.value)] + [(f"d/d{w}", g) for w, g in (result.grad or {}).items()]
+    bad = [name for name, v in finals if np.asarray(v).dtype.kind == "f"
+           and not bool(np.all(np.isfinite(v)))]
+    records = []
+
+    def record(phase, node, reaches):
+        records.append({"phase": phase, "op": node.op.name,
+                        "line": node.pos[0] if node.pos else None,
+                        "column": node.pos[1] if node.pos else None,
+                        "inputs": [_short(a.value) for a in node.args], "reaches": reaches})
+
+    born = first_nonfinite(graph, out)
+    if born is not None and born.op is not None:
+        shown = ", ".join(_short(a.value) for a in born.args)
+        reached = "the value" in bad
+        reach = ("it reaches the value" if reached
+                 else "it does not reach the value, which is finite (masked)")
+        messages.append(_note(traced, f"anomaly (forward): {born.op.name}({shown}) gives "
+                                      f"{_kinds(born.value)}; {reach}", born))
+        record("forward", born, ["value"] if reached else [])
+    hit = autodiff.first_nonfinite_cotangent(graph, out, nodes, safe=False) if nodes else None
+    if hit is not None:
+        node, i = hit
+        shown = ", ".join(_short(a.value) for a in node.args)
+        grads = [n for n in bad if n != "the value"]
+        reach = ("it reaches " + ", ".join(grads) if grads else
+                 "no gradient is affected: adcli's chain rule counts a zero cotangent times an "
+                 "infinite derivative as 0, so every gradient is finite")
+        messages.append(_note(traced, f"anomaly (backward): the derivative of "
+                                      f"{node.op.name}({shown}) with respect to argument {i + 1} "
+                                      f"is not finite here; {reach}", node))
+        record("backward", node, grads)
+    result.extra = {**(result.extra or {}), "anomalies": records}
+    return messages, bad
 
 
 @_without_gc
@@ -188,9 +275,11 @@ def _kinds(a):
 
 
 def first_nonfinite(graph, output):
-    """The first node (in evaluation order) whose value is not finite although all its
-    arguments are: the place where a NaN or an infinity was born."""
-    for node in graph.nodes[:output.id + 1]:
+    """The first node (in evaluation order) that the output depends on whose value is not
+    finite although all its arguments are: the place where a NaN or an infinity was born."""
+    from .graph import reachable
+    for i in reachable([output]):
+        node = graph.nodes[i]
         v = node.value
         if v.dtype.kind != "f" or bool(np.all(np.isfinite(v))):
             continue

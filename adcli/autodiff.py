@@ -69,20 +69,34 @@ def vjp(graph, output, wrt, cotangent=None, *, create_graph=False):
     return out
 
 
-def first_nonfinite_cotangent(graph, output, wrt):
+def first_nonfinite_cotangent(graph, output, wrt, safe=True):
     """The first rule application, walking back from the output, that turned a finite
-    cotangent into a NaN or an infinity: returns (node, argument number) or None."""
+    cotangent into a NaN or an infinity: returns (node, argument number) or None.
+    With safe=False the chain rule's plain products are used, so a zero cotangent times an
+    infinite local derivative shows up as the NaN it would be without adcli's convention."""
     found = []
 
     def watch(node, i, g, c):
         xp = graph.xp
         if not found and bool(xp.all(xp.isfinite(g))) and not bool(xp.all(xp.isfinite(c))):
             found.append((node, i))
-    _vjp(graph, output, wrt, None, create_graph=False, safe=True, watch=watch)
+    _vjp(graph, output, wrt, None, create_graph=False, safe=safe, watch=watch)
     return found[0] if found else None
 
 
-def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
+def adjoints(graph, output, cotangent=None):
+    """The adjoint of every node the output depends on, {id: cotangent}: the derivative of
+    the output (weighted by `cotangent`, default 1) with respect to that node's value, the
+    last column of a Wengert list. Nodes reached by no differentiable path are absent.
+    It is the walk of `vjp`, started from every leaf, keeping each cotangent on the way."""
+    leaves = [n for n in graph.nodes[:output.id + 1] if not n.args]
+    keep = {}
+    _vjp(graph, output, leaves, cotangent, create_graph=False, safe=True, keep=keep)
+    return keep
+
+
+def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=None):
+    # keep: a dict that receives every node's final cotangent (its adjoint), by id
     mode = _Mode(graph, create_graph, safe)
     wrt_ids = [w.id for w in wrt]
     need, lo = _needed(graph, output, wrt_ids)
@@ -107,6 +121,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None):
         if g is None:
             continue
         owned.discard(id(g))
+        if keep is not None:                   # final: every path has added into it
+            keep[node.id] = g
         if node.id in wanted:
             found[node.id] = g
         op = node.op

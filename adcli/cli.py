@@ -127,6 +127,7 @@ def _show(result, as_json, plain, out):
     else:
         from rich.console import Console
         render.to_rich(result, Console())
+    sys.stdout.flush()   # results before any later message on stderr, also in a pipe
 
 
 def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth):
@@ -175,6 +176,10 @@ def grad(expr: str = SOURCE,
          at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
          order: int = typer.Option(1, "--order", min=1, max=12,
                                    help="Derivative order: 2 gives d2/dx2 for each input."),
+         detect_anomaly: bool = typer.Option(
+             False, "--detect-anomaly",
+             help="Name the first op whose value or derivative is NaN or infinite, even where "
+                  "the results stay finite; exit 1 if a result is not finite."),
          dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
          out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH,
@@ -192,7 +197,21 @@ def grad(expr: str = SOURCE,
         else:
             from . import derivatives
             result = derivatives.higher_grad(traced, _wrt_names(wrt), order)
+        if not detect_anomaly:
+            _show(result, json, plain, out)
+            return
+        from .derivatives import choose_inputs
+        messages, bad = api.detect_anomaly(traced, choose_inputs(traced, _wrt_names(wrt))[1],
+                                           result)
+        # the anomaly report replaces the default warnings, which say the same more briefly
+        result.notes = [n for n in result.notes if not n.startswith("warning: the ")] + messages
         _show(result, json, plain, out)
+        if bad:
+            print(f"anomaly: {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite",
+                  file=sys.stderr)
+            raise typer.Exit(1)
+        if not messages:
+            print("no anomaly: every value and derivative is finite", file=sys.stderr)
     _run(debug, work)
 
 
@@ -336,6 +355,14 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
         return derivatives.hvp(traced, values.resolve(vector, dt, limits, "--vector"))
     _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
             max_depth, debug, compute)
+
+
+# ---------------------------------------------------------------- profile
+# (adcli/profile.py)
+
+
+# ---------------------------------------------------------------- dot and trace
+# (adcli/dot.py, adcli/wengert.py)
 
 
 # ---------------------------------------------------------------- gradcheck

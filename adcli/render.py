@@ -80,9 +80,13 @@ def _sup(n):
 
 
 def _json_member(v):
+    """Results as JSON: arrays and numbers as in "value", containers and text as they are.
+    (Results nest a level or two: recursion is bounded by their fixed structure.)"""
     if isinstance(v, dict):
         return {k: _json_member(x) for k, x in v.items()}
-    if isinstance(v, str):
+    if isinstance(v, (list, tuple)):
+        return [_json_member(x) for x in v]
+    if v is None or isinstance(v, (str, bool, int)):
         return v
     return to_jsonable(v)
 

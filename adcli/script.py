@@ -81,15 +81,18 @@ class CustomRule:
     """The derivative of a function with a `backward` block: the user's rule, run as script
     code on graph nodes (so it can be differentiated again), or on numbers."""
 
-    def __init__(self, interp, fn, value):
+    def __init__(self, interp, fn, value, body=None):
         self.interp, self.fn, self.value = interp, fn, value
+        self.body = body        # the node the function's body returned (gradcheck replays it)
         self._last = None
 
     def vjp(self, ns, g, y, xs, argnum):
-        key = (id(g), id(y))
-        if self._last is None or self._last[0] != key:
-            self._last = (key, self._run(ns, g, y, xs))
-        return self._last[1][argnum]
+        # one run of the rule serves every argument of one node; the cache holds g and y
+        # themselves, so a later cotangent allocated at a freed one's address cannot hit it
+        last = self._last
+        if last is None or last[0] is not g or last[1] is not y:
+            last = self._last = (g, y, self._run(ns, g, y, xs))
+        return last[2][argnum]
 
     def _run(self, ns, g, y, xs):
         graph = self.interp.graph
@@ -375,7 +378,15 @@ class Interpreter:
         xs = [ev.array(scope[p[0]], pos) for p in fn.params]
         out = ev.array(out, pos)
         self.graph.pos = pos
-        return self.graph.emit("custom", *xs, rule=CustomRule(self, fn, out.value))
+        return self.graph.emit("custom", *xs, rule=CustomRule(self, fn, out.value, body=out))
+
+    def run_body(self, fn, values):
+        """The value node of fn's body at plain values of its parameters, with a fresh step
+        budget (gradcheck evaluates bodies of custom rules at perturbed points)."""
+        self.steps = 0
+        scope = {p[0]: self.graph.const(v) for p, v in zip(fn.params, values)}
+        out = self.run_function_body(fn, scope, fn.pos)
+        return ScriptEvaluator(self, {}).array(out, fn.pos)
 
     def grad(self, args, kwargs, pos, ev):
         """grad(f, x, ...): the derivative of scalar f at x in its first argument, as graph
