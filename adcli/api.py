@@ -105,10 +105,11 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None):
 def trace_script(source, values, *, dtype="float64", limits=None, filename=None, seed=0,
                  max_steps=1_000_000, max_depth=64):
     """Run a .ad script at `values`, recording its graph; its inputs are its `input` names."""
-    from .script import Interpreter, declared_inputs
+    from .script import Interpreter, check_structure, declared_inputs
     limits = limits or Limits()
     try:
         tree = parse(source, "script")
+        check_structure(tree)
         declared = declared_inputs(tree)
         for extra in values:
             if extra not in declared:

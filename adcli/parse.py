@@ -272,7 +272,7 @@ def parse(text, grammar="expr"):
                              hint="indent only the bodies of if, elif, else, for, while, def and "
                                   "backward, each by the same amount") from None
         else:
-            line, col, width = tok.line, tok.column, max(1, len(tok))
+            line, col, width = tok.line, tok.column, max(1, len(tok.strip()))
             what = f"unexpected {_describe_token(tok)}"
         raise ParseError(what, pos=(line, col, width), hint=_expected(p, e.expected)) from None
     except UnexpectedInput as e:

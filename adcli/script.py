@@ -404,6 +404,27 @@ class Interpreter:
         return g if g is not None else self.graph.const(np.zeros(x.shape))
 
 
+def check_structure(tree):
+    """`break` and `continue` belong in a loop of the same function: checked before the
+    script runs (a loop over statements, not a recursion)."""
+    todo = [(tree, False)]
+    while todo:
+        block, in_loop = todo.pop()
+        for stmt in block:
+            kind = stmt[0]
+            if kind in ("break", "continue") and not in_loop:
+                raise InputError(f"`{kind}` outside a loop", pos=stmt[1],
+                                 hint="use it inside the body of a for or while loop")
+            if kind == "if":
+                todo.extend((body, in_loop) for _, body in stmt[2])
+                if stmt[3]:
+                    todo.append((stmt[3], in_loop))
+            elif kind in ("while", "for"):
+                todo.append((stmt[-1], True))
+            elif kind in ("def", "backward"):
+                todo.append((stmt[-1], False))
+
+
 def declared_inputs(tree):
     """The names declared with `input` at the top level, in order."""
     return [s[2] for s in tree if s[0] == "input"]
