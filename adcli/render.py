@@ -50,15 +50,34 @@ def _json_leaf(v):
 
 
 def to_jsonable(arr):
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f" and arr.ndim and bool(np.isfinite(arr).all()):
+        return arr.astype(float).tolist()   # the fast path: Python floats as they are
     return nested(arr, _json_leaf)
 
 
+def _texts(arr):
+    """The plain text of every element, in C order. Python's repr of a float is the
+    shortest text that reads back exactly, and is already nan, inf or -inf."""
+    flat = arr.ravel().tolist()
+    if arr.dtype.kind == "b":
+        return ["true" if v else "false" for v in flat]
+    if arr.dtype.kind == "f":
+        return list(map(repr, flat))
+    return [number_text(v) for v in flat]
+
+
 def plain_array(arr):
+    """An array on one line as nested lists: [[1.0, 2.0], [3.0, 4.0]]."""
     arr = np.asarray(arr)
     if arr.ndim == 0:
         return number_text(arr.item())
-    text = json.dumps(nested(arr, number_text), separators=(", ", ": "))
-    return text.replace('"', "")
+    if arr.size == 0:
+        return json.dumps(arr.tolist())
+    parts = _texts(arr)
+    for n in reversed(arr.shape):        # innermost axis first, joining strings
+        parts = ["[" + ", ".join(parts[i:i + n]) + "]" for i in range(0, len(parts), n)]
+    return parts[0]
 
 
 def grad_key(name, order=1):
