@@ -88,8 +88,11 @@ def adjoints(graph, output, cotangent=None):
     """The adjoint of every node the output depends on, {id: cotangent}: the derivative of
     the output (weighted by `cotangent`, default 1) with respect to that node's value, the
     last column of a Wengert list. Nodes reached by no differentiable path are absent.
-    It is the walk of `vjp`, started from every leaf, keeping each cotangent on the way."""
-    leaves = [n for n in graph.nodes[:output.id + 1] if not n.args]
+    It is the walk of `vjp`, started from every leaf, keeping each cotangent on the way.
+    (A node of a non-differentiable op, detach(x) say, is a leaf here: it has an adjoint
+    but hands none on.)"""
+    leaves = [n for n in graph.nodes[:output.id + 1]
+              if not n.args or not n.op.differentiable]
     keep = {}
     _vjp(graph, output, leaves, cotangent, create_graph=False, safe=True, keep=keep)
     return keep
@@ -116,6 +119,9 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     #   is the local derivative: no multiplication.
     owned = set()
     xp = graph.xp
+    # adcli profile: a mark as each node's rule starts; its time runs to the next mark.
+    # (Numeric walks only: a graph-mode walk's rules add nodes, which emit times.)
+    mark = graph.profiler.mark if graph.profiler is not None and not graph_mode else None
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:
@@ -128,6 +134,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         op = node.op
         if op is None or not op.differentiable:
             continue
+        if mark is not None:
+            mark(node)
         if graph_mode:
             y, args = node, node.args
         else:
@@ -174,6 +182,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                 cts[a.id] = prev + c
                 if not graph_mode:
                     owned.add(id(cts[a.id]))
+    if mark is not None:
+        mark(None)                             # the end of the last rule
     return [found.get(i) for i in wrt_ids]
 
 

@@ -360,13 +360,283 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
 # ---------------------------------------------------------------- profile
 # (adcli/profile.py)
 
+def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth):
+    """Like _trace, but the source and the --at values are read once (stdin can only be
+    read once) and the tracing is a function, called once per profiled run.
+    Returns (trace function, is_script)."""
+    from . import api, values
+    from .graph import Limits
+    limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
+    source, filename, script = _source(expr)
+    vals = values.resolve(at or [], api.check_dtype(dtype), limits)
+    if script:
+        return (lambda: api.trace_script(source, vals, dtype=dtype, limits=limits,
+                                         filename=filename, seed=seed, max_steps=max_steps,
+                                         max_depth=max_depth)), True
+    source = source.strip() if filename else source
+    return (lambda: api.trace(source, vals, dtype=dtype, limits=limits, filename=filename)), False
+
+
+@app.command("profile", context_settings={"ignore_unknown_options": True})
+def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+             repeat: int = typer.Option(5, "--repeat", min=1, metavar="N",
+                                        help="Timed runs of the value and the gradient, after "
+                                             "one warm-up run."),
+             sort: str = typer.Option("self", "--sort", metavar="self|calls|name",
+                                      help="Order of the rows: self time, calls (most "
+                                           "first) or op name."),
+             fmt: str = typer.Option("table", "--format", metavar="table|csv|json",
+                                     help="A table (plain text when piped), CSV or JSON "
+                                          "(times in ns)."),
+             trace: Optional[str] = typer.Option(None, "--trace", metavar="FILE.json",
+                                                 help="Also write a Chrome trace-event file of "
+                                                      "the first timed run (Perfetto, "
+                                                      "chrome://tracing)."),
+             dtype: str = DTYPE, json: bool = typer.Option(False, "--json",
+                                                           help="The same as --format json."),
+             plain: bool = PLAIN, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+             max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
+             max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """Time every op of the value and the gradient of EXPR, forward and backward, over
+    --repeat runs after a warm-up; for a script, also by source line.
+
+    Example: adcli profile samples/two_layer_relu.ad --repeat 20
+    """
+    def work():
+        from . import profile as profiling
+        fmt_ = "json" if json else fmt
+        if sort not in profiling.SORT_KEYS:
+            raise InputError(f"--sort {sort}: unknown sort key", hint="use self, calls or name")
+        if fmt_ not in profiling.FORMATS:
+            raise InputError(f"--format {fmt_}: unknown format", hint="use table, csv or json")
+        make, script = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
+                               max_depth)
+        p = profiling.profile(make, _wrt_names(wrt), repeat, script=script,
+                              trace_events=trace is not None)
+        if trace is not None:
+            profiling.write_trace(p, trace)
+            if p.dropped_events:
+                p.notes.append(f"note: --trace {trace}: the first {profiling.MAX_TRACE_EVENTS:,} "
+                               f"op events written, {p.dropped_events:,} left out")
+        for note in p.notes:
+            print(note, file=sys.stderr)
+        if fmt_ == "json":
+            print(profiling.to_json(p, sort))
+        elif fmt_ == "csv":
+            sys.stdout.write(profiling.to_csv(p, sort))
+        elif plain or not sys.stdout.isatty():
+            print(profiling.to_plain(p, sort))
+        else:
+            from rich.console import Console
+            profiling.to_rich(p, Console(), sort)
+        sys.stdout.flush()
+    _run(debug, work)
+
 
 # ---------------------------------------------------------------- dot and trace
 # (adcli/dot.py, adcli/wengert.py)
 
+def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth):
+    """Like _trace, but an expression's names without a value are traced at 1.0 (a graph
+    needs values to be recorded): returns (traced, the names so guessed)."""
+    from . import api, values
+    from .dot import unset_names
+    from .graph import Limits
+    limits = Limits(max_elements=max_elements)
+    source, filename, script = _source(expr)
+    vals = values.resolve(at or [], api.check_dtype(dtype), limits)
+    if script:
+        return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
+                                seed=seed, max_steps=max_steps, max_depth=max_depth), []
+    source = source.strip() if filename else source
+    guessed = unset_names(source, vals)
+    for name in guessed:
+        vals[name] = 1.0
+    try:
+        return api.trace(source, vals, dtype=dtype, limits=limits, filename=filename), guessed
+    except AdcliError as e:
+        if guessed and not e.hint:
+            e.hint = ("without --at, " + ", ".join(guessed) + " stood for the number 1; give "
+                      "values of the right shape with --at " + ",".join(f"{n}=..." for n in guessed))
+        raise
+
+
+@app.command("dot", context_settings={"ignore_unknown_options": True})
+def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
+         backward: bool = typer.Option(False, "--backward",
+                                       help="Draw the gradient's graph too, with its saved "
+                                            "values (orange edges)."),
+         values: bool = typer.Option(False, "--values",
+                                     help="Show each node's value and gradient (needs input values)."),
+         collapse: bool = typer.Option(False, "--collapse",
+                                       help="Draw a block repeated by an unrolled loop once, "
+                                            "in a cluster with the count."),
+         out: Optional[str] = typer.Option(None, "-o", "--out", metavar="FILE",
+                                           help="Write to FILE: .dot or .gv (DOT text), .svg, "
+                                                ".png or .pdf (rendered by Graphviz's dot)."),
+         max_nodes: int = typer.Option(500, "--max-nodes", help="Most nodes drawn."),
+         dtype: str = DTYPE, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+         max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """The graph of EXPR as Graphviz DOT text: inputs, constants, ops and the output.
+
+    Example: adcli dot "x*(x+y)" --at x=2,y=3 --backward | dot -Tsvg > graph.svg
+    """
+    def work():
+        from .dot import to_dot
+        if out:
+            _drawing_format(out)
+        traced, guessed = _trace_drawable(expr, at, dtype, max_elements, seed, max_steps,
+                                          max_depth)
+        if guessed:
+            if values:
+                raise InputError("--values needs values: give " + ",".join(
+                    f"{n}=..." for n in guessed) + " with --at")
+            print("note: no --at value for " + ", ".join(guessed) + ": drawn at "
+                  + ", ".join(f"{n}=1" for n in guessed)
+                  + " (shapes assumed scalar; give --at for others)", file=sys.stderr)
+        notes = []
+        text = to_dot(traced, backward=backward, values=values, collapse=collapse,
+                      max_nodes=max_nodes, notes=notes)
+        for note in notes:
+            print(note, file=sys.stderr)
+        if out:
+            _write_drawing(text, out)
+        else:
+            sys.stdout.write(text)
+    _run(debug, work)
+
+
+def _drawing_format(path):
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext not in ("dot", "gv", "svg", "png", "pdf"):
+        raise InputError(f"-o {path}: unknown file type", hint="use .dot, .gv, .svg, .png or .pdf")
+    return ext
+
+
+def _write_drawing(text, path):
+    """.dot/.gv: the text; .svg/.png/.pdf: rendered by Graphviz's `dot` program."""
+    import shutil
+    import subprocess
+    ext = _drawing_format(path)
+    if ext in ("dot", "gv"):
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise InputError(f"-o {path}: {e.strerror}") from None
+        return
+    exe = shutil.which("dot")
+    if exe is None:
+        raise InputError(f"-o {path}: rendering needs Graphviz's `dot` program, which is not "
+                         "installed", hint="install Graphviz (apt install graphviz, brew install "
+                         "graphviz, conda install graphviz), or write DOT text with -o FILE.dot")
+    proc = subprocess.run([exe, f"-T{ext}", "-o", path], input=text.encode("utf-8"),
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise InputError(f"-o {path}: Graphviz's dot failed: "
+                         + proc.stderr.decode("utf-8", "replace").strip())
+
+
+@app.command("trace", context_settings={"ignore_unknown_options": True})
+def trace_(expr: str = SOURCE, at: Optional[List[str]] = AT,
+           full: bool = typer.Option(False, "--full",
+                                     help="Write every array in full (tables summarise arrays "
+                                          "of more than 10 elements, JSON of more than 1000)."),
+           dtype: str = DTYPE,
+           json: bool = typer.Option(False, "--json", help="Write a JSON list of the rows."),
+           plain: bool = PLAIN, seed: int = SEED,
+           max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
+           max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """The evaluation trace (Wengert list): one row per node with its value and adjoint.
+
+    Example: adcli trace "x*(x+y)" --at x=2,y=3
+    """
+    def work():
+        from . import wengert
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
+        rows, note = wengert.wengert_list(traced)
+        if note:
+            print(note, file=sys.stderr)
+        if json:
+            print(wengert.to_json(rows, full))
+        elif plain or not sys.stdout.isatty():
+            print(wengert.to_plain(rows, full))
+        else:
+            from rich.console import Console
+            wengert.to_rich(rows, Console(), traced.label or traced.source, traced.source, full)
+    _run(debug, work)
+
 
 # ---------------------------------------------------------------- gradcheck
 # (adcli/gradcheck.py)
+
+@app.command("gradcheck", context_settings={"ignore_unknown_options": True})
+def gradcheck_(
+        expr: str = SOURCE,
+        at: Optional[List[str]] = AT,
+        wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...",
+                                          help="Inputs to check (default: all)."),
+        expect: Optional[List[str]] = typer.Option(
+            None, "--expect", metavar="NAME=FORMULA",
+            help="A formula claimed to be d/dNAME, checked against the numeric derivative. "
+                 "May repeat."),
+        method: str = typer.Option("central", "--method",
+                                   help="central (differences with Richardson extrapolation) "
+                                        "or complex (the complex step)."),
+        eps: Optional[float] = typer.Option(None, "--eps",
+                                            help="Relative step: h = eps*max(1,|x|) "
+                                                 "(default 1e-4)."),
+        atol: Optional[float] = typer.Option(None, "--atol",
+                                             help="Absolute tolerance (default 1e-8; "
+                                                  "float32: 1e-5)."),
+        rtol: Optional[float] = typer.Option(None, "--rtol",
+                                             help="Relative tolerance (default 1e-6; "
+                                                  "float32: 1e-3)."),
+        fast: bool = typer.Option(False, "--fast",
+                                  help="Compare random projections, not every entry (the "
+                                       "default above 2,000 input elements)."),
+        order: int = typer.Option(1, "--order",
+                                  help="2: also check second derivatives (Hessian-vector "
+                                       "products)."),
+        dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+        seed: int = typer.Option(0, "--seed",
+                                 help="Seed of randn, rand and randint in scripts and of "
+                                      "gradcheck's random directions."),
+        max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
+        max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+    """Check adcli's derivatives of EXPR against numeric ones (exit 1 if one is wrong).
+
+    Example: adcli gradcheck samples/fancy.ad
+    """
+    def work():
+        import numpy as np
+
+        from . import gradcheck, values
+        from .errors import CHECK_FAILED
+        from .graph import Limits
+        limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
+        source, filename, script = _source(expr)
+        names = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
+        if names is not None and (not names or len(set(names)) != len(names)):
+            raise InputError(f"--wrt '{wrt}': give each input once, separated by commas")
+        vals = values.resolve(at or [], np.float64, limits)
+        report = gradcheck.check(
+            source.strip() if filename and not script else source, vals, script=script,
+            filename=filename, dtype=dtype, wrt=names, expect=expect or [], method=method,
+            eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed, limits=limits,
+            max_steps=max_steps, max_depth=max_depth)
+        for note in report.notes:
+            print(note, file=sys.stderr)
+        if json:
+            print(gradcheck.to_json(report))
+        elif plain or not sys.stdout.isatty():
+            print(gradcheck.to_plain(report))
+        else:
+            from rich.console import Console
+            gradcheck.to_rich(report, Console())
+        if report.failed:
+            raise typer.Exit(CHECK_FAILED)
+    _run(debug, work)
 
 
 def run():

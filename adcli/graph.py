@@ -113,6 +113,10 @@ class GraphNamespace:
 
 
 class Graph:
+    # `adcli profile` (adcli/profile.py) sets this while it runs: graphs made then time
+    # each op's forward rule. Off (None), it costs one attribute check per op.
+    profiler_for_new_graphs = None
+
     def __init__(self, xp=np, dtype=np.float64, limits=None, seed=0):
         self.xp, self.dtype = xp, np.dtype(dtype)
         self.seed, self._rng = seed, None
@@ -126,6 +130,9 @@ class Graph:
         self.pos = None            # the source place attributed to nodes created now
         self.ns = GraphNamespace(self)
         self.arrays = ArrayNamespace(xp, self.dtype)
+        self.profiler = Graph.profiler_for_new_graphs
+        if self.profiler is not None:
+            self.profiler.attach(self)   # learns the backend, to synchronise a device
 
     @property
     def rng(self):
@@ -195,7 +202,10 @@ class Graph:
             if entry.random:
                 attrs["rng"] = self.rng
         try:
-            value = entry.fwd(self.xp, *values, **attrs)
+            if self.profiler is None:
+                value = entry.fwd(self.xp, *values, **attrs)
+            else:                    # adcli profile: the forward rule alone, timed
+                value = self.profiler.forward(entry.fwd, self.xp, values, attrs, len(self.nodes))
         except np.linalg.LinAlgError as e:
             raise ValueError_(f"{entry.name}: {e}", pos=self.pos) from None
         except (ValueError, TypeError, IndexError) as e:

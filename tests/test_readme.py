@@ -115,8 +115,10 @@ def test_every_command_is_documented():
     assert "python -m adcli" in TEXT
 
 
-@pytest.mark.parametrize("command", [(), ("eval",), ("grad",), ("ops",)],
-                         ids=["adcli", "eval", "grad", "ops"])
+COMMANDS = [()] + [(name,) for name in sorted(cli_commands().commands)]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(("adcli",) + c) for c in COMMANDS])
 def test_every_option_is_documented(command):
     shown = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cli_help(*command)))
     group = cli_commands()

@@ -42,6 +42,9 @@ def error(text, code=2, **values):
     ("fancy_wrong.ad", [], "value\t0.4987474933020272\nd/da\t0.9974949866040544\nd/db\t-0.03536860083385145\n"),
     ("doubling.ad", [], "value\t-1177.56928\nd/dx\t[102.4, 1024.0, 0.1024]\n"),
     ("indexed_assignment.ad", [], "value\t2.0\nd/dx\t[3.0, 0.0]\n"),
+    ("sine.ad", [], "value\t5.320131676918519\nd/dx\t[-0.0770037537313969, -1.3817732906760363, "
+                    "0.0, 1.3817732906760363, 0.0770037537313969]\n"),
+    ("sine_detached.ad", [], "value\t0.479425538604203\nd/dx\t0.8775825618903728\n"),
 ])
 def test_sample_output(sample, args, expected):
     r = run("grad", SAMPLES / sample, *args)
@@ -52,7 +55,7 @@ def test_sample_output(sample, args, expected):
 def test_every_sample_is_tested_and_runs():
     tested = {"c_sin.ad", "linnainmaa.ad", "nonconvex.ad", "fancy.ad", "fancy_wrong.ad",
               "doubling.ad", "indexed_assignment.ad", "linear_regression.ad",
-              "gradient_descent.ad", "two_layer_relu.ad"}
+              "gradient_descent.ad", "two_layer_relu.ad", "sine.ad", "sine_detached.ad"}
     assert {p.name for p in SAMPLES.glob("*.ad")} == tested
 
 

@@ -1,0 +1,185 @@
+"""The evaluation trace as a table: the Wengert list of the autodiff textbooks.
+
+One row per node the output depends on, in evaluation order (node ids are a topological
+order), with its op, the rows it reads, its shape, its value and its adjoint: the
+derivative of the output with respect to that node's value. Reading the table from the
+bottom up is reverse-mode accumulation done by hand: a row's adjoint is the sum, over the
+rows that read it, of their adjoint times their local derivative (the chain rule).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import autodiff
+from .graph import reachable
+from .render import nested, number_text, plain_array, to_jsonable
+
+TABLE_ELEMENTS = 10      # arrays with more elements show as their first and last three
+JSON_ELEMENTS = 1000     # ... and in JSON, arrays with more elements than this
+COLUMNS = ("id", "op", "inputs", "shape", "value", "adjoint")
+
+
+def shape_text(shape):
+    return "scalar" if len(shape) == 0 else "×".join(map(str, shape))
+
+
+def value_text(a, limit=TABLE_ELEMENTS, number=None):
+    """A value on one line: a number, a nested list, or, beyond `limit` elements, the
+    first and last elements (three, or fewer for a small limit) of the flattened array (the shape says the rest).
+    Numbers are written exactly, or by `number` (a function of one float) if given."""
+    a = np.asarray(a)
+    if number is None and (limit is None or a.size <= limit):
+        return plain_array(a)
+    number = number or number_text
+    if limit is None or a.size <= limit:
+        return json.dumps(nested(a, number)).replace('"', "")
+    flat, h = a.ravel(), max(1, min(3, limit // 2))
+    head = ", ".join(number(v) for v in flat[:h].tolist())
+    tail = ", ".join(number(v) for v in flat[-h:].tolist())
+    return f"[{head}, ..., {tail}]"
+
+
+def _static_text(key, v):
+    """A static attribute as written in the language, or None for one not worth showing."""
+    if key == "key":                     # an index: (1, slice(0, 2, None)) -> [1, 0:2]
+        parts = []
+        for k in v:
+            if isinstance(k, slice):
+                parts.append(":".join("" if x is None else str(x) for x in (k.start, k.stop))
+                             + ("" if k.step is None else f":{k.step}"))
+            else:
+                parts.append(str(k))
+        return "[" + ", ".join(parts) + "]"
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return f"{key}={v}"
+    if isinstance(v, tuple) and all(isinstance(x, int) for x in v):
+        return f"{key}={v}"
+    return None                         # rules, generators and the like
+
+
+def _same(a, b):
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def op_text(node):
+    """What a node is: `input x`, `const`, or the op's name with its static attributes
+    (`sum axis=0`, `index [1:3]`)."""
+    if node.op is None:
+        return f"input {node.name}" if node.is_input else "const"
+    defaults = node.op.attrs
+    extra = [t for t in (_static_text(k, v) for k, v in node.attrs.items()
+                         if not (k in defaults and _same(defaults[k], v))) if t]
+    return " ".join([node.op.name] + extra)
+
+
+def node_adjoints(traced):
+    """({id: adjoint}, note): the adjoint of every node, or None and a note saying why the
+    output has none (it is not one float number)."""
+    out = traced.output
+    if out.dtype.kind != "f":
+        return None, "note: the value is boolean, so there are no adjoints"
+    if out.size != 1:
+        return None, (f"note: the value has shape {tuple(out.shape)}; adjoints (gradients) "
+                      "need a value that is one number: use sum(...) of it")
+    return autodiff.adjoints(traced.graph, out), None
+
+
+def wengert_list(traced):
+    """(rows, note). A row is a dict: id, op, inputs (ids), shape, value, adjoint (arrays;
+    adjoint None where there is none), attrs text, name (inputs), line (scripts)."""
+    graph = traced.graph
+    adj, note = node_adjoints(traced)
+    script = traced.label is not None          # only scripts are traced with a label
+    rows = []
+    for i in reachable([traced.output]):
+        n = graph.nodes[i]
+        row = {"id": i, "op": "input" if n.is_input else (n.op.name if n.op else "const"),
+               "text": op_text(n), "inputs": [a.id for a in n.args],
+               "shape": tuple(n.shape), "value": n.value, "adjoint": None}
+        if n.is_input:
+            row["name"] = n.name
+        if adj is not None and n.dtype.kind == "f":
+            g = adj.get(i)
+            # a node no differentiable path leads from has derivative 0
+            row["adjoint"] = g if g is not None else np.zeros(n.shape, dtype=n.dtype)
+        if script:
+            row["line"] = n.pos[0] if n.pos else None
+        rows.append(row)
+    return rows, note
+
+
+# ---------------------------------------------------------------- reports
+
+def _cells(row, full):
+    limit = None if full else TABLE_ELEMENTS
+    adjoint = "" if row["adjoint"] is None else value_text(row["adjoint"], limit)
+    cells = [f"%{row['id']}", row["text"], " ".join(f"%{a}" for a in row["inputs"]),
+             shape_text(row["shape"]), value_text(row["value"], limit), adjoint]
+    if "line" in row:
+        cells.append("" if row["line"] is None else str(row["line"]))
+    return cells
+
+
+def to_plain(rows, full=False):
+    """A header line, then one tab-separated line per row."""
+    header = list(COLUMNS) + (["line"] if rows and "line" in rows[0] else [])
+    lines = ["\t".join(header)]
+    lines += ["\t".join(_cells(r, full)) for r in rows]
+    return "\n".join(lines)
+
+
+def _json_array(a, full):
+    a = np.asarray(a)
+    if not full and a.size > JSON_ELEMENTS:
+        return value_text(a)                 # a string: "[a, b, c, ..., x, y, z]"
+    return to_jsonable(a)
+
+
+def to_json(rows, full=False):
+    """A JSON list of row objects."""
+    out = []
+    for r in rows:
+        obj = {"id": r["id"], "op": r["op"]}
+        if "name" in r:
+            obj["name"] = r["name"]
+        if r["text"] != r["op"] and not r["text"].startswith("input "):
+            obj["attrs"] = r["text"].split(" ", 1)[1]
+        obj["inputs"] = r["inputs"]
+        obj["shape"] = list(r["shape"])
+        obj["value"] = _json_array(r["value"], full)
+        obj["adjoint"] = None if r["adjoint"] is None else _json_array(r["adjoint"], full)
+        if "line" in r:
+            obj["line"] = r["line"]
+        out.append(obj)
+    return json.dumps(out)
+
+
+def to_rich(rows, console, title, source=None, full=False):
+    """A rich table; for scripts the line column also shows the source line's text."""
+    from rich.table import Table
+    table = Table(title=title if len(title) <= 80 else title[:77] + "...", header_style="bold")
+    for name in COLUMNS:
+        # numbers fold onto more lines rather than lose digits to an ellipsis
+        number = name in ("value", "adjoint")
+        table.add_column(name, style="bold cyan" if name == "id" else None,
+                         justify="right" if name == "id" else "left",
+                         overflow="fold" if number else "ellipsis", min_width=8 if number else None,
+                         no_wrap=name in ("id", "shape"))
+    script = bool(rows) and "line" in rows[0]
+    if script:
+        table.add_column("line", style="dim", overflow="ellipsis", max_width=30)
+    lines = source.splitlines() if source else []
+    for r in rows:
+        cells = _cells(r, full)
+        if script and r["line"] is not None and 0 < r["line"] <= len(lines):
+            text = lines[r["line"] - 1].strip()
+            cells[-1] = f"{r['line']}: {text}"
+        table.add_row(*cells, style="bold" if r is rows[-1] else None)
+    console.print(table)
+    return table
+

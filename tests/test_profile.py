@@ -1,0 +1,299 @@
+"""adcli profile: every op by name, forward and backward; totals that add up; sort keys;
+per-line tables for scripts; Chrome trace files. Times are never compared, only their sums."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adcli import api, profile
+from adcli.cli import app
+from adcli.graph import Graph
+
+runner = CliRunner()
+
+MANY = ("sum(exp(x) * sin(x) + cos(x) / (1 + x**2) - tanh(x) + log1p(x*x) + sqrt(x*x + 1)"
+        " + maximum(x, 1.5) + abs(x) + sigmoid(x))")
+MANY_OPS = ["sum", "exp", "mul", "sin", "add", "cos", "div", "pow", "sub", "tanh", "log1p",
+            "sqrt", "maximum", "abs", "sigmoid"]
+
+SCRIPT = """input x = 2.0
+y = sin(x)
+z = y * x
+
+return z + exp(x)
+"""
+
+
+def adcli(*args, input=None):
+    return runner.invoke(app, ["profile", *args], input=input)
+
+
+def ok(*args, input=None):
+    r = adcli(*args, input=input)
+    assert r.exit_code == 0, r.output + r.stderr
+    return r.stdout
+
+
+def profile_json(*args, input=None):
+    return json.loads(ok(*args, "--format", "json", input=input))
+
+
+def rows_by_key(obj):
+    return {(r["op"], r["phase"]): r for r in obj["rows"]}
+
+
+# ---------------------------------------------------------------- what is measured
+
+def test_every_op_appears_by_name_forward_and_backward():
+    obj = profile_json(MANY, "--at", "x=[1,2,3]", "--repeat", "2")
+    rows = rows_by_key(obj)
+    for name in MANY_OPS:
+        assert (name, "forward") in rows, name
+        assert (name, "backward") in rows, name
+    assert ("(tracing overhead)", "forward") in rows
+    assert ("(backward overhead)", "backward") in rows
+    assert all(r["self_total"] >= 0 and r["calls"] > 0 for r in obj["rows"])
+
+
+def test_every_op_appears_in_the_plain_table():
+    out = ok(MANY, "--at", "x=[1,2,3]", "--repeat", "1")
+    lines = out.splitlines()
+    assert "times in" in lines[0]
+    for name in MANY_OPS:
+        assert any(line.split()[:2] == [name, "forward"] for line in lines), name
+        assert any(line.split()[:2] == [name, "backward"] for line in lines), name
+    assert lines[-1].startswith("total") and lines[-1].rstrip().endswith("100.0%")
+
+
+def test_calls_are_repeat_times_occurrences():
+    obj = profile_json("x*x*x + sin(x)", "--at", "x=0.5", "--repeat", "4")
+    rows = rows_by_key(obj)
+    assert rows[("mul", "forward")]["calls"] == 8
+    assert rows[("mul", "backward")]["calls"] == 8
+    assert rows[("sin", "forward")]["calls"] == 4
+    assert rows[("add", "backward")]["calls"] == 4
+    assert rows[("(tracing overhead)", "forward")]["calls"] == 4
+    assert obj["repeat"] == 4 and obj["unit"] == "ns"
+
+
+def test_input_shapes_are_listed():
+    obj = profile_json("sum(A @ x) + sum(x * 2)", "--at", "A=[[1,2],[3,4]],x=[1,1]",
+                       "--repeat", "1")
+    rows = rows_by_key(obj)
+    assert rows[("matmul", "forward")]["shapes"] == [[[2, 2], [2]]]
+    assert rows[("mul", "forward")]["shapes"] == [[[2], []]]
+    out = ok("sum(A @ x)", "--at", "A=[[1,2],[3,4]],x=[1,1]", "--repeat", "1")
+    assert "(2, 2), (2,)" in out
+
+
+def test_a_value_that_is_not_a_scalar_is_profiled_forward_only():
+    r = adcli("sin(x)", "--at", "x=[1,2]", "--repeat", "2", "--json")
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["gradient"] is False
+    assert {r["phase"] for r in obj["rows"]} == {"forward"}
+    assert "profiling the value only" in r.stderr
+
+
+def test_the_gradient_follows_wrt():
+    obj = profile_json("sin(x) * exp(y)", "--at", "x=1,y=2", "--wrt", "x", "--repeat", "1")
+    rows = rows_by_key(obj)
+    assert ("sin", "backward") in rows and ("exp", "backward") not in rows
+
+
+# ---------------------------------------------------------------- formats add up
+
+def test_json_total_is_the_sum_of_its_rows():
+    obj = profile_json(MANY, "--at", "x=[1,2,3]", "--repeat", "3")
+    assert obj["total"] == sum(r["self_total"] for r in obj["rows"])
+    assert sum(r["share"] for r in obj["rows"]) == pytest.approx(1.0)
+    for r in obj["rows"]:
+        assert r["mean"] == pytest.approx(r["self_total"] / r["calls"])
+
+
+def read_csv(text):
+    """The tables of a profile CSV, split at blank lines: [[header, rows...], ...]."""
+    tables = [[]]
+    for row in csv.reader(io.StringIO(text)):
+        if not row:
+            tables.append([])
+        else:
+            tables[-1].append(row)
+    return tables
+
+
+def test_csv_total_row_is_the_sum_of_its_rows():
+    (table,) = read_csv(ok(MANY, "--at", "x=[1,2,3]", "--repeat", "2", "--format", "csv"))
+    header, rows, total = table[0], table[1:-1], table[-1]
+    assert header == ["op", "phase", "calls", "self_ns", "mean_ns", "share", "shapes"]
+    assert total[0] == "total"
+    assert int(total[3]) == sum(int(r[3]) for r in rows)
+    assert {r[0] for r in rows} >= set(MANY_OPS)
+    assert all(int(r[2]) > 0 and int(r[3]) >= 0 for r in rows)
+
+
+def test_script_csv_has_a_per_line_table_that_adds_up(tmp_path):
+    path = tmp_path / "f.ad"
+    path.write_text(SCRIPT)
+    ops, lines = read_csv(ok(str(path), "--repeat", "2", "--format", "csv", "--sort", "name"))
+    assert int(ops[-1][3]) == sum(int(r[3]) for r in ops[1:-1])
+    assert lines[0] == ["line", "phase", "calls", "self_ns", "share", "source"]
+    assert int(lines[-1][3]) == sum(int(r[3]) for r in lines[1:-1])
+    # the lines table has the ops' time: the op table without its overhead rows
+    op_time = sum(int(r[3]) for r in ops[1:-1] if not r[0].startswith("("))
+    assert int(lines[-1][3]) == op_time
+
+
+# ---------------------------------------------------------------- scripts: by source line
+
+def test_scripts_get_their_time_by_source_line(tmp_path):
+    path = tmp_path / "f.ad"
+    path.write_text(SCRIPT)
+    obj = profile_json(str(path), "--repeat", "2")
+    by_line = {(r["line"], r["phase"]): r for r in obj["lines"]}
+    assert {k for k in by_line} == {(2, "forward"), (3, "forward"), (5, "forward"),
+                                   (2, "backward"), (3, "backward"), (5, "backward")}
+    assert by_line[(2, "forward")]["source"] == "y = sin(x)"
+    assert by_line[(5, "backward")]["source"] == "return z + exp(x)"
+    assert by_line[(2, "forward")]["calls"] == 2          # sin, once per run
+    assert by_line[(5, "forward")]["calls"] == 4          # exp and add
+    assert obj["lines_total"] == sum(r["self_total"] for r in obj["lines"])
+    out = ok(str(path), "--repeat", "1", "--sort", "name")
+    assert "by source line" in out
+    assert any(line.split()[:2] == ["3", "backward"] and line.endswith("z = y * x")
+               for line in out.splitlines())
+
+
+def test_an_expression_has_no_line_table():
+    obj = profile_json("x*y", "--at", "x=1,y=2", "--repeat", "1")
+    assert "lines" not in obj
+    assert "by source line" not in ok("x*y", "--at", "x=1,y=2", "--repeat", "1")
+
+
+def test_a_script_print_shows_once(tmp_path):
+    path = tmp_path / "p.ad"
+    path.write_text('input x = 1.0\nprint("hello", x)\nreturn x * x\n')
+    r = adcli(str(path), "--repeat", "3")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("hello") == 1
+
+
+def test_stdin_is_read_once():
+    obj = json.loads(ok("-", "--at", "x=1,y=2", "--repeat", "3", "--json", input="x*y\n"))
+    assert rows_by_key(obj)[("mul", "forward")]["calls"] == 3
+
+
+# ---------------------------------------------------------------- sort keys
+
+def op_rows(obj):
+    return [r for r in obj["rows"] if not r["overhead"]]
+
+
+def test_sort_keys():
+    args = (MANY, "--at", "x=[1,2,3]", "--repeat", "2")
+    by_self = profile_json(*args, "--sort", "self")
+    times = [r["self_total"] for r in op_rows(by_self)]
+    assert times == sorted(times, reverse=True)
+    by_calls = profile_json(*args, "--sort", "calls")
+    calls = [r["calls"] for r in op_rows(by_calls)]
+    assert calls == sorted(calls, reverse=True)
+    by_name = profile_json(*args, "--sort", "name")
+    names = [(r["op"], ["forward", "backward"].index(r["phase"])) for r in op_rows(by_name)]
+    assert names == sorted(names)
+    for obj in (by_self, by_calls, by_name):       # the overhead rows come last
+        assert [r["overhead"] for r in obj["rows"]][-2:] == [True, True]
+
+
+def test_sort_name_is_deterministic_in_csv():
+    out = ok("x*(x+y)", "--at", "x=2,y=3", "--repeat", "3", "--format", "csv", "--sort", "name")
+    firsts = [line.split(",")[:3] for line in out.splitlines()]
+    assert firsts == [["op", "phase", "calls"], ["add", "forward", "3"], ["add", "backward", "3"],
+                      ["mul", "forward", "3"], ["mul", "backward", "3"],
+                      ["(tracing overhead)", "forward", "3"],
+                      ["(backward overhead)", "backward", "3"], ["total", "", ""]]
+
+
+@pytest.mark.parametrize("args", [("--sort", "time"), ("--format", "xml"), ("--repeat", "0")])
+def test_bad_options_exit_2(args):
+    r = adcli("x*y", "--at", "x=1,y=2", *args)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output + r.stderr
+
+
+def test_errors_of_the_source_exit_2_and_leave_profiling_off():
+    r = adcli("x*", "--at", "x=1")
+    assert r.exit_code == 2 and "syntax error" in r.stderr
+    assert Graph.profiler_for_new_graphs is None
+    assert api.trace("x*2", {"x": np.float64(1.0)}).graph.profiler is None
+
+
+# ---------------------------------------------------------------- --trace
+
+def test_trace_writes_chrome_trace_events(tmp_path):
+    out = tmp_path / "out.json"
+    ok("sum(sin(x) * x)", "--at", "x=[1,2,3]", "--repeat", "2", "--trace", str(out))
+    doc = json.loads(out.read_text())
+    events = doc["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X"]
+    for e in slices:
+        assert {"name", "cat", "ph", "ts", "dur", "pid", "tid", "args"} <= set(e)
+        assert e["ts"] >= 0 and e["dur"] >= 0
+    spans = {e["name"]: e for e in slices if e["cat"] == "run"}
+    assert set(spans) == {"trace", "gradient"}
+    ops = [e for e in slices if e["cat"] in ("forward", "backward")]
+    # the first timed run only: one event per op execution
+    assert sorted((e["name"], e["cat"]) for e in ops) == sorted(
+        [("sin", "forward"), ("mul", "forward"), ("sum", "forward"),
+         ("sin", "backward"), ("mul", "backward"), ("sum", "backward")])
+    for e in ops:      # each op sits inside its phase's span
+        span = spans["trace" if e["cat"] == "forward" else "gradient"]
+        assert span["ts"] <= e["ts"] and e["ts"] + e["dur"] <= span["ts"] + span["dur"] + 1e-3
+        assert e["args"]["line"] == 1
+
+
+def test_trace_to_an_unwritable_place_exits_2(tmp_path):
+    r = adcli("x*y", "--at", "x=1,y=2", "--repeat", "1", "--trace", str(tmp_path / "no" / "t.json"))
+    assert r.exit_code == 2 and "--trace" in r.stderr
+
+
+# ---------------------------------------------------------------- the library and its hooks
+
+def test_library_profile_and_the_device_sync_hook():
+    calls = []
+    prof = profile.Profiler()
+    prof.sync = lambda: calls.append(1)      # what a GPU backend's hook would do
+    prof.begin("forward")
+    assert prof.forward(lambda xp, a, b: a * b, np, (2.0, 3.0), {}, 7) == 6.0
+    assert len(calls) == 2 and prof.forward_records[0][0] == 7
+    prof.begin("backward")
+    prof.mark(None)
+    assert len(calls) == 3 and prof.marks[0] is None
+    prof.begin(None)
+    assert prof.mark is None
+    assert profile.sync_hook(np) is None
+
+
+def test_library_profile_rows_add_up():
+    make = lambda: api.trace("x*x + 1", {"x": np.float64(3.0)})   # noqa: E731
+    p = profile.profile(make, None, 3)
+    assert p.total_ns == sum(r.self_ns for r in p.rows)
+    assert {(r.op, r.phase) for r in p.rows} >= {("mul", "forward"), ("mul", "backward"),
+                                                 ("add", "forward"), ("add", "backward")}
+    assert Graph.profiler_for_new_graphs is None
+
+
+def test_unit_is_chosen_for_readability():
+    assert profile.choose_unit([300.0, 900.0, 2000.0])[0] == "ns"
+    assert profile.choose_unit([3e3, 9e3, 2e4])[0] == "us"
+    assert profile.choose_unit([3e6, 9e6, 2e4])[0] == "ms"
+    assert profile.choose_unit([3e9, 9e9, 2e10])[0] == "s"
+
+
+def test_trace_events_are_capped():
+    make = lambda: api.trace("sin(x) * x + x", {"x": np.float64(3.0)})   # noqa: E731
+    p = profile.profile(make, None, 2, trace_events=True, max_events=2)
+    ops = [e for e in p.events if e.get("cat") in ("forward", "backward")]
+    assert len(ops) == 2 and p.dropped_events == 4      # 3 ops forward, 3 backward, once
