@@ -243,8 +243,22 @@ def check_nesting(text):
             depth -= 1
 
 
+_TREES = {}   # (grammar, text) -> tree: profile and gradcheck trace one source many times
+
+
 def parse(text, grammar="expr"):
-    """Parse source text into a syntax tree, or raise ParseError with a located message."""
+    """Parse source text into a syntax tree, or raise ParseError with a located message.
+    Trees are immutable tuples, so a source parsed before is not parsed again."""
+    tree = _TREES.get((grammar, text))
+    if tree is None:
+        tree = _parse(text, grammar)
+        if len(_TREES) >= 64:
+            _TREES.clear()
+        _TREES[grammar, text] = tree
+    return tree
+
+
+def _parse(text, grammar):
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
     if len(text) > MAX_SOURCE:
         raise LimitError(f"the source has {len(text):,} characters; the limit is {MAX_SOURCE:,}")
