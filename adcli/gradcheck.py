@@ -375,7 +375,7 @@ class Replay:
                 if again is not None:
                     return again
             if kinks is not None and op.kink is not None:
-                kinks[nid] = op.kink(np, *[_real(a) for a in args])
+                kinks[nid] = op.kink(np, *[_real(a) for a in args], **attrs)
             vals[nid] = v
         return vals.get(self.output.id, self.output.value)
 

@@ -46,7 +46,7 @@ class Op:
     kind: str = "elementwise"     # elementwise, comparison, reduction, linalg, shape, constant, internal
     differentiable: bool = True   # False: the derivative is zero everywhere it exists
     domain: tuple = ((-2.0, 2.0),)  # sampling interval per argument, for tests
-    kink: object = None           # kink(xp, *arrays) is zero exactly at the non-smooth points
+    kink: object = None           # kink(xp, *arrays, **attrs) is zero exactly at the non-smooth points
     note: str = ""                # the derivative convention, shown by `adcli ops`
     doc: str = ""
     symbol: tuple = ()            # operator spellings that parse to this op
@@ -401,6 +401,20 @@ op("prod_others", fwd=prod_others, attrs={"axis": None}, kind="internal", intern
    jvp=lambda ns, t, y, x, axis=None:
        y * (unreduce(ns, ns.sum(t[0] / x, axis=axis, keepdims=True), x.shape, axis, True) - t[0] / x),
    domain=((0.5, 2.0),))
+def _top_gap(xp, x, axis=None):
+    """The kink of max and min: the gap between the two largest (for min, smallest: the
+    gap is symmetric in sign flips) elements of each reduced slice, zero at a tie."""
+    if axis is None:
+        x = x.reshape(-1)
+        axis = 0
+    if not isinstance(axis, int) or x.shape[axis] < 2:
+        return xp.ones(1)
+    s = xp.sort(x, axis=axis)
+    top = xp.take(s, [-1], axis=axis) - xp.take(s, [-2], axis=axis)
+    low = xp.take(s, [1], axis=axis) - xp.take(s, [0], axis=axis)
+    return xp.minimum(top, low)
+
+
 for _name in ("max", "min"):
     op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name:
        getattr(xp, _n)(x, axis=axis, keepdims=keepdims),
@@ -408,7 +422,8 @@ for _name in ("max", "min"):
             unreduce(ns, g, x.shape, axis, keepdims) * max_weights(ns, x, y, axis, keepdims),),
        jvp=lambda ns, t, y, x, axis=None, keepdims=False:
            ns.sum(t[0] * max_weights(ns, x, y, axis, keepdims), axis=axis, keepdims=keepdims),
-       kink=lambda xp, x: x[..., :1] * 0 + 1, variadic_elementwise=_name + "imum",
+       kink=lambda xp, x, axis=None, keepdims=False: _top_gap(xp, x, axis),
+       variadic_elementwise=_name + "imum",
        note="ties split the derivative evenly; with 2+ arguments elementwise", **R)
 
 

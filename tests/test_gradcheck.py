@@ -181,6 +181,14 @@ def test_ties_of_max_are_non_smooth():
     assert verdict(r)[0] == "nonsmooth"
     assert {x["index"]: x["status"] for x in rows(r)} == {"[0]": "ok", "[1]": "nonsmooth",
                                                            "[2]": "nonsmooth"}
+    assert "on a kink of max (line 1, column 1)" in verdict(r)[1]
+
+
+def test_ties_of_a_reduction_along_an_axis_name_the_op():
+    r = check("sum(min(A, axis=1))", "--at", "A=[[1,1],[0,3]]")
+    assert verdict(r)[0] == "nonsmooth" and "on a kink of min" in verdict(r)[1]
+    assert {x["index"]: x["status"] for x in rows(r)} == {
+        "[0, 0]": "nonsmooth", "[0, 1]": "nonsmooth", "[1, 0]": "ok", "[1, 1]": "ok"}
 
 
 # ---------------------------------------------------------------- float32
