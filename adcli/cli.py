@@ -12,9 +12,13 @@ import typer
 from . import __version__
 from .errors import BAD_INPUT, INTERNAL, AdcliError, InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Differentiate and check math expressions from the command line.",
-                  context_settings={"help_option_names": ["-h", "--help"]})
+def _typer():
+    return typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                       help="Differentiate and check math expressions from the command line.",
+                       context_settings={"help_option_names": ["-h", "--help"]})
+
+
+app = _typer()
 
 AT = typer.Option(None, "--at", metavar="NAME=VALUE,...",
                   help="Input values: numbers, lists [1,2], constant expressions "
@@ -645,7 +649,7 @@ def run():
     by one takes longer than the rest of a large run's output."""
     import os
     try:
-        app()
+        _app_for(sys.argv)()
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -657,3 +661,19 @@ def run():
     except BrokenPipeError:      # the reader went away (| head): nothing more to say
         pass
     os._exit(code)
+
+
+def _app_for(argv):
+    """The app with only the command that argv names (all of them for `adcli --help`, or
+    for a name that is not a command, so that typer suggests one): typer builds every
+    registered command's parameters at start-up, a few milliseconds of each run that
+    would grow with every command added (click's "lazy subcommands" pattern)."""
+    name = argv[1] if len(argv) > 1 else None
+    wanted = [c for c in app.registered_commands
+              if (c.name or c.callback.__name__.replace("_", "-")) == name]
+    if not wanted:
+        return app
+    lazy = _typer()
+    lazy.registered_callback = app.registered_callback
+    lazy.registered_commands = wanted
+    return lazy
