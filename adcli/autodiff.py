@@ -119,6 +119,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     #   is the local derivative: no multiplication.
     owned = set()
     xp = graph.xp
+    # arrays this walk may own: not numpy scalars (immutable) and not nodes (graph mode)
+    array = graph._array_type if not graph_mode else None
     # adcli profile: a mark as each node's rule starts; its time runs to the next mark.
     # (Numeric walks only: a graph-mode walk's rules add nodes, which emit times.)
     mark = graph.profiler.mark if graph.profiler is not None and not graph_mode else None
@@ -126,7 +128,9 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         g = cts.pop(node.id, None)
         if g is None:
             continue
-        owned.discard(id(g))
+        big = type(g) is array
+        if big:
+            owned.discard(id(g))
         if keep is not None:                   # final: every path has added into it
             keep[node.id] = g
         if node.id in wanted:
@@ -141,7 +145,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         else:
             y, args = node.value, [a.value for a in node.args]
         partials = op.partials
-        ones = not graph_mode and _is_broadcast_one(g)
+        ones = big and _is_broadcast_one(g)
         for i, a in enumerate(node.args):
             if a.id not in need:
                 continue
@@ -173,24 +177,23 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
             prev = cts.get(a.id)
             if prev is None:                   # paths add up
                 cts[a.id] = c
-                if fresh and not graph_mode and c is not g:
+                if fresh and type(c) is array:
                     owned.add(id(c))
-            elif id(prev) in owned and type(prev) is type(c) and prev.dtype == c.dtype \
-                    and prev.shape == c.shape and prev.ndim:
+            elif type(prev) is array and id(prev) in owned and type(c) is array \
+                    and prev.dtype == c.dtype and prev.shape == c.shape:
                 xp.add(prev, c, out=prev)
             else:
-                cts[a.id] = prev + c
-                if not graph_mode:
-                    owned.add(id(cts[a.id]))
+                total = cts[a.id] = prev + c
+                if type(total) is array:
+                    owned.add(id(total))
     if mark is not None:
         mark(None)                             # the end of the last rule
     return [found.get(i) for i in wrt_ids]
 
 
 def _is_broadcast_one(g):
-    """Is g a broadcast view of the number 1 (all strides 0)?"""
-    strides = getattr(g, "strides", None)
-    return bool(strides) and g.size > 1 and not any(strides) and g.flat[0] == 1
+    """Is the array g a broadcast view of the number 1 (all strides 0)?"""
+    return g.size > 1 and not any(g.strides) and g.flat[0] == 1
 
 
 def _rule(mode, op, i, g, y, args, attrs):
