@@ -393,14 +393,70 @@ op("prod", fwd=lambda xp, x, axis=None, keepdims=False: xp.prod(x, axis=axis, ke
    jvp=lambda ns, t, y, x, axis=None, keepdims=False:
        ns.sum(t[0] * ns.prod_others(x, axis=axis), axis=axis, keepdims=keepdims),
    note="exact at zeros: the product of the other elements", **R)
+PAIRS_MATRIX_MAX = 32   # longest slice for which the pair products are built as a matrix
+
+
+def _prod_pairs(ns, v, x, axis):
+    """(P v)_i = sum_{j != i} v_j prod_{k != i, j} x_k along `axis`, the derivative of
+    prod_others; P is symmetric, so it serves both modes.
+
+    Computed (numbers) it is exact with zeros (_prod_pairs_masked). Recorded to be
+    differentiated again, it must also have the right derivatives, which a formula that
+    branches on which elements are zero has not: then slices of up to PAIRS_MATRIX_MAX
+    elements build P as a matrix of products (a polynomial in x, exact to every order), and
+    longer ones use P_ij = y_i / x_j, exact away from zeros."""
+    if getattr(ns, "_graph", None) is None:
+        return _prod_pairs_masked(ns, v, x, axis)
+    axes = axes_of(axis, x.ndim)
+    n = math.prod(x.shape[a] for a in axes)
+    if n <= PAIRS_MATRIX_MAX:
+        return _prod_pairs_matrix(ns, v, x, axes, n)
+    y = ns.prod_others(x, axis=axis)
+    return y * (unreduce(ns, ns.sum(v / x, axis=axis, keepdims=True), x.shape, axis, True) - v / x)
+
+
+def _prod_pairs_matrix(ns, v, x, axes, n):
+    # the reduced axes last, flattened: x2 of shape rest + (n,)
+    rest = [i for i in range(x.ndim) if i not in axes]
+    perm = tuple(rest + list(axes))
+    lead = tuple(x.shape[i] for i in rest)
+    x2 = ns.reshape(ns.transpose(x, axes=perm), shape=lead + (1, n))
+    v2 = ns.reshape(ns.transpose(v, axes=perm), shape=lead + (n,))
+    eye = ns.eye(n=n)
+    # row i of r is x with x_i replaced by 1; the product of its elements other than j
+    # is prod_{k != i, j} x_k, and the diagonal (j = i) is not a pair: masked out
+    r = x2 * (1.0 - eye) + eye
+    pairs = ns.prod_others(r, axis=-1) * (1.0 - eye)
+    pv = ns.sum(pairs * ns.reshape(v2, shape=lead + (1, n)), axis=-1)
+    back = ns.reshape(pv, shape=lead + tuple(x.shape[a] for a in axes))
+    return ns.transpose(back, axes=tuple(np.argsort(perm)))
+
+
+def _prod_pairs_masked(ns, v, x, axis):
+    """P v computed with no division by zero. With Q the product of the nonzero elements, Z the number of zeros and m_i = [x_i = 0],
+    prod_{k != i, j} x_k = Q / (x_i x_j) over nonzero x_i, x_j, when no other zero remains.
+    Summing over the j that are not zeros (A) and the j that are (B) gives
+      (P v)_i = Q/x_i ([Z = m_i] (A - (1 - m_i) v_i/x_i) + [Z = m_i + 1] (B - m_i v_i)),
+    with every division by a nonzero number."""
+    def spread(a):
+        return unreduce(ns, ns.sum(a, axis=axis, keepdims=True), x.shape, axis, True)
+    zero = x == 0.0
+    m = ns.where(zero, 1.0, 0.0)
+    xs = ns.where(zero, 1.0, x)
+    z = spread(m)
+    q = unreduce(ns, ns.prod(xs, axis=axis, keepdims=True), x.shape, axis, True)
+    a = spread(v / xs * (1.0 - m))
+    b = spread(v * m)
+    no_other = ns.where(z == m, 1.0, 0.0)
+    one_other = ns.where(z == m + 1.0, 1.0, 0.0)
+    return q / xs * (no_other * (a - (1.0 - m) * v / xs) + one_other * (b - m * v))
+
+
 op("prod_others", fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True,
-   # y_i = prod_{k != i} x_k, so dy_i/dx_j = y_i / x_j for j != i (second derivatives of
-   # prod are exact away from zeros)
-   vjp=(lambda ns, g, y, x, axis=None:
-        (unreduce(ns, ns.sum(g * y, axis=axis, keepdims=True), x.shape, axis, True) - g * y) / x,),
-   jvp=lambda ns, t, y, x, axis=None:
-       y * (unreduce(ns, ns.sum(t[0] / x, axis=axis, keepdims=True), x.shape, axis, True) - t[0] / x),
-   domain=((0.5, 2.0),))
+   # y_i = prod_{k != i} x_k: dy_i/dx_j = prod_{k != i, j} x_k for j != i, 0 for j = i
+   vjp=(lambda ns, g, y, x, axis=None: _prod_pairs(ns, g, x, axis),),
+   jvp=lambda ns, t, y, x, axis=None: _prod_pairs(ns, t[0], x, axis),
+   note="exact at zeros, to every order", domain=((0.5, 2.0),))
 def _top_gap(xp, x, axis=None):
     """The kink of max and min: the gap between the two largest (for min, smallest: the
     gap is symmetric in sign flips) elements of each reduced slice, zero at a tie."""

@@ -243,3 +243,24 @@ def test_cli_errors(args, message):
     assert r.exit_code == 2, r.output
     assert message in r.output
     assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("x, expected", [
+    ([0.0, 2.0, 3.0], [[0, 3, 2], [3, 0, 0], [2, 0, 0]]),
+    ([0.0, 0.0, 3.0], [[0, 3, 0], [3, 0, 0], [0, 0, 0]]),
+    ([0.0, 0.0, 0.0], np.zeros((3, 3))),
+    ([1.0, 2.0, 3.0], [[0, 3, 2], [3, 0, 1], [2, 1, 0]]),
+])
+def test_hessian_of_prod_is_exact_at_zeros(x, expected):
+    # d2 prod / dx_i dx_j = the product of the elements other than i and j
+    h = derivatives.hessian(traced("prod(x)", x=x)).extra["hessian"]["x"]["x"]
+    np.testing.assert_array_equal(h, expected)
+
+
+def test_third_derivative_of_prod_with_two_zeros():
+    t = nth("prod(x)", 3, x=[0.0, 0.0, 3.0, 4.0]).grad["x"]
+    expected = np.zeros((4, 4, 4))
+    for i, j, k, v in [(0, 1, 2, 4.0), (0, 1, 3, 3.0)]:
+        for p in {(i, j, k), (i, k, j), (j, i, k), (j, k, i), (k, i, j), (k, j, i)}:
+            expected[p] = v
+    np.testing.assert_array_equal(t, expected)
