@@ -166,8 +166,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                 try:
                     c = _rule(mode, op, i, g, y, args, node.attrs)
                 except np.linalg.LinAlgError as e:
-                    raise ValueError_(f"the derivative of {op.name} is undefined here: {e}",
-                                      pos=node.pos) from None
+                    raise _undefined(node, e) from None
                 if c is None:
                     continue
             if c.shape != a.value.shape:
@@ -189,6 +188,14 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     if mark is not None:
         mark(None)                             # the end of the last rule
     return [found.get(i) for i in wrt_ids]
+
+
+def _undefined(node, err):
+    """The error for a derivative rule that cannot be evaluated (a singular matrix)."""
+    op = node.op
+    what = (f"the derivative of {op.name}" if not op.internal
+            else f"a derivative (of the internal op {op.name}, which a rule made)")
+    return ValueError_(f"{what} is undefined here: {err}", pos=node.pos)
 
 
 def _is_broadcast_one(g):
@@ -235,7 +242,10 @@ def jvp(graph, output, wrt, tangents, *, create_graph=False):
                 c = mode.times(ti, d if isinstance(d, str) else d(mode.ns, y, *args))
                 out = c if out is None else out + c
         else:
-            out = op.jvp(mode.ns, t, y, *args, **node.attrs)
+            try:
+                out = op.jvp(mode.ns, t, y, *args, **node.attrs)
+            except np.linalg.LinAlgError as e:
+                raise _undefined(node, e) from None
         if tuple(out.shape) != tuple(node.shape):   # the tangent of a broadcast input
             out = mode.ns.broadcast_to(out, shape=node.shape)
         tans[node.id] = out

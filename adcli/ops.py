@@ -566,12 +566,35 @@ op("trace", fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
         * ns.eye(n=x.shape[-2], m=x.shape[-1]),),
    jvp=lambda ns, t, y, x: ns.trace(t[0]),
    shape=_matrix_shape)
+def _cofactor(xp, x):
+    """The cofactor matrix: det(X) X^-T for a well-conditioned X; otherwise, from the SVD
+    X = U S V^T, det(U) det(V^T) U diag(prod of the other singular values) V^T, with no
+    inverse and no division, so it is right for singular matrices too."""
+    d = xp.linalg.det(x)
+    # Hadamard's bound |det X| <= prod of the row norms: a small ratio means ill-conditioned
+    bound = xp.prod(xp.sqrt(xp.sum(x * x, axis=-1)), axis=-1)
+    if bool(xp.all(xp.abs(d) > 1e-8 * bound)):
+        return d[..., None, None] * xp.swapaxes(xp.linalg.inv(x), -1, -2)
+    u, sv, vt = xp.linalg.svd(x)
+    sign = xp.linalg.det(u) * xp.linalg.det(vt)
+    return sign[..., None, None] * xp.matmul(u * prod_others(xp, sv, axis=-1)[..., None, :], vt)
+
+
 op("det", fwd=lambda xp, x: xp.linalg.det(x), kind="linalg",
-   # Jacobi's formula: d det(X) = det(X) tr(X^-1 dX)
-   vjp=(lambda ns, g, y, x: ns.reshape(g * y, shape=y.shape + (1, 1)) * swap_last(ns, ns.inv(x)),),
-   jvp=lambda ns, t, y, x: y * ns.sum(swap_last(ns, ns.inv(x)) * t[0], axis=(-2, -1)),
+   # Jacobi's formula: d det(X) = tr(adj(X) dX) = sum(cofactor(X) * dX)
+   vjp=(lambda ns, g, y, x: ns.reshape(g, shape=y.shape + (1, 1)) * ns.cofactor(x),),
+   jvp=lambda ns, t, y, x: ns.sum(ns.cofactor(x) * t[0], axis=(-2, -1)),
    shape=lambda s: _square_shape(s)[:-2], domain=((-2.0, 2.0),),
-   note="needs an invertible matrix for its derivative")
+   note="exact also for singular matrices (their second derivatives need an inverse)")
+op("cofactor", fwd=_cofactor, kind="internal", internal=True,
+   # C = det(X) X^-T: dC = C tr(X^-1 dX) - C dX^T X^-T, which needs an invertible X
+   vjp=(lambda ns, g, y, x: ns.reshape(ns.sum(g * y, axis=(-2, -1)), shape=y.shape[:-2] + (1, 1))
+        * swap_last(ns, ns.inv(x))
+        - ns.matmul(ns.matmul(swap_last(ns, ns.inv(x)), swap_last(ns, g)), y),),
+   jvp=lambda ns, t, y, x: y * ns.reshape(ns.sum(swap_last(ns, ns.inv(x)) * t[0], axis=(-2, -1)),
+                                          shape=y.shape[:-2] + (1, 1))
+   - ns.matmul(ns.matmul(y, swap_last(ns, t[0])), swap_last(ns, ns.inv(x))),
+   shape=_square_shape, domain=((-2.0, 2.0),))
 op("inv", fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg",
    # d(X^-1) = -X^-1 dX X^-1
    vjp=(lambda ns, g, y, x: -ns.matmul(ns.matmul(swap_last(ns, y), g), swap_last(ns, y)),),

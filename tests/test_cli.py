@@ -183,8 +183,10 @@ def test_booleans_print_as_true_and_false():
 
 
 def test_derivative_undefined_at_a_singular_matrix_is_an_input_error():
-    err = fails("grad", "det(A)", "--at", "A=[[1,1],[1,1]]")
-    assert "derivative of det is undefined here" in err and "^^^" in err
+    err = fails("hessian", "det(A)", "--at", "A=[[1,1],[1,1]]")
+    assert "is undefined here: Singular matrix" in err and "^^^" in err
+    err = fails("grad", "sum(solve(A, b))", "--at", "A=[[1,1],[1,1]],b=[1,2]")
+    assert "Singular matrix" in err
 
 
 def test_debug_keeps_exit_codes():

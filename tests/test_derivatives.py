@@ -264,3 +264,17 @@ def test_third_derivative_of_prod_with_two_zeros():
         for p in {(i, j, k), (i, k, j), (j, i, k), (j, k, i), (k, i, j), (k, j, i)}:
             expected[p] = v
     np.testing.assert_array_equal(t, expected)
+
+
+@pytest.mark.parametrize("A, cofactor", [
+    ([[1.0, 2.0], [2.0, 4.0]], [[4.0, -2.0], [-2.0, 1.0]]),
+    ([[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]),
+    ([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+     [[-3.0, 6.0, -3.0], [6.0, -12.0, 6.0], [-3.0, 6.0, -3.0]]),
+])
+def test_gradient_of_det_at_a_singular_matrix_is_the_cofactor_matrix(A, cofactor):
+    # det is a polynomial: its gradient, the cofactor matrix, exists everywhere
+    res = api.gradient(traced("det(A)", A=A))
+    np.testing.assert_allclose(res.grad["A"], cofactor, atol=1e-12)
+    fwd = derivatives.jvp(traced("det(A)", A=A), {"A": np.ones_like(np.asarray(A))})
+    np.testing.assert_allclose(fwd.extra["jvp"], np.sum(cofactor), atol=1e-12)

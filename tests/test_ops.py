@@ -36,6 +36,7 @@ STRUCTURAL = {
     "outer": [(((3,), (2,)), {})],
     "trace": [((3, 3), {})],
     "det": [((3, 3), {})],
+    "cofactor": [((3, 3), {}), ((2, 3, 3), {})],
     "inv": [((3, 3), {})],
     "solve": [(((3, 3), (3,)), {}), (((3, 3), (3, 2)), {})],
     "transpose": [((3, 4), {}), ((2, 3, 4), {"axes": (1, 2, 0)})],
@@ -61,7 +62,7 @@ def _sample(lo, hi, shape):
 
 
 def _is_matrix_op(op):
-    return op.name in ("det", "inv", "solve")
+    return op.name in ("det", "inv", "solve", "cofactor")
 
 
 def cases(op):
@@ -86,7 +87,7 @@ def cases(op):
         if op.name in ("max", "min"):
             args = [RNG.permutation(np.arange(args[0].size, dtype=float)).reshape(shapes[0])]
         if _is_matrix_op(op):
-            args[0] = args[0] + 3 * np.eye(shapes[0][0])   # well conditioned
+            args[0] = args[0] + 3 * np.eye(shapes[0][-1])   # well conditioned
         if op.name == "prod_others":
             args = [_sample(0.5, 2.0, shapes[0])]
         out.append((args, attrs))
