@@ -127,7 +127,7 @@ def _show(result, as_json, plain, out):
     if as_json:
         print(render.to_json(result))
     elif plain or not sys.stdout.isatty():
-        print(render.to_plain(result))
+        render.write_plain(result, sys.stdout)
     else:
         from rich.console import Console
         render.to_rich(result, Console())

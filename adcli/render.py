@@ -124,12 +124,74 @@ def to_json(result):
 
 
 def to_plain(result):
+    import io
+    out = io.StringIO()
+    write_plain(result, out)
+    return out.getvalue()[:-1]
+
+
+def write_plain(result, out):
+    """The plain text of a result, written as it is made: a large array is written a chunk
+    at a time instead of being built as one string (half the memory for 10^7 numbers)."""
     more = rows(result)
     if not more:
-        return plain_array(result.value)
-    lines = [f"value\t{plain_array(result.value)}"]
-    lines += [f"{key}\t{plain_array(v)}" for key, _, v in more]
-    return "\n".join(lines)
+        write_array(result.value, out)
+        out.write("\n")
+        return
+    out.write("value\t")
+    write_array(result.value, out)
+    out.write("\n")
+    for key, _, v in more:
+        out.write(f"{key}\t")
+        write_array(v, out)
+        out.write("\n")
+
+
+CHUNK = 1 << 16   # elements formatted at a time
+
+
+def write_array(arr, out):
+    """plain_array(arr), written to `out` in pieces of about CHUNK elements."""
+    arr = np.asarray(arr)
+    if arr.ndim == 0 or arr.size <= CHUNK:
+        out.write(plain_array(arr))
+        return
+    if arr.ndim == 1:
+        out.write("[")
+        for start in range(0, arr.size, CHUNK):
+            out.write((", " if start else "") + ", ".join(_texts(arr[start:start + CHUNK])))
+        out.write("]")
+        return
+    # Rows of the last axis, a block of rows at a time. Before a row come as many "[" as
+    # its index (over the outer axes) has trailing zeros, plus one; after it as many "]"
+    # as trailing last values, plus one: the brackets of the nested lists it opens/closes.
+    outer, n = arr.shape[:-1], arr.shape[-1]
+    flat = arr.reshape(-1, n)
+    idx = [0] * len(outer)
+    step = max(1, CHUNK // n)
+    for start in range(0, flat.shape[0], step):
+        block = flat[start:start + step]
+        texts = _texts(block)
+        pieces = []
+        for r in range(block.shape[0]):
+            opens = 1
+            for k in range(len(outer) - 1, -1, -1):
+                if idx[k] != 0:
+                    break
+                opens += 1
+            closes = 1
+            for k in range(len(outer) - 1, -1, -1):
+                if idx[k] != outer[k] - 1:
+                    break
+                closes += 1
+            sep = "" if start + r == 0 else ", "
+            pieces.append(sep + "[" * opens + ", ".join(texts[r * n:(r + 1) * n]) + "]" * closes)
+            for k in range(len(outer) - 1, -1, -1):   # the next index, an odometer
+                idx[k] += 1
+                if idx[k] < outer[k]:
+                    break
+                idx[k] = 0
+        out.write("".join(pieces))
 
 
 def to_rich(result, console):
