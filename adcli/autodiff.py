@@ -222,7 +222,19 @@ def jvp(graph, output, wrt, tangents, *, create_graph=False):
     Returns None for an output that does not depend on the nodes moved."""
     many = isinstance(output, (list, tuple))
     outputs = list(output) if many else [output]
-    mode = _Mode(graph, create_graph, safe=True)
+    if create_graph:
+        found = _jvp(graph, outputs, wrt, tangents, create_graph=True, safe=True)
+    else:
+        # plain products first; NaN-safe ones (a zero factor wins) only if a NaN came out
+        found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=False)
+        xp = graph.xp
+        if any(t is not None and t.dtype.kind == "f" and bool(xp.isnan(t).any()) for t in found):
+            found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=True)
+    return found if many else found[0]
+
+
+def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
+    mode = _Mode(graph, create_graph, safe=safe)
     tans = {w.id: t for w, t in zip(wrt, tangents)}
     lo = min(tans, default=graph.nodes and len(graph.nodes))
     hi = max((o.id for o in outputs), default=-1)
@@ -249,5 +261,4 @@ def jvp(graph, output, wrt, tangents, *, create_graph=False):
         if tuple(out.shape) != tuple(node.shape):   # the tangent of a broadcast input
             out = mode.ns.broadcast_to(out, shape=node.shape)
         tans[node.id] = out
-    found = [tans.get(o.id) for o in outputs]
-    return found if many else found[0]
+    return [tans.get(o.id) for o in outputs]
