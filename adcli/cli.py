@@ -147,7 +147,8 @@ def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
                      filename=filename)
 
 
-@app.command("eval", context_settings={"ignore_unknown_options": True})
+@app.command("eval", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Values and gradients")
 def eval_(expr: str = SOURCE,
           at: Optional[List[str]] = AT, dtype: str = DTYPE, json: bool = JSON,
           plain: bool = PLAIN, out: Optional[str] = OUT, seed: int = SEED,
@@ -175,7 +176,8 @@ def _wrt_names(wrt):
     return names
 
 
-@app.command(context_settings={"ignore_unknown_options": True})
+@app.command(context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Values and gradients")
 def grad(expr: str = SOURCE,
          at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
          order: int = typer.Option(1, "--order", min=1, max=12,
@@ -219,7 +221,7 @@ def grad(expr: str = SOURCE,
     _run(debug, work)
 
 
-@app.command()
+@app.command(rich_help_panel="Reference")
 def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of the ops.")):
     """List the functions and operators, their arguments and derivative conventions."""
     from .ops import public_ops
@@ -255,7 +257,8 @@ def _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, ma
     _run(debug, work)
 
 
-@app.command(context_settings={"ignore_unknown_options": True})
+@app.command(context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Derivatives of every order and shape")
 def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
              mode: Optional[str] = typer.Option(None, "--mode", metavar="fwd|rev",
                                                 help="Forward or reverse mode (default: the "
@@ -273,7 +276,8 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str
             max_depth, debug, lambda t, dt, lim: derivatives.jacobian(t, _wrt_names(wrt), mode))
 
 
-@app.command(context_settings={"ignore_unknown_options": True})
+@app.command(context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Derivatives of every order and shape")
 def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
             dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
             out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
@@ -288,7 +292,8 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str]
             max_depth, debug, lambda t, dt, lim: derivatives.hessian(t, _wrt_names(wrt)))
 
 
-@app.command("jvp", context_settings={"ignore_unknown_options": True})
+@app.command("jvp", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Derivatives of every order and shape")
 def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
          tangent: Optional[List[str]] = typer.Option(
              None, "--tangent", metavar="NAME=VALUE,...",
@@ -312,7 +317,8 @@ def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
             max_depth, debug, compute)
 
 
-@app.command("vjp", context_settings={"ignore_unknown_options": True})
+@app.command("vjp", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Derivatives of every order and shape")
 def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
          cotangent: Optional[str] = typer.Option(
              None, "--cotangent", metavar="VALUE",
@@ -337,7 +343,8 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
             max_depth, debug, compute)
 
 
-@app.command(context_settings={"ignore_unknown_options": True})
+@app.command(context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Derivatives of every order and shape")
 def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
         vector: Optional[List[str]] = typer.Option(
             None, "--vector", metavar="NAME=VALUE,...",
@@ -381,7 +388,8 @@ def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth
     return (lambda: api.trace(source, vals, dtype=dtype, limits=limits, filename=filename)), False
 
 
-@app.command("profile", context_settings={"ignore_unknown_options": True})
+@app.command("profile", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Seeing inside")
 def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
              repeat: int = typer.Option(5, "--repeat", min=1, metavar="N",
                                         help="Timed runs of the value and the gradient, after "
@@ -465,7 +473,8 @@ def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth):
         raise
 
 
-@app.command("dot", context_settings={"ignore_unknown_options": True})
+@app.command("dot", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Seeing inside")
 def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
          backward: bool = typer.Option(False, "--backward",
                                        help="Draw the gradient's graph too, with its saved "
@@ -541,7 +550,8 @@ def _write_drawing(text, path):
                          + proc.stderr.decode("utf-8", "replace").strip())
 
 
-@app.command("trace", context_settings={"ignore_unknown_options": True})
+@app.command("trace", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Seeing inside")
 def trace_(expr: str = SOURCE, at: Optional[List[str]] = AT,
            full: bool = typer.Option(False, "--full",
                                      help="Write every array in full (tables summarise arrays "
@@ -574,7 +584,8 @@ def trace_(expr: str = SOURCE, at: Optional[List[str]] = AT,
 # ---------------------------------------------------------------- gradcheck
 # (adcli/gradcheck.py)
 
-@app.command("gradcheck", context_settings={"ignore_unknown_options": True})
+@app.command("gradcheck", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Checking derivatives")
 def gradcheck_(
         expr: str = SOURCE,
         at: Optional[List[str]] = AT,
@@ -641,6 +652,12 @@ def gradcheck_(
         if report.failed:
             raise typer.Exit(CHECK_FAILED)
     _run(debug, work)
+
+
+# `adcli --help` lists the commands by panel, in this order
+PANELS = ["Values and gradients", "Derivatives of every order and shape", "Checking derivatives",
+          "Seeing inside", "Reference"]
+app.registered_commands.sort(key=lambda c: PANELS.index(c.rich_help_panel))
 
 
 def run():
