@@ -32,9 +32,10 @@ OUT = typer.Option(None, "--out", metavar="FILE",
 MAX_ELEMENTS = typer.Option(100_000_000, "--max-elements",
                             help="Largest array allowed, checked before allocating.")
 MAX_NODES = typer.Option(2_000_000, "--max-nodes", help="Largest graph allowed.")
-SEED = typer.Option(0, "--seed", help="Seed of randn, rand and randint in scripts.")
+SEED = typer.Option(0, "--seed", min=0, help="Seed of randn, rand and randint in scripts.")
 MAX_STEPS = typer.Option(1_000_000, "--max-steps", help="Most statements a script may run.")
-MAX_DEPTH = typer.Option(64, "--max-depth", help="Deepest nesting of script function calls.")
+MAX_DEPTH = typer.Option(64, "--max-depth", min=1, max=1000,
+                         help="Deepest nesting of script function calls (at most 1000).")
 SOURCE = typer.Argument(..., metavar="EXPR|FILE.ad",
                         help="An expression, a .ad script, or - to read either from stdin.")
 DEBUG = typer.Option(False, "--debug", help="Show Python tracebacks.")

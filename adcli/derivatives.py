@@ -298,6 +298,9 @@ def _forward_jacobian(graph, node, x, record, traced):
     """d node / d x as a node (record=True) or an array, of shape node.shape + x.shape:
     one forward sweep per element of x, the columns stacked on a new last axis."""
     xp, dtype = graph.xp, graph.dtype
+    if x.size == 0:     # no columns: an empty derivative
+        zeros = xp.zeros(tuple(node.shape) + tuple(x.shape), dtype=dtype)
+        return graph.const(zeros) if record else zeros
     cols = []
     with _located(traced):
         for i, e in _basis(xp, x.shape, dtype):

@@ -856,13 +856,17 @@ def _checked_names(traced, wrt):
     if not names:
         raise InputError("there is nothing to check: the expression has no inputs",
                          hint="give values for its names with --at")
-    if wrt is None:
-        return names
-    for w in wrt:
-        if w not in traced.inputs:
-            raise UnknownNameError(f"--wrt {w}: the expression has no input '{w}'",
-                                   hint=suggest(w, names) or ("its inputs are " + ", ".join(names)))
-    return list(wrt)
+    if wrt is not None:
+        for w in wrt:
+            if w not in traced.inputs:
+                raise UnknownNameError(f"--wrt {w}: the expression has no input '{w}'",
+                                       hint=suggest(w, names) or ("its inputs are " + ", ".join(names)))
+        names = list(wrt)
+    empty = [n for n in names if traced.inputs[n].size == 0]
+    if empty:
+        raise InputError("there is nothing to check in " + ", ".join(f"'{n}'" for n in empty)
+                         + ": it has no elements", hint="leave it out with --wrt")
+    return names
 
 
 # ---------------------------------------------------------------- first order

@@ -196,6 +196,10 @@ class Graph:
         args = tuple(nodes)
         if not all_scalars:          # scalars in, scalar out: nothing to check
             self.check_shape(entry, args, attrs)
+            if entry.numeric:
+                # booleans (from comparisons) count as 0 and 1 in the float type, as in
+                # sum(x > 0); numpy would compute exp(True) in float16 and True + True as True
+                values = [v.astype(self.dtype) if v.dtype == bool else v for v in values]
         constant = entry.kind == "constant"
         if constant:
             attrs = {**attrs, "dtype": self.dtype}

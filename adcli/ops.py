@@ -61,6 +61,8 @@ class Op:
         # derived once: the engine reads these for every node it records or walks
         self.arity = None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
         self.broadcasts = self.kind in ("elementwise", "comparison") or self.name == "where"
+        # arithmetic: boolean arguments are converted to numbers first
+        self.numeric = self.kind in ("elementwise", "reduction", "linalg") and self.name != "where"
 
     @property
     def label(self):
@@ -155,7 +157,7 @@ def prod_others(xp, x, axis=None):
     """For every element, the product of the others along `axis`, without division,
     so zeros are handled exactly (prod([0, 2, 3]) has gradient [6, 0, 0])."""
     axes = axes_of(axis, x.ndim)
-    if not axes:
+    if not axes or x.size == 0:
         return xp.ones_like(x)
     rest = [i for i in range(x.ndim) if i not in axes]
     perm = rest + list(axes)
@@ -601,26 +603,51 @@ op("inv", fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg",
    jvp=lambda ns, t, y, x: -ns.matmul(ns.matmul(y, t[0]), y), shape=_square_shape)
 
 
+def _col(ns, v):
+    """A vector right-hand side (and its solution) as a one-column matrix: v[..., None]."""
+    return ns.reshape(v, shape=tuple(v.shape) + (1,))
+
+
+def _uncol(ns, m):
+    return ns.reshape(m, shape=tuple(m.shape)[:-1])
+
+
 def _solve_vjp_a(ns, g, y, a, b):
-    gb = ns.solve(swap_last(ns, a), g)
-    if b.ndim == 1:  # -gb x^T
-        return -(ns.reshape(gb, shape=(-1, 1)) * ns.reshape(y, shape=(1, -1)))
-    return -ns.matmul(gb, swap_last(ns, y))
+    # -(A^-T g) x^T, batched; a vector b is a one-column matrix
+    if b.ndim == 1:
+        g, y = _col(ns, g), _col(ns, y)
+    return -ns.matmul(ns.solve(swap_last(ns, a), g), swap_last(ns, y))
+
+
+def _solve_vjp_b(ns, g, y, a, b):
+    if b.ndim == 1:
+        return _uncol(ns, ns.solve(swap_last(ns, a), _col(ns, g)))   # summed over batches
+    return ns.solve(swap_last(ns, a), g)
 
 
 def _solve_jvp(ns, t, y, a, b):
-    rhs = t[1] if t[1] is not None else 0.0 * y
+    vec = b.ndim == 1
+    ym = _col(ns, y) if vec else y
+    rhs = (_col(ns, t[1]) if vec else t[1]) if t[1] is not None else 0.0 * ym
     if t[0] is not None:
-        rhs = rhs - ns.matmul(t[0], y)
-    return ns.solve(a, rhs)
+        rhs = rhs - ns.matmul(t[0], ym)
+    out = ns.solve(a, rhs)
+    return _uncol(ns, out) if vec else out
+
+
+def _solve_shape(sa, sb):
+    n = _square_shape(sa)[-1]
+    if len(sb) == 1 and sb[0] == n:          # one vector for every matrix
+        return tuple(sa[:-1])
+    if len(sb) >= 2 and sb[-2] == n:          # matrices, batched by broadcasting
+        return tuple(np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))) + tuple(sb[-2:])
+    return _fail(f"cannot solve with shapes {sa} and {sb}")
 
 
 op("solve", args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg",
    # x = A^-1 b: dx = A^-1 (db - dA x); so b's cotangent is A^-T g and A's is -(A^-T g) x^T
-   vjp=(_solve_vjp_a, lambda ns, g, y, a, b: ns.solve(swap_last(ns, a), g)),
-   jvp=_solve_jvp,
-   shape=lambda sa, sb: (_square_shape(sa), sb)[1] if len(sb) in (1, 2) and sb[0] == sa[-1]
-   else _fail(f"cannot solve with shapes {sa} and {sb}"),
+   vjp=(_solve_vjp_a, _solve_vjp_b),
+   jvp=_solve_jvp, shape=_solve_shape,
    doc="solve(A, b): x with A x = b")
 
 # ---------------------------------------------------------------- shapes
@@ -630,7 +657,9 @@ op("transpose", fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes
    vjp=(lambda ns, g, y, x, axes=None:
         ns.transpose(g, axes=None if axes is None else tuple(int(i) for i in np.argsort(axes))),),
    jvp=lambda ns, t, y, x, axes=None: ns.transpose(t[0], axes=axes),
-   shape=lambda s, axes=None: tuple(s[i] for i in (axes if axes is not None else range(len(s))[::-1])),
+   shape=lambda s, axes=None: tuple(s[i] for i in (axes if axes is not None else range(len(s))[::-1]))
+   if axes is None or sorted(a % max(len(s), 1) for a in axes) == list(range(len(s)))
+   else _fail(f"axes {tuple(axes)} is not a permutation of the {len(s)} axes of shape {tuple(s)}"),
    doc="transpose(x), also x.T")
 op("reshape", fwd=lambda xp, x, shape=(): xp.reshape(x, shape), attrs={"shape": REQUIRED},
    kind="shape",
@@ -701,8 +730,10 @@ op("linspace", fwd=lambda xp, start=0.0, stop=1.0, num=50, dtype=None:
 op("arange", fwd=lambda xp, start=0.0, stop=None, step=1.0, dtype=None:
    xp.arange(start, stop, step, dtype=dtype) if stop is not None else xp.arange(start, dtype=dtype),
    attrs={"start": REQUIRED, "stop": None, "step": 1.0},
-   shape=lambda start=0, stop=None, step=1.0: _size_of(
-       max(0, math.ceil((stop - start) / step)) if stop is not None else max(0, math.ceil(start)))
+   shape=lambda start=0, stop=None, step=1.0: _fail("arange needs finite numbers")
+   if not all(map(math.isfinite, (start, step) + (() if stop is None else (stop,))))
+   else _size_of(max(0, math.ceil((stop - start) / step)) if stop is not None
+                 else max(0, math.ceil(start)))
    if step else _fail("step must not be 0"), **C)
 
 

@@ -246,6 +246,11 @@ def check_nesting(text):
 _TREES = {}   # (grammar, text) -> tree: profile and gradcheck trace one source many times
 
 
+def _has_code(text):
+    """Is there anything besides whitespace and comments?"""
+    return any(ln.split("#", 1)[0].strip() for ln in text.splitlines())
+
+
 def parse(text, grammar="expr"):
     """Parse source text into a syntax tree, or raise ParseError with a located message.
     Trees are immutable tuples, so a source parsed before is not parsed again."""
@@ -263,6 +268,13 @@ def _parse(text, grammar):
     if len(text) > MAX_SOURCE:
         raise LimitError(f"the source has {len(text):,} characters; the limit is {MAX_SOURCE:,}")
     check_nesting(text)
+    if text.startswith("\ufeff"):      # a byte-order mark that an editor wrote
+        text = " " + text[1:]            # (kept one column wide, so columns still match)
+    if grammar == "script" and not text.endswith("\n"):
+        text += "\n"                     # the last line may lack its line break
+    if not _has_code(text):
+        raise ParseError("there is nothing to evaluate: the source is empty or only comments",
+                         hint="write an expression, or a script that ends with `return VALUE`")
     p = parser(grammar)
     try:
         return p.parse(text)

@@ -111,10 +111,18 @@ class CustomRule:
                              f"has {len(xs)} parameter(s)", pos=bw.pos)
         ev = ScriptEvaluator(self.interp, {})
         out = [ev.array(o, bw.pos) for o in out]
-        for o, x in zip(out, xs):
-            if np.broadcast_shapes(o.shape, x.shape) != tuple(x.shape):
-                raise ShapeError(f"backward {self.fn.name} returns a cotangent of shape {o.shape} "
-                                 f"for a parameter of shape {x.shape}", pos=bw.pos)
+        for k, (o, x) in enumerate(zip(out, xs)):
+            if tuple(o.shape) != tuple(x.shape):
+                try:
+                    if np.broadcast_shapes(o.shape, x.shape) != tuple(x.shape):
+                        raise ValueError
+                except ValueError:
+                    raise ShapeError(f"backward {self.fn.name} returns a cotangent of shape "
+                                     f"{o.shape} for a parameter of shape {x.shape}",
+                                     pos=bw.pos) from None
+                # a number (or a broadcastable array) stands for the whole parameter's shape
+                graph.pos = bw.pos
+                out[k] = graph.emit("broadcast_to", o, shape=tuple(x.shape))
         return [o.value for o in out] if numeric else out
 
     def jvp(self, ns, t, y, xs):
@@ -147,6 +155,12 @@ class Interpreter:
 
     # ------------------------------------------------------------ running
     def run(self, tree):
+        # A script call nests about 20 Python calls of this interpreter: make room for
+        # max_depth of them (the interpreter is a recursion over the script's calls only;
+        # graphs are never walked recursively).
+        needed = 2000 + 40 * self.max_depth
+        if sys.getrecursionlimit() < needed:
+            sys.setrecursionlimit(needed)
         try:
             self.exec_block(tree, self.globals)
         except Return as r:

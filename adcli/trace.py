@@ -159,6 +159,10 @@ class Evaluator:
         if isinstance(v, Seq):
             # flatten nested lists iteratively: stack innermost first
             return self._stack_seq(v, pos)
+        if not isinstance(v, (int, float, np.ndarray, np.generic)):
+            what = f"the function {v.name}" if hasattr(v, "params") else type(v).__name__
+            raise InputError(f"{what} is not a value", pos=pos,
+                             hint="call it: name(...)" if hasattr(v, "params") else None)
         return self.graph.const(v, pos)
 
     def _stack_seq(self, seq, pos):
