@@ -183,7 +183,9 @@ def detect_anomaly(traced, nodes, result):
     derivatives in `result` that are not finite. The findings also go into
     result.extra["anomalies"] (for --json)."""
     graph, out, messages = traced.graph, traced.output, []
-    finals = [("the value", out.value)] + [(f"d/d{w}", g) for w, g in (result.grad or {}).items()]
+    from .render import grad_key
+    finals = [("the value", out.value)] + [(grad_key(w, result.order), g)
+                                           for w, g in (result.grad or {}).items()]
     bad = [name for name, v in finals if np.asarray(v).dtype.kind == "f"
            and not bool(np.all(np.isfinite(v)))]
     records = []

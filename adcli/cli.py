@@ -121,6 +121,8 @@ def _run(debug, work):
 
 def _show(result, as_json, plain, out):
     from . import render
+    if out is not None and not out.strip():
+        raise InputError("--out needs a file name")
     if out:
         render.save(result, out)
     for note in result.notes:

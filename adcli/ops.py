@@ -567,7 +567,11 @@ op("trace", fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=g.shape + (1, 1))
         * ns.eye(n=x.shape[-2], m=x.shape[-1]),),
    jvp=lambda ns, t, y, x: ns.trace(t[0]),
-   shape=_matrix_shape)
+   shape=_matrix_shape, doc="trace(A): the sum of the diagonal",
+   note="of the last two axes, like the other matrix functions (numpy's trace takes the "
+        "first two)")
+
+
 def _cofactor(xp, x):
     """The cofactor matrix: det(X) X^-T for a well-conditioned X; otherwise, from the SVD
     X = U S V^T, det(U) det(V^T) U diag(prod of the other singular values) V^T, with no

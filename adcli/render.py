@@ -134,7 +134,7 @@ def write_plain(result, out):
     """The plain text of a result, written as it is made: a large array is written a chunk
     at a time instead of being built as one string (half the memory for 10^7 numbers)."""
     more = rows(result)
-    if not more:
+    if not more and result.grad is None and not result.extra:   # eval: the value alone
         write_array(result.value, out)
         out.write("\n")
         return
@@ -235,13 +235,15 @@ def save(result, path):
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     try:
         if ext == "npz":
-            np.savez(path, **arrays)
+            with open(path, "wb") as f:        # a file object: numpy adds no extension
+                np.savez(f, **arrays)
         elif ext == "npy":
             if len(arrays) > 1 and len(arrays) != 2:
                 raise InputError(f"--out {path}: a .npy file holds one array; use .npz for "
                                  f"{len(arrays)} arrays")
             # with one gradient, the .npy file holds the gradient; otherwise the value
-            np.save(path, list(arrays.values())[-1])
+            with open(path, "wb") as f:
+                np.save(f, list(arrays.values())[-1])
         elif ext == "csv":
             with open(path, "w") as f:
                 f.write("name,index,value\n")

@@ -71,6 +71,8 @@ def evaluate_constant(text, dtype, limits, name, option="--at"):
 
 def load_file(path, limits, name, option="--at"):
     """Read an array from .npy, .csv, .txt or .json. Only the file named is read."""
+    if os.path.isdir(path):
+        raise InputError(f"{option} {name}=@{path}: is a folder, not a file")
     if not os.path.isfile(path):
         raise InputError(f"{option} {name}=@{path}: no such file")
     ext = os.path.splitext(path)[1].lower()
@@ -93,10 +95,17 @@ def load_file(path, limits, name, option="--at"):
                 data = json.load(f)
             arr = np.asarray(data, dtype=np.float64)
         elif ext in (".csv", ".txt", ".tsv", ".dat", ""):
-            with open(path) as f:
+            with open(path, encoding="utf-8-sig") as f:     # (a spreadsheet's BOM)
                 text = f.read()
             delim = "," if ext == ".csv" or ("," in text and ext != ".tsv") else None
-            arr = np.loadtxt(path, delimiter=delim, ndmin=1, comments="#")
+            if not text.split("#", 1)[0].strip() and "\n" not in text.strip():
+                arr = np.zeros(0)                             # an empty file: no numbers
+            else:
+                import io
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")           # "input contained no data"
+                    arr = np.loadtxt(io.StringIO(text), delimiter=delim, ndmin=1, comments="#")
         else:
             raise InputError(f"{option} {name}=@{path}: unknown file type '{ext}'",
                              hint="use .npy, .csv, .txt or .json")

@@ -236,3 +236,34 @@ def test_static_arguments_must_be_integers():
     assert "out of range" in fails("eval", "sum(x, axis=3)", "--at", "x=[1,2]")
     assert "missing" in fails("eval", "clip(x)", "--at", "x=1")
     assert "at most" in fails("eval", "sin(x, 1, 2)", "--at", "x=1")
+
+
+# ---------------------------------------------------------------- found by QA
+
+def test_grad_of_a_constant_keeps_the_plain_format():
+    r = adcli("grad", "1+2")
+    assert r.exit_code == 0 and r.stdout == "value\t3.0\n"
+
+
+def test_out_writes_the_file_named(tmp_path):
+    path = tmp_path / "g.NPZ"
+    r = adcli("grad", "x*y", "--at", "x=1,y=2", "--out", str(path))
+    assert r.exit_code == 0 and path.exists() and not (tmp_path / "g.NPZ.npz").exists()
+    import numpy as np
+    assert set(np.load(path)) == {"value", "grad_x", "grad_y"}
+    assert adcli("grad", "x", "--at", "x=1", "--out", "").exit_code == 2
+
+
+def test_value_files_edge_cases(tmp_path):
+    (tmp_path / "e.csv").write_text("")
+    r = adcli("eval", "x", "--at", f"x=@{tmp_path / 'e.csv'}")
+    assert r.exit_code == 0 and r.stdout == "[]\n" and "Warning" not in r.stderr
+    (tmp_path / "b.csv").write_text("\ufeff1,2\n", encoding="utf-8")
+    assert adcli("eval", "x", "--at", f"x=@{tmp_path / 'b.csv'}").stdout == "[1.0, 2.0]\n"
+    r = adcli("eval", "x", "--at", f"x=@{tmp_path}")
+    assert r.exit_code == 2 and "is a folder" in r.stderr
+
+
+def test_detect_anomaly_names_the_derivative_of_its_order():
+    r = adcli("grad", "sqrt(x)", "--at", "x=0", "--order", "2", "--detect-anomaly")
+    assert r.exit_code == 1 and "anomaly: d2/dx2 is not finite" in r.stderr
