@@ -654,6 +654,8 @@ def gradcheck_(
             gradcheck.to_rich(report, Console())
         if report.failed:
             raise typer.Exit(CHECK_FAILED)
+        if report.verdict == "unchecked":
+            raise typer.Exit(BAD_INPUT)
     _run(debug, work)
 
 

@@ -133,7 +133,7 @@ class Row:
 @dataclass
 class Report:
     expr: str
-    verdict: str = "pass"        # pass, fail, nonsmooth, rounding
+    verdict: str = "pass"        # pass, fail, nonsmooth, rounding, unchecked
     message: str = ""
     method: str = "central"
     order: int = 1
@@ -1509,14 +1509,24 @@ def verdict(ck, report, fo_status, second_status, rounding):
                           + "; everything else agrees")
         report.notes.append("note: " + report.message)
     else:
+        statuses = list(fo_status.values()) + list(second_status.values())
+        n_all = sum(s.size for s in statuses)
+        n_skipped = sum(int(np.sum(s == "skipped")) for s in statuses)
+        if n_all and n_skipped == n_all and not report.rules and not report.expects:
+            report.verdict = "unchecked"
+            report.message = ("nothing could be checked: the function is not finite within the "
+                              "step around this point, so there is no numeric derivative to "
+                              "compare with (try a smaller --eps, or another point)")
+            report.notes.append("warning: " + report.message)
+            return
         report.verdict = "pass"
-        n_first = sum(s.size for s in fo_status.values())
+        n_first = sum(int(np.sum(s != "skipped")) for s in fo_status.values())
         if ck.full:
             counts = [_count(n_first, f"{what} entr", "y", "ies")]
         else:
             counts = [_count(n_first, "random projection", "", "s") + f" of the {what}"]
         if second_status:
-            counts.append(_count(sum(s.size for s in second_status.values()),
+            counts.append(_count(sum(int(np.sum(s != "skipped")) for s in second_status.values()),
                                  "Hessian-vector product entr", "y", "ies"))
         rules = list(dict.fromkeys(r["name"] for r in report.rules))
         if rules:
@@ -1525,6 +1535,9 @@ def verdict(ck, report, fo_status, second_status, rounding):
             counts.append(_count(len(report.expects), "--expect formula", "", "s"))
         report.message = (f"the derivatives agree with {how}: " + ", ".join(counts)
                           + f" (rtol {_num(ck.rtol)}, atol {_num(ck.atol)})")
+        if n_skipped:
+            report.message += (f"; {_count(n_skipped, 'entr', 'y', 'ies')} could not be checked "
+                               "(the function is not finite within the step)")
 
 
 def _blocked_hint(ck):

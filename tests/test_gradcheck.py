@@ -397,3 +397,11 @@ def test_detach_is_seen_through_by_both_methods():
     for method in ("central", "complex"):
         r = check("x * detach(x)", "--at", "x=3", "--method", method, code=1)
         assert "detach" in verdict(r)[1], method
+
+
+def test_entries_that_cannot_be_checked_are_not_called_agreeing():
+    r = run("log(x)", "--at", "x=1e-300")
+    assert r.exit_code == 2
+    assert verdict(r)[0] == "unchecked"
+    r = check("log(x) + y", "--at", "x=1e-300,y=1")
+    assert verdict(r)[0] == "pass" and "1 entry could not be checked" in verdict(r)[1]
