@@ -954,6 +954,14 @@ def first_order_fast(ck, traced, numeric, rtol, atol, locate=True):
             with _quiet():
                 found = locate_entries(ck, j, d, grads[j], v if ck.m > 1 else None, rtol, atol,
                                        vnorm)
+                if found and ck.m == 1:
+                    _recheck_elements(ck, j, found, grads[j], rtol, atol)
+            if found and all(r.status in ("ok", "nonsmooth") for r in found):
+                # the projection only crossed kinks: a non-smooth point, not a wrong derivative
+                kink = next((r for r in found if r.status == "nonsmooth"), None)
+                row.status = "nonsmooth" if kink is not None else "ok"
+                if kink is not None:
+                    row.left, row.right = kink.left, kink.right
             rows += found
         entries = [row] + found
         by_input[name] = np.array([r.status for r in entries], dtype=object)
@@ -962,6 +970,19 @@ def first_order_fast(ck, traced, numeric, rtol, atol, locate=True):
                        "entries": 1, "failed": int(row.status == "FAIL"),
                        "located": len(found)}
     return FirstOrder(rows, by_input, stats), grads
+
+
+def _recheck_elements(ck, j, rows, g, rtol, atol):
+    """Located entries of a scalar value, compared again one element at a time as the full
+    check does, so that an entry on a kink is a non-smooth point, not a failure."""
+    ks = [int(np.ravel_multi_index(r.index, ck.shapes[j])) if ck.shapes[j] else 0 for r in rows]
+    est = ck.numeric.elements([(j, k) for k in ks])
+    a = np.array([[g[k]] for k in ks], dtype=np.float64)
+    status, tol = judge(a, est, rtol, atol)
+    for i, r in enumerate(rows):
+        r.numeric, r.tolerance, r.status = float(est.value[i, 0]), float(tol[i, 0]), status[i, 0]
+        if est.nonsmooth[i, 0]:
+            r.left, r.right = float(est.left[i, 0]), float(est.right[i, 0])
 
 
 def locate_entries(ck, j, d, g, project, rtol, atol, vnorm):
@@ -1604,7 +1625,9 @@ def _kink_rows(report):
     for r in report.rows:
         if r.status == "nonsmooth" and r.left is not None and r.check not in ("expect", "rule", "rule2"):
             points.setdefault((r.check, r.input, r.index), r)
-    return list(points.values())[:SHOWN]
+    found = list(points.values())
+    elements = [r for r in found if r.index is not None]   # a projection's entries, if located
+    return (elements or found)[:SHOWN]
 
 
 def to_plain(report):

@@ -405,3 +405,9 @@ def test_entries_that_cannot_be_checked_are_not_called_agreeing():
     assert verdict(r)[0] == "unchecked"
     r = check("log(x) + y", "--at", "x=1e-300,y=1")
     assert verdict(r)[0] == "pass" and "1 entry could not be checked" in verdict(r)[1]
+
+
+@pytest.mark.parametrize("expr, at", [("abs(x)", "x=1e-10"), ("hypot(x, y)", "x=1e-10,y=1e-10")])
+def test_fast_mode_calls_a_kink_a_non_smooth_point_too(expr, at):
+    r = check(expr, "--at", at, "--fast")
+    assert verdict(r)[0] == "nonsmooth"
