@@ -55,6 +55,8 @@ class ScriptEvaluator(Evaluator):
             v = self.interp.globals.get(name)
         if v is not None:
             return v
+        if name == "None":
+            return None
         if name in CONSTANTS:
             return self.graph.const(CONSTANTS[name], pos)
         if name in CALLABLE or name == "grad":

@@ -85,7 +85,7 @@ def free_names(tree):
     """Names read by an expression, in order of first appearance."""
     seen = []
     for kind, pos, arg in compile_expr(tree):
-        if kind == "name" and arg not in seen:
+        if kind == "name" and arg not in seen and arg != "None":
             seen.append(arg)
     return seen
 
@@ -160,7 +160,8 @@ class Evaluator:
             # flatten nested lists iteratively: stack innermost first
             return self._stack_seq(v, pos)
         if not isinstance(v, (int, float, np.ndarray, np.generic)):
-            what = f"the function {v.name}" if hasattr(v, "params") else type(v).__name__
+            what = (f"the function {v.name}" if hasattr(v, "params")
+                    else "None" if v is None else type(v).__name__)
             raise InputError(f"{what} is not a value", pos=pos,
                              hint="call it: name(...)" if hasattr(v, "params") else None)
         return self.graph.const(v, pos)
@@ -242,6 +243,8 @@ class Evaluator:
         v = self.env.get(name)
         if v is not None:
             return v
+        if name == "None":           # for static arguments (axis=None) and x[None]
+            return None
         if name in CONSTANTS:
             return self.graph.const(CONSTANTS[name], pos)
         if name in CALLABLE:
@@ -262,8 +265,10 @@ class Evaluator:
                 key.append(p)
             elif (isinstance(p, Node) and p.ndim == 0) or type(p) is float:
                 key.append(_int(p, "an index", pos))
+            elif p is None:
+                key.append(None)     # a new axis of length 1, as numpy's x[None]
             else:
-                raise InputError("indices must be integers or slices", pos=pos)
+                raise InputError("indices must be integers, slices or None", pos=pos)
         return tuple(key)
 
     def call(self, fname, args, kwargs, pos):

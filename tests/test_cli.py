@@ -267,3 +267,13 @@ def test_value_files_edge_cases(tmp_path):
 def test_detect_anomaly_names_the_derivative_of_its_order():
     r = adcli("grad", "sqrt(x)", "--at", "x=0", "--order", "2", "--detect-anomaly")
     assert r.exit_code == 1 and "anomaly: d2/dx2 is not finite" in r.stderr
+
+
+@pytest.mark.parametrize("expr, out", [
+    ("sum(x, axis=None)", "3.0\n"), ("x[None]", "[[1.0, 2.0]]\n"), ("x[:, None]", "[[1.0], [2.0]]\n"),
+])
+def test_none_for_static_arguments_and_new_axes(expr, out):
+    r = adcli("eval", expr, "--at", "x=[1,2]")
+    assert r.exit_code == 0 and r.stdout == out
+    r = adcli("eval", "None + 1")
+    assert r.exit_code == 2 and "None is not a value" in r.stderr
