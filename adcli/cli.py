@@ -169,20 +169,25 @@ def eval_(expr: str = SOURCE,
     _run(debug, work)
 
 
-WRT = typer.Option(None, "--wrt", metavar="NAME,...", help="Inputs to differentiate (default: all).")
+WRT = typer.Option(None, "--wrt", metavar="NAME,...",
+                   help="Inputs to differentiate (default: all). May repeat.")
 
 
 def _wrt_names(wrt):
-    names = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
-    if names is not None and (not names or len(set(names)) != len(names)):
-        raise InputError(f"--wrt '{wrt}': give each input once, separated by commas")
+    """--wrt x,y or --wrt x --wrt y: the names, each once, in order (None: not given)."""
+    if not wrt:
+        return None
+    text = ",".join(wrt)
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    if not names or len(set(names)) != len(names):
+        raise InputError(f"--wrt '{text}': give each input once, separated by commas")
     return names
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
              rich_help_panel="Values and gradients")
 def grad(expr: str = SOURCE,
-         at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+         at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
          order: int = typer.Option(1, "--order", min=1, max=12,
                                    help="Derivative order: 2 gives d2/dx2 for each input."),
          detect_anomaly: bool = typer.Option(
@@ -262,7 +267,7 @@ def _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, ma
 
 @app.command(context_settings={"ignore_unknown_options": True},
              rich_help_panel="Derivatives of every order and shape")
-def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
              mode: Optional[str] = typer.Option(None, "--mode", metavar="fwd|rev",
                                                 help="Forward or reverse mode (default: the "
                                                      "cheaper for the sizes)."),
@@ -281,7 +286,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str
 
 @app.command(context_settings={"ignore_unknown_options": True},
              rich_help_panel="Derivatives of every order and shape")
-def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
             dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
             out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
             max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
@@ -326,7 +331,7 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
          cotangent: Optional[str] = typer.Option(
              None, "--cotangent", metavar="VALUE",
              help="A weight for each element of the value (its shape, or one that broadcasts)."),
-         wrt: Optional[str] = WRT, dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+         wrt: Optional[List[str]] = WRT, dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
          out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
          max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
@@ -393,7 +398,7 @@ def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth
 
 @app.command("profile", context_settings={"ignore_unknown_options": True},
              rich_help_panel="Seeing inside")
-def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[str] = WRT,
+def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
              repeat: int = typer.Option(5, "--repeat", min=1, metavar="N",
                                         help="Timed runs of the value and the gradient, after "
                                              "one warm-up run."),
@@ -592,8 +597,8 @@ def trace_(expr: str = SOURCE, at: Optional[List[str]] = AT,
 def gradcheck_(
         expr: str = SOURCE,
         at: Optional[List[str]] = AT,
-        wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...",
-                                          help="Inputs to check (default: all)."),
+        wrt: Optional[List[str]] = typer.Option(None, "--wrt", metavar="NAME,...",
+                                                help="Inputs to check (default: all). May repeat."),
         expect: Optional[List[str]] = typer.Option(
             None, "--expect", metavar="NAME=FORMULA",
             help="A formula claimed to be d/dNAME, checked against the numeric derivative. "
@@ -634,9 +639,7 @@ def gradcheck_(
         from .graph import Limits
         limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
         source, filename, script = _source(expr)
-        names = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
-        if names is not None and (not names or len(set(names)) != len(names)):
-            raise InputError(f"--wrt '{wrt}': give each input once, separated by commas")
+        names = _wrt_names(wrt)
         vals = values.resolve(at or [], np.float64, limits)
         report = gradcheck.check(
             source.strip() if filename and not script else source, vals, script=script,

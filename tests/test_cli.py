@@ -277,3 +277,9 @@ def test_none_for_static_arguments_and_new_axes(expr, out):
     assert r.exit_code == 0 and r.stdout == out
     r = adcli("eval", "None + 1")
     assert r.exit_code == 2 and "None is not a value" in r.stderr
+
+
+def test_wrt_may_repeat():
+    r = adcli("grad", "x*y", "--at", "x=1,y=2", "--wrt", "y", "--wrt", "x")
+    assert r.exit_code == 0 and r.stdout == "value\t2.0\nd/dy\t1.0\nd/dx\t2.0\n"
+    assert adcli("grad", "x*y", "--at", "x=1,y=2", "--wrt", "x", "--wrt", "x").exit_code == 2
