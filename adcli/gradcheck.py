@@ -1578,24 +1578,13 @@ def _blocked_hint(ck):
 # ---------------------------------------------------------------- output
 
 def _num(x):
-    """Numbers in reports: 10 significant digits (the numeric side is an estimate)."""
-    if x is None:
-        return "-"
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.10g}"
+    """Numbers in reports: 10 significant digits (the numeric side is an estimate);
+    format's g gives nan, inf and -inf as they are."""
+    return "-" if x is None else f"{float(x):.10g}"
 
 
 def _short(x):
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.2g}"
+    return f"{float(x):.2g}"
 
 
 def _text_index(index):

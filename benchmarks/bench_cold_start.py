@@ -22,27 +22,15 @@ import argparse
 import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from common import adcli_executable
 
 EXPR, AT = "x*(x+y)", "x=2,y=3"
-
-
-def adcli_executable():
-    here = Path(sys.executable).parent
-    for name in ("adcli", "adcli.exe"):
-        if (here / name).is_file():
-            return str(here / name)
-    found = shutil.which("adcli")
-    if found is None:
-        sys.exit("adcli is not installed next to this Python; run `pip install -e .` first")
-    print(f"note: using {found}, not found next to {sys.executable}", file=sys.stderr)
-    return found
 
 
 def wall(cmd, cwd, env):

@@ -42,9 +42,7 @@ import importlib.util
 import os
 import pstats
 import random
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,45 +53,19 @@ import numpy as np
 
 from adcli import api, derivatives
 
+from common import adcli_executable, measure
+
 HESS, JAC, H = "sum(sin(x)*x)", "tanh(A @ x) + x", 1e-5
 SKIP = "(not installed: skipped)"
 
 
-def adcli_executable():
-    here = Path(sys.executable).parent
-    for name in ("adcli", "adcli.exe"):
-        if (here / name).is_file():
-            return str(here / name)
-    found = shutil.which("adcli")
-    if found is None:
-        sys.exit("adcli is not installed next to this Python; run `pip install -e .` first")
-    print(f"note: using {found}, not found next to {sys.executable}", file=sys.stderr)
-    return found
-
-
-# The child is started, timed and waited for by a small helper process, not by this one: on
-# Linux a child's ru_maxrss starts at the RSS of the process it was forked from (the high-water
-# mark survives exec), so measured from here it would include this process's arrays.
-RUNNER = """import os, sys, time
-t0 = time.perf_counter()
-pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ,
-                     file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
-_, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - t0, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
-"""
-
 
 def run_cli(cmd, cwd, env):
     """(wall seconds, peak RSS in bytes) of one process, stdout to /dev/null; exits if it fails."""
-    with tempfile.TemporaryFile() as err:
-        out = subprocess.run([sys.executable, "-S", "-c", RUNNER, *cmd], stdout=subprocess.PIPE,
-                             stderr=err, cwd=cwd, env=env, check=True).stdout.split()
-        dt, maxrss, code = float(out[0]), int(out[1]), int(out[2])
-        if code != 0:
-            err.seek(0)
-            sys.exit(f"{' '.join(cmd)} failed with exit code {code}:\n"
-                     + err.read().decode(errors="replace")[-3000:])
-    return dt, maxrss * (1 if sys.platform == "darwin" else 1024)
+    dt, rss, code, err = measure(cmd, cwd, env)
+    if code != 0:
+        sys.exit(f"{' '.join(cmd)} failed with exit code {code}:\n" + err[-3000:])
+    return dt, rss
 
 
 def best(repeat, f):

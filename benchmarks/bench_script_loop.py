@@ -44,13 +44,14 @@ import importlib.util
 import math
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import adcli_executable
 
 TARGET_S, TARGET_N, LARGE = 0.5, 10_000, 20_000
 SCRIPT = """input x = 0.5
@@ -59,18 +60,6 @@ for i in range(N):
     y = y - 0.01 * sin(y) * y + 0.001 * y * y
 return y
 """
-
-
-def adcli_executable():
-    here = Path(sys.executable).parent
-    for name in ("adcli", "adcli.exe"):
-        if (here / name).is_file():
-            return str(here / name)
-    found = shutil.which("adcli")
-    if found is None:
-        sys.exit("adcli is not installed next to this Python; run `pip install -e .` first")
-    print(f"note: using {found}, not found next to {sys.executable}", file=sys.stderr)
-    return found
 
 
 def reference(n, x=0.5):

@@ -32,16 +32,16 @@ import argparse
 import gc
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from adcli import api
+
+from common import adcli_executable, measure
 
 SMOOTH = "sum(sin(x)*exp(-x*x) + log1p(x*x))"
 LSE = "logsumexp(x)"
@@ -114,26 +114,11 @@ def graph_bytes(expr, x):
     return len(traced.graph.nodes), sum(n.value.nbytes for n in traced.graph.nodes)
 
 
-def adcli_executable():
-    here = Path(sys.executable).parent
-    for name in ("adcli", "adcli.exe"):
-        if (here / name).is_file():
-            return str(here / name)
-    return shutil.which("adcli")
-
-
 def run_cli(cmd, cwd, env):
-    """Wall seconds, exit code, peak resident memory (bytes) of one process."""
-    t0 = time.perf_counter()
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, cwd=cwd, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-    dt = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
-    return dt, proc.returncode, kib * 1024, err
+    """Wall seconds, exit code, peak resident memory (bytes) of one process, and its stderr.
+    (Measured through common.measure, so the peak is the child's own, not this process's.)"""
+    dt, rss, code, err = measure(cmd, cwd, env)
+    return dt, code, rss, err
 
 
 def parse_sizes(text):
