@@ -1504,6 +1504,7 @@ def verdict(ck, report, fo_status, second_status, rounding):
         parts.append(f"second derivatives (Hessian-vector products) of {_names(unexplained2)} "
                      "disagree with differences of the gradient")
     nonsmooth = _kink_rows(report) or [r for r in rows if r.status == "nonsmooth"]
+    nonsmooth.sort(key=lambda r: r.check == "hvp")   # first derivatives first
     how = ("complex step" if ck.method == "complex" else "central differences")
     if fails:
         report.verdict = "fail"
@@ -1525,7 +1526,8 @@ def verdict(ck, report, fo_status, second_status, rounding):
         jump = math.isinf(first.left) or math.isinf(first.right)
         report.message = (f"{where} is a non-smooth point{kink}{more}: the one-sided slopes are "
                           f"{_num(first.left)} (left) and {_num(first.right)} (right)"
-                          + ("; the function jumps there" if jump else
+                          + (("; the gradient jumps there" if first.check == "hvp"
+                              else "; the function jumps there") if jump else
                              f", and adcli's {_num(first.analytic)} lies between them")
                           + "; everything else agrees")
         report.notes.append("note: " + report.message)
