@@ -701,4 +701,16 @@ def _app_for(argv):
     lazy = _typer()
     lazy.registered_callback = app.registered_callback
     lazy.registered_commands = wanted
+    if not any(_looks_negative(a) for a in argv[2:]):
+        # Unknown options pass as arguments only so that an expression such as -x**2 can
+        # be given; without one, `--foo` is reported as an unknown option, with a suggestion.
+        import copy
+        info = copy.copy(wanted[0])
+        info.context_settings = {**(info.context_settings or {}), "ignore_unknown_options": False}
+        lazy.registered_commands = [info]
     return lazy
+
+
+def _looks_negative(arg):
+    """An argument that starts with a minus but is no option: an expression like -x**2."""
+    return arg.startswith("-") and not arg.startswith("--") and arg not in ("-", "-h", "-o")

@@ -283,3 +283,16 @@ def test_wrt_may_repeat():
     r = adcli("grad", "x*y", "--at", "x=1,y=2", "--wrt", "y", "--wrt", "x")
     assert r.exit_code == 0 and r.stdout == "value\t2.0\nd/dy\t1.0\nd/dx\t2.0\n"
     assert adcli("grad", "x*y", "--at", "x=1,y=2", "--wrt", "x", "--wrt", "x").exit_code == 2
+
+
+def test_an_unknown_option_is_named_with_a_suggestion():
+    # through the console entry point (python -m adcli), which builds only the command used
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "adcli", "grad", "x", "--at", "x=1", "--wtr", "x"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "No such option: --wtr" in r.stderr and "--wrt" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "adcli", "eval", "-x**2", "--at", "x=3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "-9.0\n"
