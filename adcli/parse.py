@@ -246,6 +246,23 @@ def check_nesting(text):
 _TREES = {}   # (grammar, text) -> tree: profile and gradcheck trace one source many times
 
 
+def check_indentation(text):
+    """Blocks are indented with spaces or with tabs, not both: a tab has no width that
+    everyone agrees on (Python refuses the mixture too)."""
+    first = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.split("#", 1)[0].strip():
+            continue
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        kinds = set(indent)
+        if not kinds:
+            continue
+        if len(kinds) > 1 or (first is not None and kinds != first):
+            raise ParseError("indentation mixes tabs and spaces", pos=(number, 1, max(1, len(indent))),
+                             hint="indent every block with spaces (or every block with tabs)")
+        first = kinds
+
+
 def _has_code(text):
     """Is there anything besides whitespace and comments?"""
     return any(ln.split("#", 1)[0].strip() for ln in text.splitlines())
@@ -270,8 +287,10 @@ def _parse(text, grammar):
     check_nesting(text)
     if text.startswith("\ufeff"):      # a byte-order mark that an editor wrote
         text = " " + text[1:]            # (kept one column wide, so columns still match)
-    if grammar == "script" and not text.endswith("\n"):
-        text += "\n"                     # the last line may lack its line break
+    if grammar == "script":
+        check_indentation(text)
+        if not text.endswith("\n"):
+            text += "\n"                 # the last line may lack its line break
     if not _has_code(text):
         raise ParseError("there is nothing to evaluate: the source is empty or only comments",
                          hint="write an expression, or a script that ends with `return VALUE`")

@@ -97,3 +97,11 @@ def test_booleans_in_arithmetic_are_0_and_1(expr, value):
 def test_empty_inputs(args, stdout):
     r = runner.invoke(app, args)
     assert r.exit_code == 0 and r.stdout == stdout
+
+
+def test_tabs_and_spaces_are_not_mixed():
+    text = "input x = 1\nif x > 0:\n\ty = x\n        y = y + 1\nreturn y\n"
+    r = runner.invoke(app, ["eval", "-"], input=text)
+    assert r.exit_code == 2 and "mixes tabs and spaces" in r.stderr and "line 4" in r.stderr
+    r = runner.invoke(app, ["eval", "-"], input=text.replace("        y", "\ty"))
+    assert r.exit_code == 0 and r.stdout == "2.0\n"
