@@ -236,21 +236,10 @@ class Replay:
         kink function on the way (node id -> array)."""
         if self.complex or kinks is not None:
             return self._careful(arrays, kinks)
-        vals = {n.id: a for n, a in zip(self.inputs, arrays)}
-        get = vals.get
-        for nid, fwd, args, attrs, body, compare, node in self.plan:
-            if body is not None:
-                vals[nid] = get(body.id, body.value)
-                continue
-            v = fwd(np, *[get(a.id, a.value) for a in args], **attrs)
-            if compare and not np.array_equal(v, node.value):
-                # a script's branch may go the other way here: run the script again
-                again = self.retrace(arrays)
-                if again is not None:
-                    return again
-                compare = False
-            vals[nid] = v
-        return get(self.output.id, self.output.value)
+        vals = self.values(arrays)
+        if vals is None:     # a script's branch goes the other way here: run the script again
+            return self.retrace(arrays)
+        return vals.get(self.output.id, self.output.value)
 
     def values(self, arrays):
         """Every replayed node's value (id -> array), or None where a comparison comes out
