@@ -129,7 +129,7 @@ def trace_script(source, values, *, dtype="float64", limits=None, filename=None,
 def evaluate(traced):
     res = Result(traced.label or traced.source, traced.output.value, dtype=traced.graph.dtype.name)
     res.notes += nonfinite_notes(traced, traced.output, "value")
-    res.notes += where_lint(traced)
+    res.notes += lints(traced)
     return res
 
 
@@ -140,30 +140,20 @@ def _note(traced, message, node):
     return err.render().replace("error: ", "", 1)
 
 
-def where_lint(traced):
-    """Warn about a `where` whose unselected branch is not finite at this point. Its value
-    is masked, and adcli's gradient stays finite too (the unselected branch gets exactly 0
-    and a zero times an infinite derivative counts as 0); in PyTorch and JAX the same
-    expression has a NaN gradient, the well-known `where` pitfall."""
+def lints(traced):
+    """The warnings of the ops that have a `lint` about the point at hand (`where` with a
+    branch that is not finite), for the calls a person wrote: the same op inside a
+    derivative rule is not the user's to fix."""
     from .graph import reachable
     graph, notes = traced.graph, []
     for i in reachable([traced.output]):
         node = graph.nodes[i]
-        if node.op is None or node.op.name != "where" or not _written_at(traced, node.pos, "where"):
-            continue   # only the where calls a person wrote, not those of derivative rules
-        cond = np.broadcast_to(np.asarray(node.args[0].value, dtype=bool), node.shape)
-        for k, selected in ((1, cond), (2, ~cond)):
-            branch = np.broadcast_to(node.args[k].value, node.shape)
-            if branch.dtype.kind != "f":
-                continue
-            hidden = ~selected & ~np.isfinite(branch)
-            if hidden.any():
-                which = "second" if k == 1 else "third"
-                notes.append(_note(traced, (
-                    f"warning: the {which} argument of where is {_kinds(branch[hidden])} at "
-                    "this point, where it is not selected; the value masks it, and adcli's "
-                    "gradient stays finite (the unselected branch gets exactly 0), whereas "
-                    "PyTorch and JAX give NaN gradients here"), node))
+        if node.op is None or node.op.lint is None or not _written_at(traced, node.pos,
+                                                                         node.op.name):
+            continue
+        message = node.op.lint(graph.xp, *[a.value for a in node.args])
+        if message:
+            notes.append(_note(traced, "warning: " + message, node))
     return notes
 
 

@@ -173,11 +173,12 @@ class Graph:
     # -------------------------------------------------------------- ops
     def emit(self, name, *args, **attrs):
         """Apply op `name` to nodes (or constants), evaluating it at once."""
-        if name == "log" and type(args[0]) is Node:
-            stable = _stable_log(args[0])
-            if stable is not None:
-                return self.emit(*stable[:-1], **stable[-1])
         entry = OPS[name]
+        if entry.rewrite is not None:
+            better = entry.rewrite(*args, **attrs)
+            if better is not None:
+                name, args, attrs = better
+                return self.emit(name, *args, **attrs)
         if entry.expand is not None:
             return entry.expand(self.ns, *[self.lift(a) for a in args], **attrs)
         if len(self.nodes) >= self._max_nodes:
@@ -251,20 +252,6 @@ class Graph:
                 f"{entry.name} would make an array of shape {tuple(shape)} ({n:,} elements); "
                 f"the limit is {self.limits.max_elements:,}", pos=self.pos,
                 hint="raise it with --max-elements")
-
-
-def _stable_log(x):
-    """log of a sum of exponentials, rewritten so that it cannot overflow:
-    log(exp(a) + exp(b)) -> logaddexp(a, b) and log(sum(exp(a), ...)) -> logsumexp(a, ...).
-    Returns (op name, args..., attrs) or None. (The exp nodes stay in the graph, unused.)"""
-    op = x.op
-    if op is None:
-        return None
-    if op.name == "add" and all(a.op is not None and a.op.name == "exp" for a in x.args):
-        return ("logaddexp", x.args[0].args[0], x.args[1].args[0], {})
-    if op.name == "sum" and x.args[0].op is not None and x.args[0].op.name == "exp":
-        return ("logsumexp", x.args[0].args[0], dict(x.attrs))
-    return None
 
 
 def reachable(outputs):

@@ -56,6 +56,9 @@ class Op:
     aliases: tuple = ()           # other names users may call it by
     shape_args: bool = False      # randn(2, 3): positional arguments form the shape
     random: bool = False          # draws from the graph's seeded generator
+    rewrite: object = None        # rewrite(*args, **attrs) -> (op name, args, attrs) or None:
+                                  # an equivalent, numerically better form, used instead
+    lint: object = None           # lint(xp, *arrays) -> a warning about this point, or None
 
     def __post_init__(self):
         # derived once: the engine reads these for every node it records or walks
@@ -276,9 +279,10 @@ op("mul0", args=("a", "b"), internal=True,
 
 # ---------------------------------------------------------------- elementwise: functions
 
-def unary(name, fwd, d, domain=(-2.0, 2.0), note="", doc="", kink=None, differentiable=True):
+def unary(name, fwd, d, domain=(-2.0, 2.0), note="", doc="", kink=None, differentiable=True,
+          **more):
     op(name, args=("x",), fwd=fwd, partials=(d,) if d else None, domain=(domain,), note=note,
-       doc=doc or f"{name}(x)", kink=kink, differentiable=differentiable)
+       doc=doc or f"{name}(x)", kink=kink, differentiable=differentiable, **more)
 
 
 unary("abs", lambda xp, x: xp.abs(x), lambda ns, y, x: ns.sign(x),
@@ -292,7 +296,24 @@ unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x)
 unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y)
 # d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
 unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0")
-unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0))
+def _stable_log(x):
+    """log of a sum of exponentials, in a form that cannot overflow:
+    log(exp(a) + exp(b)) -> logaddexp(a, b) and log(sum(exp(a), ...)) -> logsumexp(a, ...).
+    (The exp nodes stay in the graph, unused.)"""
+    op = getattr(x, "op", None)
+    if op is None:
+        return None
+    if op.name == "add" and all(a.op is not None and a.op.name == "exp" for a in x.args):
+        return "logaddexp", (x.args[0].args[0], x.args[1].args[0]), {}
+    if op.name == "sum" and x.args[0].op is not None and x.args[0].op.name == "exp":
+        return "logsumexp", (x.args[0].args[0],), dict(x.attrs)
+    return None
+
+
+unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0),
+      rewrite=_stable_log)
+
+
 unary("log1p", lambda xp, x: xp.log1p(x), lambda ns, y, x: 1.0 / (1.0 + x), domain=(-0.9, 3.0),
       note="accurate near 0")
 unary("log2", lambda xp, x: xp.log2(x), lambda ns, y, x: 1.0 / (x * LN2), domain=(0.1, 4.0))
@@ -367,11 +388,33 @@ def _where_jvp(ns, t, y, c, a, b):
     return ns.where(c, ta, tb)
 
 
+def _where_lint(xp, c, a, b):
+    """A branch that is not finite where it is not selected: the value masks it, and
+    adcli's gradient stays finite too (the unselected branch gets exactly 0, and a zero
+    times an infinite derivative counts as 0); in PyTorch and JAX the same expression has
+    a NaN gradient, the well-known `where` pitfall."""
+    shape = np.broadcast_shapes(np.shape(c), np.shape(a), np.shape(b))
+    cond = xp.broadcast_to(xp.asarray(c, dtype=bool), shape)
+    for which, v, selected in (("second", a, cond), ("third", b, ~cond)):
+        branch = xp.broadcast_to(v, shape)
+        if branch.dtype.kind != "f":
+            continue
+        hidden = ~selected & ~xp.isfinite(branch)
+        if hidden.any():
+            kinds = [k for k, m in (("nan", xp.isnan(branch)), ("inf", xp.isposinf(branch)),
+                                    ("-inf", xp.isneginf(branch))) if (m & hidden).any()]
+            return (f"the {which} argument of where is {', '.join(kinds)} at this point, where "
+                    "it is not selected; the value masks it, and adcli's gradient stays finite "
+                    "(the unselected branch gets exactly 0), whereas PyTorch and JAX give NaN "
+                    "gradients here")
+    return None
+
+
 op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b),
    # the unselected branch gets exactly zero, even where its own derivative is inf or nan
    vjp=(None, lambda ns, g, y, c, a, b: ns.where(c, g, 0.0),
         lambda ns, g, y, c, a, b: ns.where(c, 0.0, g)),
-   jvp=_where_jvp, domain=((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)),
+   jvp=_where_jvp, domain=((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)), lint=_where_lint,
    note="the unselected branch gets exactly 0")
 
 for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", ">", "greater"),
