@@ -3,23 +3,10 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from adcli import api, autodiff, wengert
-from adcli.cli import app
 from adcli.ops import public_ops
 
-runner = CliRunner()
-
-
-def adcli(*args, input=None):
-    return runner.invoke(app, list(args), input=input)
-
-
-def ok(*args, input=None):
-    r = adcli(*args, input=input)
-    assert r.exit_code == 0, r.output + r.stderr
-    return r.stdout
+from test_cli import adcli, ok
 
 
 def rows_of(*args):
