@@ -211,22 +211,39 @@ def detect_anomaly(traced, nodes, result):
     return messages, bad
 
 
+def choose_inputs(traced, wrt, what="--wrt", required=True):
+    """The names and input nodes that `wrt` picks (default: every input), checked; with
+    `required`, an expression without inputs is an error."""
+    names = list(traced.inputs)
+    wrt = names if wrt is None else list(wrt)
+    for w in wrt:
+        if w not in traced.inputs:
+            raise UnknownNameError(f"{what} {w}: the expression has no input '{w}'",
+                                   hint=suggest(w, names) or (
+                                       "its inputs are " + ", ".join(names) if names
+                                       else "it has no inputs"))
+    if required and not wrt:
+        raise InputError("there is nothing to differentiate: the expression has no inputs")
+    return wrt, [traced.inputs[w] for w in wrt]
+
+
+def scalar_output(traced, command):
+    """The output node, which `command` needs to be one number."""
+    out = traced.output
+    if out.size != 1:
+        raise InputError(f"{command} needs a scalar value, but the value has shape "
+                         f"{tuple(out.shape)}", hint="differentiate sum(...) or mean(...) of it")
+    if out.dtype.kind != "f":
+        raise InputError("the value is a boolean and has no derivative")
+    return out
+
+
 @_without_gc
 def gradient(traced, wrt=None):
     """The gradient of a scalar output with respect to the chosen inputs (default: all)."""
     out = traced.output
-    names = list(traced.inputs)
-    wrt = names if wrt is None else wrt
-    for w in wrt:
-        if w not in traced.inputs:
-            raise UnknownNameError(f"--wrt {w}: the expression has no input '{w}'",
-                                   hint=suggest(w, names) or ("its inputs are " + ", ".join(names)))
-    if out.size != 1:
-        raise InputError(f"grad needs a scalar value, but the value has shape {tuple(out.shape)}",
-                         hint="differentiate sum(...) or mean(...) of it")
-    if out.dtype.kind != "f":
-        raise InputError("the value is a boolean and has no derivative")
-    nodes = [traced.inputs[w] for w in wrt]
+    wrt, nodes = choose_inputs(traced, wrt, required=False)
+    scalar_output(traced, "grad")
     try:
         cts = autodiff.vjp(traced.graph, out, nodes)
     except AdcliError as e:

@@ -214,8 +214,7 @@ def grad(expr: str = SOURCE,
         if not detect_anomaly:
             _show(result, json, plain, out)
             return
-        from .derivatives import choose_inputs
-        messages, bad = api.detect_anomaly(traced, choose_inputs(traced, _wrt_names(wrt))[1],
+        messages, bad = api.detect_anomaly(traced, api.choose_inputs(traced, _wrt_names(wrt))[1],
                                            result)
         # the anomaly report replaces the default warnings, which say the same more briefly
         result.notes = [n for n in result.notes if not n.startswith("warning: the ")] + messages
@@ -258,10 +257,8 @@ def _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, ma
             max_depth, debug, compute):
     """Trace EXPR, apply `compute(traced, dtype, limits)` and show the result."""
     def work():
-        from .graph import Limits
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
-        _show(compute(traced, traced.graph.dtype, Limits(max_elements, max_nodes)),
-              json, plain, out)
+        _show(compute(traced, traced.graph.dtype, traced.graph.limits), json, plain, out)
     _run(debug, work)
 
 

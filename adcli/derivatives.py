@@ -21,33 +21,8 @@ import math
 import numpy as np
 
 from . import autodiff
-from .api import Result, _without_gc, evaluate
+from .api import _without_gc, choose_inputs, evaluate, scalar_output
 from .errors import AdcliError, InputError, LimitError, ShapeError, UnknownNameError, suggest
-
-
-def choose_inputs(traced, wrt, what="--wrt"):
-    """The input nodes named by `wrt` (default: every input), checked."""
-    names = list(traced.inputs)
-    wrt = names if wrt is None else list(wrt)
-    for w in wrt:
-        if w not in traced.inputs:
-            raise UnknownNameError(f"{what} {w}: the expression has no input '{w}'",
-                                   hint=suggest(w, names) or (
-                                       "its inputs are " + ", ".join(names) if names
-                                       else "it has no inputs"))
-    if not wrt:
-        raise InputError("there is nothing to differentiate: the expression has no inputs")
-    return wrt, [traced.inputs[w] for w in wrt]
-
-
-def _scalar_output(traced, command):
-    out = traced.output
-    if out.size != 1:
-        raise InputError(f"{command} needs a scalar value, but the value has shape "
-                         f"{tuple(out.shape)}", hint="differentiate sum(...) or mean(...) of it")
-    if out.dtype.kind != "f":
-        raise InputError("the value is a boolean and has no derivative")
-    return out
 
 
 def _check_size(traced, shape, what):
@@ -196,7 +171,7 @@ def hvp(traced, vector):
     """H v, forward-over-reverse: the directional derivative of the gradient graph along
     `vector` (name -> array; inputs not named move by 0), for every input."""
     graph = traced.graph
-    _scalar_output(traced, "hvp")
+    scalar_output(traced, "hvp")
     names, nodes = choose_inputs(traced, None)
     moved, vs = [], []
     for w, v in vector.items():
@@ -231,7 +206,7 @@ def hessian(traced, wrt=None):
     """Every block d2 out / dx dy (shape x.shape + y.shape), forward-over-reverse: one
     forward sweep over the recorded gradient per input element."""
     graph, out = traced.graph, traced.output
-    _scalar_output(traced, "hessian")
+    scalar_output(traced, "hessian")
     names, nodes = choose_inputs(traced, wrt)
     for x in nodes:
         for y in nodes:
@@ -269,7 +244,7 @@ def higher_grad(traced, wrt=None, order=1):
     graph, out = traced.graph, traced.output
     if order < 1:
         raise InputError(f"--order {order}: the order must be 1 or more")
-    _scalar_output(traced, "grad")
+    scalar_output(traced, "grad")
     names, nodes = choose_inputs(traced, wrt)
     for x in nodes:
         _check_size(traced, tuple(x.shape) * order, f"derivative of order {order}")
