@@ -146,10 +146,11 @@ def lints(traced):
     derivative rule is not the user's to fix."""
     from .graph import reachable
     graph, notes = traced.graph, []
-    for i in reachable([traced.output]):
-        node = graph.nodes[i]
-        if node.op is None or node.op.lint is None or not _written_at(traced, node.pos,
-                                                                         node.op.name):
+    # ops with a lint are rare: the graph lists their nodes, and is walked only if any
+    linted = [n for n in graph.linted if _written_at(traced, n.pos, n.op.name)]
+    used = set(reachable([traced.output])) if linted else ()
+    for node in linted:
+        if node.id not in used:
             continue
         message = node.op.lint(graph.xp, *[a.value for a in node.args])
         if message:

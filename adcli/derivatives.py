@@ -17,12 +17,13 @@ through steps with derivative 0) comes out as zeros, with a note, like PyTorch's
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
 from . import autodiff
 from .api import _without_gc, choose_inputs, evaluate, scalar_output
-from .errors import AdcliError, InputError, LimitError, ShapeError, UnknownNameError, suggest
+from .errors import AdcliError, InputError, LimitError, ShapeError
 
 
 def _check_size(traced, shape, what):
@@ -47,17 +48,13 @@ def _basis(xp, shape, dtype):
         yield i, e.reshape(shape)
 
 
+@contextmanager
 def _located(traced):
     """Attach the source to errors raised while a derivative rule runs."""
-    class _Ctx:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, kind, err, tb):
-            if isinstance(err, AdcliError):
-                err.located(traced.source, traced.filename)
-            return False
-    return _Ctx()
+    try:
+        yield
+    except AdcliError as err:
+        raise err.located(traced.source, traced.filename)
 
 
 # ---------------------------------------------------------------- first order

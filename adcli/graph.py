@@ -127,6 +127,7 @@ class Graph:
         self._max_nodes = self.limits.max_nodes
         self.nodes: list[Node] = []
         self._scalars = {}         # float -> const node: loops reuse their literals
+        self.linted = []           # nodes of ops with a lint, in creation order
         self.pos = None            # the source place attributed to nodes created now
         self.ns = GraphNamespace(self)
         self.arrays = ArrayNamespace(xp, self.dtype)
@@ -220,7 +221,10 @@ class Graph:
             attrs.pop("rng", None)
         if type(value) is not scalar and type(value) is not self._array_type:
             value = self.as_array(value)
-        return Node(self, entry, args, attrs or NO_ATTRS, value, self.pos)
+        node = Node(self, entry, args, attrs or NO_ATTRS, value, self.pos)
+        if entry.lint is not None:
+            self.linted.append(node)     # the few nodes whose op has a lint (api.lints)
+        return node
 
     def check_shape(self, entry, args, attrs):
         """Work out the result's shape before computing it: a mismatch is reported with
