@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import ShapeError
+
 IDENTITY = "identity"  # d out / d arg == 1
 NEGATE = "negate"      # d out / d arg == -1
 REQUIRED = object()    # a static attribute without default
@@ -262,12 +264,14 @@ op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
    partials=(lambda ns, y, a, b: 1.0 / b, lambda ns, y, a, b: -y / b),
    domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), doc="a / b")
 op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
-   # d a^b / da = b a^(b-1), taken as 0 when b == 0 so that x**0 has derivative 0 at 0;
+   # d a^b / da = b a^(b-1), a NaN-safe product so that x**0 has derivative 0 at 0 (the
+   # zero b wins over 0^-1 = inf) while its derivative in b, a^(b-1), is kept for the
+   # Hessian: d2/dadb = a^(b-1) (1 + b log a), 1/a at b = 0.
    # d a^b / db = a^b log a, taken as 0 where a^b is 0 (the zero wins over log 0 = -inf).
-   partials=(lambda ns, y, a, b: ns.where(b == 0, 0.0, b * a ** (b - 1.0)),
+   partials=(lambda ns, y, a, b: ns.mul0(b, a ** (b - 1.0)),
              lambda ns, y, a, b: ns.where(y == 0, 0.0, y * ns.log(a))),
    domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"),
-   note="d/da is b*a**(b-1), 0 when b == 0; d/db is a**b*log(a), 0 where a**b == 0",
+   note="d/da is b*a**(b-1), 0 when b == 0 (also at a == 0); d/db is a**b*log(a), 0 where a**b == 0",
    doc="a ** b (also a ^ b)")
 op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), symbol=("-",), doc="-x")
 op("mul0", args=("a", "b"), internal=True,
@@ -285,6 +289,27 @@ def unary(name, fwd, d, domain=(-2.0, 2.0), note="", doc="", kink=None, differen
        doc=doc or f"{name}(x)", kink=kink, differentiable=differentiable, **more)
 
 
+# The local derivatives below are written so that they keep their relative accuracy in
+# the tails, and so that their own derivatives (the second derivatives, made by the same
+# rules in graph mode) are products rather than differences of nearly equal numbers:
+# tanh' = sech^2 rather than 1 - tanh^2, which is 0 from |x| = 19 on.
+
+def _one_minus_square(ns, x):
+    """1 - x^2, without cancellation near |x| = 1 (where it is (1 - x)(1 + x), both factors
+    exact or nearly so) and with the exact derivative -2x near 0 (where the product form
+    would give (1 - x) - (1 + x), which is 0 for tiny x)."""
+    return ns.where(ns.abs(x) < 0.5, 1.0 - x * x, (1.0 - x) * (1.0 + x))
+
+
+def _sigmoid(xp, x):
+    # 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below: e = e^-|x| never overflows,
+    # and the left tail e^x (1 - e^x + ...) keeps every digit. (Branches on the real part,
+    # so that the complex step sees one analytic function on each side.)
+    neg = x.real < 0
+    e = xp.exp(xp.where(neg, x, -x))
+    return xp.where(neg, e, 1.0) / (1.0 + e)
+
+
 unary("abs", lambda xp, x: xp.abs(x), lambda ns, y, x: ns.sign(x),
       kink=lambda xp, x: x, note="abs'(0) = 0")
 unary("sign", lambda xp, x: xp.sign(x), None, kink=lambda xp, x: x,
@@ -296,18 +321,92 @@ unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x)
 unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y)
 # d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
 unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0")
-def _stable_log(x):
-    """log of a sum of exponentials, in a form that cannot overflow:
-    log(exp(a) + exp(b)) -> logaddexp(a, b) and log(sum(exp(a), ...)) -> logsumexp(a, ...).
-    (The exp nodes stay in the graph, unused.)"""
-    op = getattr(x, "op", None)
+# log of a sum of exponentials, recognised where the sum is built: log(exp(a) + exp(b) +
+# exp(c)) is logaddexp(logaddexp(a, b), c) and log(sum(exp(u)[1:3], axis=0)) is
+# logsumexp(u[1:3], axis=0), forms that cannot overflow. An "exp form" is exp(u), a sum
+# of exp forms, a reduction sum or a structural op (index, reshape, transpose, stack,
+# ...) of one, or one scaled by a positive constant (mean); its log has the same shape
+# with each exp(u) replaced by u. (The exp nodes stay in the graph, unused.)
+_LOG_COMMUTES = ("index", "reshape", "transpose", "broadcast_to", "stack", "concat")
+
+
+def _exp_form_parts(node):
+    """The arguments of `node` that must be exp forms for it to be one, or None."""
+    op = getattr(node, "op", None)
     if op is None:
         return None
-    if op.name == "add" and all(a.op is not None and a.op.name == "exp" for a in x.args):
-        return "logaddexp", (x.args[0].args[0], x.args[1].args[0]), {}
-    if op.name == "sum" and x.args[0].op is not None and x.args[0].op.name == "exp":
-        return "logsumexp", (x.args[0].args[0],), dict(x.attrs)
+    if op.name == "exp":
+        return ()
+    if op.name in ("add", "sum") or op.name in _LOG_COMMUTES:
+        return node.args
+    if op.name in ("mul", "div"):
+        scale = [a for a in node.args[1:] if _positive_const(a)] if op.name == "div" else \
+            [a for a in node.args if _positive_const(a)]
+        if scale:
+            return tuple(a for a in node.args if a is not scale[0])
     return None
+
+
+def _positive_const(node):
+    return node.op is None and not node.is_input and bool(np.all(np.asarray(node.value) > 0))
+
+
+def _stable_log(x):
+    if getattr(x, "op", None) is None or x.op.name == "exp":
+        return None
+    order, stack, seen = [], [x], set()
+    while stack:                                   # the exp forms under x, checked first
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        parts = _exp_form_parts(node)
+        if parts is None:
+            return None
+        seen.add(node.id)
+        order.append(node)
+        stack.extend(parts)
+    if not any(n.op.name == "exp" for n in order):
+        return None
+    graph, logs, terms = x.graph, {}, {}
+    for node in sorted(order, key=lambda n: n.id):  # arguments before their users
+        name = node.op.name
+        if name == "exp":
+            logs[node.id] = node.args[0]
+        elif name == "add":       # a sum of many terms is one logsumexp: collect them
+            terms[node.id] = [t for a in node.args for t in terms.get(a.id, [a])]
+        elif node is not x:
+            logs[node.id] = _emit(graph, _log_step(graph, node, logs, terms))
+    return _log_step(graph, x, logs, terms)
+
+
+def _log_step(graph, node, logs, terms):
+    """log(node) as (op, args, attrs), given the logs of the exp forms it is made of."""
+    def log_of(a):
+        if a.id not in logs:                          # a sum of terms, needed alone
+            logs[a.id] = _emit(graph, _log_step(graph, a, logs, terms))
+        return logs[a.id]
+
+    name, args = node.op.name, node.args
+    if name == "add":
+        parts = [log_of(t) for t in terms[node.id]]
+        if len(parts) == 2:
+            return "logaddexp", tuple(parts), {}
+        # logsumexp over the terms, broadcast to one shape and stacked on a new axis
+        shape = tuple(np.broadcast_shapes(*[tuple(p.shape) for p in parts]))
+        parts = [p if tuple(p.shape) == shape else graph.emit("broadcast_to", p, shape=shape)
+                 for p in parts]
+        return "logsumexp", (graph.emit("stack", *parts, axis=0),), {"axis": 0}
+    if name in ("mul", "div"):                      # log(c e) = log e + log c
+        (c,) = [a for a in args if a.id not in logs and a.id not in terms]
+        (e,) = [a for a in args if a is not c]
+        return ("add" if name == "mul" else "sub"), (log_of(e), graph.emit("log", c)), {}
+    name = "logsumexp" if name == "sum" else name
+    return name, tuple(log_of(a) for a in args), dict(node.attrs)
+
+
+def _emit(graph, step):
+    name, args, attrs = step
+    return graph.emit(name, *args, **attrs)
 
 
 unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0),
@@ -321,21 +420,25 @@ unary("log10", lambda xp, x: xp.log10(x), lambda ns, y, x: 1.0 / (x * LN10), dom
 unary("sin", lambda xp, x: xp.sin(x), lambda ns, y, x: ns.cos(x))
 unary("cos", lambda xp, x: xp.cos(x), lambda ns, y, x: -ns.sin(x))
 unary("tan", lambda xp, x: xp.tan(x), lambda ns, y, x: 1.0 + y * y, domain=(-1.2, 1.2))
-unary("asin", lambda xp, x: xp.arcsin(x), lambda ns, y, x: 1.0 / ns.sqrt(1.0 - x * x),
+unary("asin", lambda xp, x: xp.arcsin(x), lambda ns, y, x: 1.0 / ns.sqrt(_one_minus_square(ns, x)),
       domain=(-0.9, 0.9))
-unary("acos", lambda xp, x: xp.arccos(x), lambda ns, y, x: -1.0 / ns.sqrt(1.0 - x * x),
+unary("acos", lambda xp, x: xp.arccos(x), lambda ns, y, x: -1.0 / ns.sqrt(_one_minus_square(ns, x)),
       domain=(-0.9, 0.9))
-unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: 1.0 / (1.0 + x * x))
+# 1 / (1 + x^2) as (1 / hypot(1, x))^2: no overflow of x^2 while the result is a normal number
+unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: ns.square(1.0 / ns.hypot(1.0, x)))
 unary("sinh", lambda xp, x: xp.sinh(x), lambda ns, y, x: ns.cosh(x))
 unary("cosh", lambda xp, x: xp.cosh(x), lambda ns, y, x: ns.sinh(x))
-unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: 1.0 - y * y)
-unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.sqrt(x * x + 1.0))
-unary("acosh", lambda xp, x: xp.arccosh(x), lambda ns, y, x: 1.0 / ns.sqrt(x * x - 1.0),
-      domain=(1.1, 4.0))
-unary("atanh", lambda xp, x: xp.arctanh(x), lambda ns, y, x: 1.0 / (1.0 - x * x),
+unary("sech", lambda xp, x: 1.0 / xp.cosh(x), lambda ns, y, x: -y * ns.tanh(x), internal=True,
+      doc="sech(x) = 1 / cosh(x), the derivatives of tanh and sigmoid")
+# tanh' = sech^2, so tanh'' = -2 sech^2 tanh: products, accurate in the tails
+unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: ns.square(ns.sech(x)))
+unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.hypot(1.0, x))
+unary("acosh", lambda xp, x: xp.arccosh(x),
+      lambda ns, y, x: 1.0 / (ns.sqrt(x - 1.0) * ns.sqrt(x + 1.0)), domain=(1.1, 4.0))
+unary("atanh", lambda xp, x: xp.arctanh(x), lambda ns, y, x: 1.0 / _one_minus_square(ns, x),
       domain=(-0.9, 0.9))
-# sigmoid(x) = exp(-log(1 + exp(-x))), finite for every x
-unary("sigmoid", lambda xp, x: xp.exp(-xp.logaddexp(0.0, -x)), lambda ns, y, x: y * (1.0 - y),
+# sigmoid' = s (1 - s) = sech^2(x/2) / 4, which keeps its digits where 1 - s cancels
+unary("sigmoid", _sigmoid, lambda ns, y, x: 0.25 * ns.square(ns.sech(0.5 * x)),
       domain=(-4.0, 4.0), note="computed stably")
 unary("relu", lambda xp, x: xp.maximum(x, 0.0), lambda ns, y, x: x > 0.0,
       kink=lambda xp, x: x, note="relu'(0) = 0")
@@ -371,14 +474,22 @@ op("hypot", args=("a", "b"), fwd=lambda xp, a, b: xp.hypot(a, b),
              lambda ns, y, a, b: ns.where(y == 0, 0.0, b / y)),
    kink=lambda xp, a, b: xp.hypot(a, b), note="gradient 0 at the origin")
 op("logaddexp", args=("a", "b"), fwd=lambda xp, a, b: xp.logaddexp(a, b),
-   # y = log(e^a + e^b): dy/da = e^a / (e^a + e^b) = e^(a - y), which never overflows
-   partials=(lambda ns, y, a, b: ns.exp(a - y), lambda ns, y, a, b: ns.exp(b - y)),
+   # y = log(e^a + e^b): dy/da = e^a / (e^a + e^b) = sigmoid(a - b), which never
+   # overflows and, unlike e^(a - y), does not carry the rounding of a large y
+   partials=(lambda ns, y, a, b: ns.sigmoid(a - b), lambda ns, y, a, b: ns.sigmoid(b - a)),
    note="computed stably; log(exp(a) + exp(b)) is evaluated as logaddexp(a, b)",
    doc="logaddexp(a, b): log(exp(a) + exp(b))")
+def _over_r2(ns, u, a, b):
+    """u / (a^2 + b^2) as u / r / r with r = hypot(a, b), which neither underflows nor
+    overflows where the result is a normal number; 0 at the origin."""
+    r = ns.hypot(a, b)
+    return ns.where(r == 0, 0.0, u / r / r)
+
+
 op("atan2", args=("a", "b"), fwd=lambda xp, a, b: xp.arctan2(a, b),
    # atan2(a, b) is the angle of the point (b, a): d/da = b/r^2, d/db = -a/r^2
-   partials=(lambda ns, y, a, b: ns.where(a * a + b * b == 0, 0.0, b / (a * a + b * b)),
-             lambda ns, y, a, b: ns.where(a * a + b * b == 0, 0.0, -a / (a * a + b * b))),
+   partials=(lambda ns, y, a, b: _over_r2(ns, b, a, b),
+             lambda ns, y, a, b: _over_r2(ns, -a, a, b)),
    domain=((0.5, 2.0), (0.5, 2.0)), note="gradient 0 at the origin")
 
 
@@ -537,11 +648,12 @@ def _lse(xp, x, axis=None, keepdims=False):
 
 
 op("logsumexp", fwd=_lse,
-   # d lse / dx = softmax(x) = exp(x - lse)
+   # d lse / dx = softmax(x), computed as exp(x - max) / sum(exp(x - max)) rather than
+   # exp(x - lse), which carries the rounding of a large lse into every weight
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
-        unreduce(ns, g, x.shape, axis, keepdims) * ns.exp(x - unreduce(ns, y, x.shape, axis, keepdims)),),
+        unreduce(ns, g, x.shape, axis, keepdims) * ns.softmax(x, axis=axis),),
    jvp=lambda ns, t, y, x, axis=None, keepdims=False:
-       ns.sum(t[0] * ns.exp(x - unreduce(ns, y, x.shape, axis, keepdims)), axis=axis, keepdims=keepdims),
+       ns.sum(t[0] * ns.softmax(x, axis=axis), axis=axis, keepdims=keepdims),
    note="computed stably", **R)
 
 
@@ -573,9 +685,30 @@ op("std", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
    ns.sqrt(ns.var(x, axis=axis, keepdims=keepdims, ddof=ddof)),
    note="gradient 0 where all elements are equal",
    **{**R, "attrs": {"axis": None, "keepdims": False, "ddof": 0}})
-op("norm", expand=lambda ns, x, axis=None, keepdims=False:
-   ns.sqrt(ns.sum(ns.square(x), axis=axis, keepdims=keepdims)),
-   note="Euclidean (Frobenius) norm; gradient 0 at the origin", **R)
+def _norm_scale(xp, x, axis=None, keepdims=False):
+    # max |x| over the axes (of the real part: the complex step's imaginary part is not a
+    # size), and 1 where that is 0, inf or nan, for which no scaling is needed or helps
+    m = xp.max(xp.abs(xp.real(x)), axis=axis, keepdims=keepdims)
+    return xp.where((m > 0) & (m < math.inf), m, 1.0)
+
+
+op("norm_scale", fwd=_norm_scale, differentiable=False, internal=True,
+   note="a constant: norm's result does not depend on it", **R)
+
+
+def _norm(ns, x, axis=None, keepdims=False):
+    """sqrt(sum(x^2)) scaled as BLAS's nrm2 is: m sqrt(sum((x/m)^2)) with m = max |x|, so
+    that neither the squares of tiny elements underflow nor those of huge ones overflow.
+    m is a constant (norm_scale has no derivative): the function equals the norm for every
+    m > 0, so its derivatives are the norm's, and they are scaled the same way."""
+    inner = ns.sum(ns.square(x / ns.norm_scale(x, axis=axis, keepdims=True)), axis=axis,
+                   keepdims=keepdims)
+    return ns.sqrt(inner) * ns.norm_scale(x, axis=axis, keepdims=keepdims)
+
+
+op("norm", expand=_norm,
+   note="Euclidean (Frobenius) norm, scaled against under- and overflow; gradient 0 at the "
+        "origin", **R)
 
 # ---------------------------------------------------------------- linear algebra
 
@@ -601,9 +734,31 @@ def _matmul_jvp(ns, t, y, a, b):
 op("matmul", args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
    vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
    shape=matmul_shape, symbol=("@",), doc="a @ b, numpy's matmul")
-op("dot", args=("a", "b"), kind="linalg",
-   expand=lambda ns, a, b: a * b if a.ndim == 0 or b.ndim == 0 else ns.matmul(a, b),
-   doc="numpy's dot for scalars, vectors and matrices")
+def _dot(ns, a, b):
+    """numpy's dot: a product with a scalar; matmul for vectors and matrices; for N-d
+    arrays the sum over the last axis of a and the second-to-last of b, so that
+    dot(a, b)[i, j, k, m] = sum(a[i, j, :] * b[k, :, m]) (not matmul's broadcasting)."""
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    if a.ndim <= 2 and b.ndim <= 2:
+        return ns.matmul(a, b)
+    n, m = a.shape[-1], b.shape[max(b.ndim - 2, 0)]
+    if n != m:
+        raise ShapeError(f"dot: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: "
+                         f"the last axis of a ({n}) must match the second-to-last of b ({m})",
+                         pos=getattr(getattr(a, "graph", None), "pos", None))
+    a2 = ns.reshape(a, shape=(-1, n))
+    if b.ndim == 1:
+        return ns.reshape(ns.matmul(a2, b), shape=tuple(a.shape[:-1]))
+    # b's contracted axis first, the others after it in order: (n, rest of b)
+    perm = (b.ndim - 2,) + tuple(range(b.ndim - 2)) + (b.ndim - 1,)
+    b2 = ns.reshape(ns.transpose(b, axes=perm), shape=(n, -1))
+    out = tuple(a.shape[:-1]) + tuple(b.shape[:-2]) + tuple(b.shape[-1:])
+    return ns.reshape(ns.matmul(a2, b2), shape=out)
+
+
+op("dot", args=("a", "b"), kind="linalg", expand=_dot,
+   doc="numpy's dot: scalars, vectors, matrices and N-d arrays")
 op("outer", args=("a", "b"), kind="linalg",
    expand=lambda ns, a, b: ns.reshape(a, shape=(-1, 1)) * ns.reshape(b, shape=(1, -1)))
 op("trace", fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
