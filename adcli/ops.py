@@ -267,9 +267,10 @@ op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    # d a^b / da = b a^(b-1), a NaN-safe product so that x**0 has derivative 0 at 0 (the
    # zero b wins over 0^-1 = inf) while its derivative in b, a^(b-1), is kept for the
    # Hessian: d2/dadb = a^(b-1) (1 + b log a), 1/a at b = 0.
-   # d a^b / db = a^b log a, taken as 0 where a^b is 0 (the zero wins over log 0 = -inf).
+   # d a^b / db = a^b log a, taken as 0 where a^b is 0 (the zero wins over log 0 = -inf),
+   # again a NaN-safe product, whose derivative in a stays right where a^b underflows.
    partials=(lambda ns, y, a, b: ns.mul0(b, a ** (b - 1.0)),
-             lambda ns, y, a, b: ns.where(y == 0, 0.0, y * ns.log(a))),
+             lambda ns, y, a, b: ns.mul0(y, ns.log(a))),
    domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"),
    note="d/da is b*a**(b-1), 0 when b == 0 (also at a == 0); d/db is a**b*log(a), 0 where a**b == 0",
    doc="a ** b (also a ^ b)")
@@ -468,10 +469,21 @@ op("clip", args=("x", "lo", "hi"), fwd=lambda xp, x, lo, hi: xp.minimum(xp.maxim
              lambda ns, y, x, lo, hi: (x > hi)),
    domain=((-2.0, 2.0), (-3.0, -2.5), (2.5, 3.0)),
    kink=lambda xp, x, lo, hi: (x - lo) * (x - hi), note="at a bound the derivative is 0")
+def _ratio(xp, a, b):
+    r = xp.hypot(a, b)
+    return xp.where(r == 0, 0.0, a / xp.where(r == 0, 1.0, r))
+
+
+op("hypot_ratio", args=("a", "b"), fwd=_ratio, internal=True,
+   # u = a / r with r = hypot(a, b): du/da = b^2 / r^3 and du/db = -a b / r^3, written as
+   # products of the ratios (no 1/r - a^2/r^3, which cancels where |b| << |a|)
+   partials=(lambda ns, y, a, b: ns.square(ns.hypot_ratio(b, a)) / ns.hypot(a, b),
+             lambda ns, y, a, b: -(y * ns.hypot_ratio(b, a)) / ns.hypot(a, b)),
+   doc="a / hypot(a, b), 0 at the origin: the derivatives of hypot")
 op("hypot", args=("a", "b"), fwd=lambda xp, a, b: xp.hypot(a, b),
    # d hypot / da = a / hypot, taken as 0 at the origin (the minimum-norm subgradient)
-   partials=(lambda ns, y, a, b: ns.where(y == 0, 0.0, a / y),
-             lambda ns, y, a, b: ns.where(y == 0, 0.0, b / y)),
+   partials=(lambda ns, y, a, b: ns.hypot_ratio(a, b),
+             lambda ns, y, a, b: ns.hypot_ratio(b, a)),
    kink=lambda xp, a, b: xp.hypot(a, b), note="gradient 0 at the origin")
 op("logaddexp", args=("a", "b"), fwd=lambda xp, a, b: xp.logaddexp(a, b),
    # y = log(e^a + e^b): dy/da = e^a / (e^a + e^b) = sigmoid(a - b), which never

@@ -206,3 +206,81 @@ def test_step_functions_have_zero_derivative(name):
     args = [RNG.uniform(0.1, 2.0, 4) for _ in op.args]
     g, ins, out = run(op, args, {})
     assert autodiff.vjp(g, out, ins, cotangent=np.ones(out.shape)) == [None] * len(ins)
+
+
+# Points where a rule takes a special case (an exponent of 0, a zero factor of a NaN-safe
+# product, a zero in a product): the Hessian must keep every dependence there.
+SPECIAL_POINTS = {
+    "pow": [[4.0, 0.0], [2.0, 0.0], [3.0, 0.0], [3.0, 1.0], [0.5, 2.0]],
+    "mul": [[0.0, 2.0], [0.0, 0.0]], "mul0": [[0.0, 2.0], [3.0, 0.0]],
+    "div": [[0.0, 2.0]], "hypot": [[0.0, 2.0], [3.0, 0.0]], "atan2": [[0.0, 2.0], [3.0, 0.0]],
+    "logaddexp": [[0.0, 0.0], [1000.0, 1000.0]], "prod": [[0.0, 2.0, 3.0, 4.0, 0.5]],
+    "logsumexp": [[1000.0, 1001.0, 999.0, 0.0]], "norm": [[1e-200, 2e-200, 0.0], [1e200, 0.0, 3e200]],
+}
+
+
+def hessian(op, args, attrs, w):
+    """The Hessian of <w, op(args)> in all its float arguments together, by
+    forward-over-reverse (column j = d grad / d x_j), as a matrix."""
+    g, ins, out = run(op, args, attrs)
+    diff = diff_args(op, args)
+    xs = [ins[i] for i in diff]
+    grads = autodiff.vjp(g, out, xs, cotangent=g.const(w), create_graph=True)
+    sizes = [args[i].size for i in diff]
+    n = sum(sizes)
+    h = np.zeros((n, n))
+    col = 0
+    for k, x in enumerate(xs):
+        for j in range(sizes[k]):
+            e = np.zeros(sizes[k])
+            e[j] = 1.0
+            ts = autodiff.jvp(g, [gr for gr in grads if gr is not None], [x],
+                              [e.reshape(args[diff[k]].shape)])
+            ts = iter(ts)
+            h[:, col] = np.concatenate([
+                np.zeros(s) if gr is None else
+                (lambda t: np.zeros(s) if t is None else np.broadcast_to(t, gr.shape).reshape(-1))(next(ts))
+                for gr, s in zip(grads, sizes)])
+            col += 1
+    return h
+
+
+def symmetry_cases():
+    for op in OPS.values():
+        if not op.differentiable or op.kind == "constant" or op.name in TESTED_ELSEWHERE:
+            continue
+        for k, (args, attrs) in enumerate(cases(op)):
+            yield pytest.param(op.name, args, attrs, id=f"{op.name}-{k}")
+        for k, point in enumerate(SPECIAL_POINTS.get(op.name, [])):
+            args = [np.array(v) for v in point] if op.kind == "elementwise" else [np.array(point)]
+            yield pytest.param(op.name, args, {}, id=f"{op.name}-special-{k}")
+
+
+@pytest.mark.parametrize("name, args, attrs", list(symmetry_cases()))
+def test_every_hessian_is_symmetric(name, args, attrs):
+    """Second derivatives commute: d2/dxdy = d2/dydx for every op, also at the points where
+    a rule takes a special case; there they must also match differences of the gradient."""
+    op = OPS[name]
+    w = np.random.default_rng(5).normal(size=run(op, args, attrs)[2].shape)
+    with np.errstate(all="ignore"):
+        h = hessian(op, args, attrs, w)
+    assert np.all(np.isfinite(h)), h
+    scale = max(1.0, np.abs(h).max())
+    np.testing.assert_allclose(h, h.T, rtol=1e-9, atol=1e-12 * scale)
+    diff = diff_args(op, args)
+    if name not in ("logsumexp", "norm"):   # (their special points are too large to difference)
+        # against central differences of the gradient, one element at a time
+        def grad_at(a):
+            gg, ii, oo = run(op, a, attrs)
+            return np.concatenate([np.reshape(c if c is not None else np.zeros(a[i].shape), -1)
+                                   for c, i in zip(autodiff.vjp(gg, oo, [ii[i] for i in diff],
+                                                                cotangent=w), diff)])
+        col = 0
+        for i in diff:
+            for j in range(args[i].size):
+                u = np.zeros(args[i].size)
+                u[j] = 1.0
+                step = 1e-5 * max(1.0, abs(args[i].reshape(-1)[j]))
+                h_fd = central(grad_at, args, i, u.reshape(args[i].shape), h=step)
+                np.testing.assert_allclose(h[:, col], h_fd, rtol=1e-4, atol=1e-5 * scale)
+                col += 1
