@@ -322,34 +322,29 @@ unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x)
 unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y)
 # d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
 unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0")
-# log of a sum of exponentials, recognised where the sum is built: log(exp(a) + exp(b) +
-# exp(c)) is logaddexp(logaddexp(a, b), c) and log(sum(exp(u)[1:3], axis=0)) is
-# logsumexp(u[1:3], axis=0), forms that cannot overflow. An "exp form" is exp(u), a sum
-# of exp forms, a reduction sum or a structural op (index, reshape, transpose, stack,
-# ...) of one, or one scaled by a positive constant (mean); its log has the same shape
-# with each exp(u) replaced by u. (The exp nodes stay in the graph, unused.)
+# log of a sum of exponentials, recognised where the sum is built: log(exp(a) + exp(b)) is
+# logaddexp(a, b), log(exp(a) + exp(b) + exp(c)) a logsumexp of the three, and
+# log(sum(exp(u)[1:3], axis=0)) is logsumexp(u[1:3], axis=0): forms that cannot overflow.
+# An "exp form" is exp(u), a positive constant c (= exp(log c)), or a sum, product,
+# quotient, reduction sum or structural op (index, reshape, stack, ...) of exp forms; its
+# log is built with each exp(u) replaced by u, + by logaddexp, * by +, / by - and sum by
+# logsumexp. So log(1 + exp(x)) is softplus, log(mean(exp(x))) is logsumexp(x) - log n.
+# (The exp nodes stay in the graph, unused.)
 _LOG_COMMUTES = ("index", "reshape", "transpose", "broadcast_to", "stack", "concat")
+_LOG_OF = {"add": "logaddexp", "mul": "add", "div": "sub", "sum": "logsumexp"}
 
 
 def _exp_form_parts(node):
     """The arguments of `node` that must be exp forms for it to be one, or None."""
-    op = getattr(node, "op", None)
+    op = node.op
     if op is None:
-        return None
+        positive = not node.is_input and bool(np.all(np.asarray(node.value) > 0))
+        return () if positive else None
     if op.name == "exp":
         return ()
-    if op.name in ("add", "sum") or op.name in _LOG_COMMUTES:
+    if op.name in _LOG_OF or op.name in _LOG_COMMUTES:
         return node.args
-    if op.name in ("mul", "div"):
-        scale = [a for a in node.args[1:] if _positive_const(a)] if op.name == "div" else \
-            [a for a in node.args if _positive_const(a)]
-        if scale:
-            return tuple(a for a in node.args if a is not scale[0])
     return None
-
-
-def _positive_const(node):
-    return node.op is None and not node.is_input and bool(np.all(np.asarray(node.value) > 0))
 
 
 def _stable_log(x):
@@ -366,14 +361,15 @@ def _stable_log(x):
         seen.add(node.id)
         order.append(node)
         stack.extend(parts)
-    if not any(n.op.name == "exp" for n in order):
+    if not any(n.op is not None and n.op.name == "exp" for n in order):
         return None
     graph, logs, terms = x.graph, {}, {}
     for node in sorted(order, key=lambda n: n.id):  # arguments before their users
-        name = node.op.name
-        if name == "exp":
+        if node.op is None:
+            logs[node.id] = graph.emit("log", node)
+        elif node.op.name == "exp":
             logs[node.id] = node.args[0]
-        elif name == "add":       # a sum of many terms is one logsumexp: collect them
+        elif node.op.name == "add":  # a sum of many terms is one logsumexp: collect them
             terms[node.id] = [t for a in node.args for t in terms.get(a.id, [a])]
         elif node is not x:
             logs[node.id] = _emit(graph, _log_step(graph, node, logs, terms))
@@ -387,7 +383,7 @@ def _log_step(graph, node, logs, terms):
             logs[a.id] = _emit(graph, _log_step(graph, a, logs, terms))
         return logs[a.id]
 
-    name, args = node.op.name, node.args
+    name = node.op.name
     if name == "add":
         parts = [log_of(t) for t in terms[node.id]]
         if len(parts) == 2:
@@ -397,12 +393,7 @@ def _log_step(graph, node, logs, terms):
         parts = [p if tuple(p.shape) == shape else graph.emit("broadcast_to", p, shape=shape)
                  for p in parts]
         return "logsumexp", (graph.emit("stack", *parts, axis=0),), {"axis": 0}
-    if name in ("mul", "div"):                      # log(c e) = log e + log c
-        (c,) = [a for a in args if a.id not in logs and a.id not in terms]
-        (e,) = [a for a in args if a is not c]
-        return ("add" if name == "mul" else "sub"), (log_of(e), graph.emit("log", c)), {}
-    name = "logsumexp" if name == "sum" else name
-    return name, tuple(log_of(a) for a in args), dict(node.attrs)
+    return _LOG_OF.get(name, name), tuple(log_of(a) for a in node.args), dict(node.attrs)
 
 
 def _emit(graph, step):
