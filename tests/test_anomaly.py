@@ -38,12 +38,12 @@ def test_zero_times_infinite_derivative_is_found_but_harmless():
 
 
 def test_the_right_node_among_several():
-    # exp(1000) overflows to inf (column 11): the first non-finite value in evaluation
+    # exp(1000) overflows to inf (column 12): the first non-finite value in evaluation
     # order; 1/inf = 0 is finite again and log(0) = -inf comes after it. (log(1/exp(x))
     # alone would be rewritten to the finite -x: the - 1 keeps the overflow.)
     r, found = anomalies("2 + log(1/(exp(x) - 1))", "--at", "x=1000")
     forward = [a for a in found if a["phase"] == "forward"]
-    assert forward and forward[0]["op"] == "exp" and forward[0]["column"] == 11
+    assert forward and forward[0]["op"] == "exp" and forward[0]["column"] == 12
 
 
 def test_script_anomaly_names_the_line(tmp_path):
