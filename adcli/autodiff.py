@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ValueError_
+from .graph import OP_WORK
 from .ops import IDENTITY, NEGATE, sum_to_shape
 
 
@@ -28,6 +29,27 @@ def _needed(graph, output, wrt_ids):
                     need.add(node.id)
                     break
     return need, lo
+
+
+class _Budget:
+    """A numeric walk's share of the run's budgets: each rule application is charged the
+    work of its op before it runs, and the cotangents or tangents the walk holds count
+    towards the memory held, with the graph's own."""
+
+    def __init__(self, graph):
+        self.graph, self.limits, self.live = graph, graph.limits, 0
+        self.scalar = graph._scalar_type
+
+    def charge(self, node):
+        if type(node.value) is self.scalar and node.op.cost is None:
+            work, nbytes = OP_WORK + 3, 8
+        else:
+            work, nbytes = self.graph.node_cost(node)
+        what = f"the derivative of {node.op.name}"
+        self.limits.spend(work, what, node.pos)
+        held = self.graph.held + self.live + nbytes * len(node.args)
+        if held > self.limits.max_memory:
+            self.limits.check_memory(held, what, node.pos)
 
 
 class _Mode:
@@ -124,6 +146,10 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     # adcli profile: a mark as each node's rule starts; its time runs to the next mark.
     # (Numeric walks only: a graph-mode walk's rules add nodes, which emit times.)
     mark = graph.profiler.mark if graph.profiler is not None and not graph_mode else None
+    # graph mode: the rules' ops are charged as they are recorded
+    budget = _Budget(graph) if not graph_mode else None
+    if type(cotangent) is array:
+        budget.live += cotangent.nbytes
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:
@@ -131,6 +157,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         big = type(g) is array
         if big:
             owned.discard(id(g))
+            budget.live -= g.nbytes
         if keep is not None:                   # final: every path has added into it
             keep[node.id] = g
         if node.id in wanted:
@@ -138,6 +165,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         op = node.op
         if op is None or not op.differentiable:
             continue
+        if budget is not None:
+            budget.charge(node)
         if mark is not None:
             mark(node)
         if graph_mode:
@@ -176,8 +205,10 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
             prev = cts.get(a.id)
             if prev is None:                   # paths add up
                 cts[a.id] = c
-                if fresh and type(c) is array:
-                    owned.add(id(c))
+                if type(c) is array:
+                    budget.live += c.nbytes
+                    if fresh:
+                        owned.add(id(c))
             elif type(prev) is array and id(prev) in owned and type(c) is array \
                     and prev.dtype == c.dtype and prev.shape == c.shape:
                 xp.add(prev, c, out=prev)
@@ -185,6 +216,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                 total = cts[a.id] = prev + c
                 if type(total) is array:
                     owned.add(id(total))
+                    budget.live += total.nbytes - (prev.nbytes if type(prev) is array else 0)
     if mark is not None:
         mark(None)                             # the end of the last rule
     return [found.get(i) for i in wrt_ids]
@@ -238,6 +270,7 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
     tans = {w.id: t for w, t in zip(wrt, tangents)}
     lo = min(tans, default=graph.nodes and len(graph.nodes))
     hi = max((o.id for o in outputs), default=-1)
+    budget = _Budget(graph) if not create_graph else None
     for node in graph.nodes[lo:hi + 1]:
         op = node.op
         if op is None or not op.differentiable:
@@ -245,6 +278,8 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
         t = [tans.get(a.id) for a in node.args]
         if all(ti is None for ti in t):
             continue
+        if budget is not None:
+            budget.charge(node)
         y, args = mode.val(node), [mode.val(a) for a in node.args]
         if op.partials is not None:
             out = None
@@ -261,4 +296,6 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
         if tuple(out.shape) != tuple(node.shape):   # the tangent of a broadcast input
             out = mode.ns.broadcast_to(out, shape=node.shape)
         tans[node.id] = out
+        if budget is not None:
+            budget.live += out.nbytes      # every tangent is kept to the end of the sweep
     return [tans.get(o.id) for o in outputs]

@@ -36,6 +36,12 @@ SEED = typer.Option(0, "--seed", min=0, help="Seed of randn, rand and randint in
 MAX_STEPS = typer.Option(1_000_000, "--max-steps", help="Most statements a script may run.")
 MAX_DEPTH = typer.Option(64, "--max-depth", min=1, max=1000,
                          help="Deepest nesting of script function calls (at most 1000).")
+MAX_MEMORY = typer.Option(None, "--max-memory", metavar="SIZE",
+                          help="Most memory a run may hold at once, checked before allocating: "
+                               "2GB, 512MB, ... (default: a quarter of the machine's memory).")
+MAX_WORK = typer.Option(None, "--max-work", metavar="N",
+                        help="Most element operations a run may do, linear algebra charged n^3 "
+                             "(default 5e10, about a minute).")
 SOURCE = typer.Argument(..., metavar="EXPR|FILE.ad",
                         help="An expression, a .ad script, or - to read either from stdin.")
 DEBUG = typer.Option(False, "--debug", help="Show Python tracebacks.")
@@ -109,7 +115,7 @@ def _run(debug, work):
     except MemoryError:
         if debug:
             raise
-        print("error: out of memory; lower --max-elements to fail earlier", file=sys.stderr)
+        print("error: out of memory; lower --max-memory to fail earlier", file=sys.stderr)
         raise typer.Exit(BAD_INPUT)
     except Exception as e:  # a bug in adcli, not in the user's input
         if debug:
@@ -137,10 +143,23 @@ def _show(result, as_json, plain, out):
     sys.stdout.flush()   # results before any later message on stderr, also in a pipe
 
 
-def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth):
+def _limits(max_elements, max_nodes, max_memory, max_work):
+    """The limits of one run from the command's options (None: the default)."""
+    from .graph import Limits, parse_count, parse_size
+    limits = Limits(max_elements=max_elements)
+    if max_nodes is not None:
+        limits.max_nodes = max_nodes
+    if max_memory is not None:
+        limits.max_memory = parse_size(max_memory)
+    if max_work is not None:
+        limits.max_work = parse_count(max_work)
+    return limits
+
+
+def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
+           max_work):
     from . import api, values
-    from .graph import Limits
-    limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
+    limits = _limits(max_elements, max_nodes, max_memory, max_work)
     source, filename, script = _source(expr)
     vals = values.resolve(at or [], api.check_dtype(dtype), limits)
     if script:
@@ -156,7 +175,8 @@ def eval_(expr: str = SOURCE,
           at: Optional[List[str]] = AT, dtype: str = DTYPE, json: bool = JSON,
           plain: bool = PLAIN, out: Optional[str] = OUT, seed: int = SEED,
           max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
-          max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+          max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+          max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """Evaluate EXPR at the given values.
 
     Example: adcli eval "sum(x**2)" --at x=[1,2,3]
@@ -164,7 +184,8 @@ def eval_(expr: str = SOURCE,
     from . import api
 
     def work():
-        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
+                        max_memory, max_work)
         _show(api.evaluate(traced), json, plain, out)
     _run(debug, work)
 
@@ -197,7 +218,8 @@ def grad(expr: str = SOURCE,
          dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
          out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH,
-         debug: bool = DEBUG):
+         debug: bool = DEBUG,
+         max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """The value of EXPR and its gradient with respect to every input (reverse mode).
 
     Example: adcli grad "x*(x+y)" --at x=2,y=3
@@ -205,7 +227,8 @@ def grad(expr: str = SOURCE,
     from . import api
 
     def work():
-        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
+                        max_memory, max_work)
         if order == 1:
             result = api.gradient(traced, _wrt_names(wrt))
         else:
@@ -254,10 +277,11 @@ def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of th
 # (jacobian, hessian, jvp, vjp, hvp: adcli/derivatives.py)
 
 def _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
-            max_depth, debug, compute):
+            max_depth, max_memory, max_work, debug, compute):
     """Trace EXPR, apply `compute(traced, dtype, limits)` and show the result."""
     def work():
-        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
+                        max_memory, max_work)
         _show(compute(traced, traced.graph.dtype, traced.graph.limits), json, plain, out)
     _run(debug, work)
 
@@ -271,14 +295,16 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
              dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
              out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
              max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
-             max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+             max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+             max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """The Jacobian of EXPR with respect to each input: shape (value shape) + (input shape).
 
     Example: adcli jacobian "softmax(x)" --at x=[1,2,3]
     """
     from . import derivatives
     _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
-            max_depth, debug, lambda t, dt, lim: derivatives.jacobian(t, _wrt_names(wrt), mode))
+            max_depth, max_memory, max_work, debug,
+            lambda t, dt, lim: derivatives.jacobian(t, _wrt_names(wrt), mode))
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
@@ -287,14 +313,16 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
             dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
             out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
             max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
-            max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+            max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+            max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """The Hessian of a scalar EXPR: every block d2/dx,dy (forward over reverse mode).
 
     Example: adcli hessian "x^2*y + y^3" --at x=1,y=2
     """
     from . import derivatives
     _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
-            max_depth, debug, lambda t, dt, lim: derivatives.hessian(t, _wrt_names(wrt)))
+            max_depth, max_memory, max_work, debug,
+            lambda t, dt, lim: derivatives.hessian(t, _wrt_names(wrt)))
 
 
 @app.command("jvp", context_settings={"ignore_unknown_options": True},
@@ -306,7 +334,8 @@ def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
          dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
          out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
-         max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+         max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+         max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """Jacobian-vector product: how EXPR moves when the inputs move along --tangent
     (forward mode).
 
@@ -319,7 +348,7 @@ def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
             raise InputError("jvp needs --tangent NAME=VALUE for at least one input")
         return derivatives.jvp(traced, values.resolve(tangent, dt, limits, "--tangent"))
     _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
-            max_depth, debug, compute)
+            max_depth, max_memory, max_work, debug, compute)
 
 
 @app.command("vjp", context_settings={"ignore_unknown_options": True},
@@ -331,7 +360,8 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
          wrt: Optional[List[str]] = WRT, dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
          out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
-         max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+         max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+         max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """Vector-Jacobian product: the gradient of sum(cotangent * EXPR) with respect to each
     input (reverse mode).
 
@@ -345,7 +375,7 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
         w = values.value(cotangent, dt, limits, "", "--cotangent")
         return derivatives.vjp(traced, w, _wrt_names(wrt))
     _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
-            max_depth, debug, compute)
+            max_depth, max_memory, max_work, debug, compute)
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
@@ -357,7 +387,8 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
         dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
         out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
         max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
-        max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+        max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+        max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """Hessian-vector product H v of a scalar EXPR, for every input (forward over reverse),
     without forming H.
 
@@ -370,19 +401,19 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
             raise InputError("hvp needs --vector NAME=VALUE for at least one input")
         return derivatives.hvp(traced, values.resolve(vector, dt, limits, "--vector"))
     _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
-            max_depth, debug, compute)
+            max_depth, max_memory, max_work, debug, compute)
 
 
 # ---------------------------------------------------------------- profile
 # (adcli/profile.py)
 
-def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth):
+def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
+            max_work):
     """Like _trace, but the source and the --at values are read once (stdin can only be
     read once) and the tracing is a function, called once per profiled run.
     Returns (trace function, is_script)."""
     from . import api, values
-    from .graph import Limits
-    limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
+    limits = _limits(max_elements, max_nodes, max_memory, max_work)
     source, filename, script = _source(expr)
     vals = values.resolve(at or [], api.check_dtype(dtype), limits)
     if script:
@@ -413,7 +444,8 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                                            help="The same as --format json."),
              plain: bool = PLAIN, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
              max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
-             max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+             max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+             max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """Time every op of the value and the gradient of EXPR, forward and backward, over
     --repeat runs after a warm-up; for a script, also by source line.
 
@@ -427,7 +459,7 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
         if fmt_ not in profiling.FORMATS:
             raise InputError(f"--format {fmt_}: unknown format", hint="use table, csv or json")
         make, script = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
-                               max_depth)
+                               max_depth, max_memory, max_work)
         p = profiling.profile(make, _wrt_names(wrt), repeat, script=script,
                               trace_events=trace is not None)
         if trace is not None:
@@ -453,13 +485,13 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
 # ---------------------------------------------------------------- dot and trace
 # (adcli/dot.py, adcli/wengert.py)
 
-def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth):
+def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth, max_memory,
+                    max_work):
     """Like _trace, but an expression's names without a value are traced at 1.0 (a graph
     needs values to be recorded): returns (traced, the names so guessed)."""
     from . import api, values
     from .dot import unset_names
-    from .graph import Limits
-    limits = Limits(max_elements=max_elements)
+    limits = _limits(max_elements, None, max_memory, max_work)
     source, filename, script = _source(expr)
     vals = values.resolve(at or [], api.check_dtype(dtype), limits)
     if script:
@@ -494,7 +526,8 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
                                                 ".png or .pdf (rendered by Graphviz's dot)."),
          max_nodes: int = typer.Option(500, "--max-nodes", help="Most nodes drawn."),
          dtype: str = DTYPE, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
-         max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+         max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+         max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """The graph of EXPR as Graphviz DOT text: inputs, constants, ops and the output.
 
     Example: adcli dot "x*(x+y)" --at x=2,y=3 --backward | dot -Tsvg > graph.svg
@@ -504,7 +537,7 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
         if out:
             _drawing_format(out)
         traced, guessed = _trace_drawable(expr, at, dtype, max_elements, seed, max_steps,
-                                          max_depth)
+                                          max_depth, max_memory, max_work)
         if guessed:
             if values:
                 raise InputError("--values needs values: give " + ",".join(
@@ -565,14 +598,16 @@ def trace_(expr: str = SOURCE, at: Optional[List[str]] = AT,
            json: bool = typer.Option(False, "--json", help="Write a JSON list of the rows."),
            plain: bool = PLAIN, seed: int = SEED,
            max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
-           max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+           max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+           max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """The evaluation trace (Wengert list): one row per node with its value and adjoint.
 
     Example: adcli trace "x*(x+y)" --at x=2,y=3
     """
     def work():
         from . import wengert
-        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth)
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
+                        max_memory, max_work)
         rows, note = wengert.wengert_list(traced)
         if note:
             print(note, file=sys.stderr)
@@ -623,7 +658,8 @@ def gradcheck_(
                                  help="Seed of randn, rand and randint in scripts and of "
                                       "gradcheck's random directions."),
         max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
-        max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG):
+        max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+        max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """Check adcli's derivatives of EXPR against numeric ones (exit 1 if one is wrong).
 
     Example: adcli gradcheck samples/fancy.ad
@@ -633,8 +669,7 @@ def gradcheck_(
 
         from . import gradcheck, values
         from .errors import CHECK_FAILED
-        from .graph import Limits
-        limits = Limits(max_elements=max_elements, max_nodes=max_nodes)
+        limits = _limits(max_elements, max_nodes, max_memory, max_work)
         source, filename, script = _source(expr)
         names = _wrt_names(wrt)
         vals = values.resolve(at or [], np.float64, limits)

@@ -26,12 +26,37 @@ from .api import _without_gc, choose_inputs, evaluate, scalar_output
 from .errors import AdcliError, InputError, LimitError, ShapeError
 
 
-def _check_size(traced, shape, what):
-    n = math.prod(shape)
-    limit = traced.graph.limits.max_elements
-    if n > limit:
-        raise LimitError(f"the {what} would have shape {tuple(shape)} ({n:,} elements); "
-                         f"the limit is {limit:,}", hint="raise it with --max-elements")
+def _reserve(traced, shapes, what):
+    """Check the arrays of a result before allocating them, and count them as held."""
+    graph = traced.graph
+    limit = graph.limits.max_elements
+    for shape in shapes:
+        n = math.prod(shape)
+        if n > limit:
+            raise LimitError(f"the {what} would have shape {tuple(shape)} ({n:,} elements); "
+                             f"the limit is {limit:,}", hint="raise it with --max-elements")
+    graph.hold(sum(math.prod(s) for s in shapes) * graph.dtype.itemsize, f"the {what}")
+
+
+def _check_growth(graph, sizes, levels, order):
+    """Before recording the next order: each order's graph is about r times the one
+    before it (r measured on the last two), so the `levels` still to be recorded would
+    make the graph about this large. Refused now, not after minutes of building.
+    (sizes: the graph's size before the gradient and after it and each order since; the
+    ratio is measured on two forward-mode orders.)"""
+    if len(sizes) < 4 or sizes[-2] == sizes[-3]:
+        return
+    added = sizes[-1] - sizes[-2]
+    r = added / (sizes[-2] - sizes[-3])
+    total = sizes[-1]
+    for _ in range(levels):
+        added *= r
+        total += added
+        if total > graph.limits.max_nodes:
+            raise LimitError(f"the derivative of order {order} would need about {total:,.0f} "
+                             f"graph nodes (each order has about {r:.1f} times the nodes of the "
+                             f"one before); the limit is {graph.limits.max_nodes:,}",
+                             hint="raise it with --max-nodes, or ask for a lower --order")
 
 
 def _unused_note(name):
@@ -74,8 +99,7 @@ def jacobian(traced, wrt=None, mode=None):
         mode = "fwd" if n_in <= n_out else "rev"
     if mode not in ("fwd", "rev"):
         raise InputError(f"unknown mode '{mode}'", hint="use fwd or rev")
-    for x in nodes:
-        _check_size(traced, tuple(out.shape) + tuple(x.shape), "Jacobian")
+    _reserve(traced, [tuple(out.shape) + tuple(x.shape) for x in nodes], "Jacobian")
     xp, dtype = graph.xp, graph.dtype
     jac = [xp.zeros((n_out, x.size), dtype=dtype) for x in nodes]
     reached = [False] * len(nodes)
@@ -205,9 +229,7 @@ def hessian(traced, wrt=None):
     graph, out = traced.graph, traced.output
     scalar_output(traced, "hessian")
     names, nodes = choose_inputs(traced, wrt)
-    for x in nodes:
-        for y in nodes:
-            _check_size(traced, tuple(x.shape) + tuple(y.shape), "Hessian")
+    _reserve(traced, [tuple(x.shape) + tuple(y.shape) for x in nodes for y in nodes], "Hessian")
     xp, dtype = graph.xp, graph.dtype
     grads = _gradient_nodes(traced, nodes)
     present = [g for g in grads if g is not None]
@@ -243,21 +265,26 @@ def higher_grad(traced, wrt=None, order=1):
         raise InputError(f"--order {order}: the order must be 1 or more")
     scalar_output(traced, "grad")
     names, nodes = choose_inputs(traced, wrt)
-    for x in nodes:
-        _check_size(traced, tuple(x.shape) * order, f"derivative of order {order}")
+    _reserve(traced, [tuple(x.shape) * order for x in nodes], f"derivative of order {order}")
     xp, dtype = graph.xp, graph.dtype
     res = evaluate(traced)
     res.grad = {}
+    before = len(graph.nodes)
     with _located(traced):
         if order == 1:
             cts = autodiff.vjp(graph, out, nodes)
         else:
             cts = autodiff.vjp(graph, out, nodes, create_graph=True)
+    gradient_nodes = len(graph.nodes) - before
     for name, x, d in zip(names, nodes, cts):
+        sizes = [len(graph.nodes) - gradient_nodes, len(graph.nodes)]  # after each order
         for level in range(2, order + 1):
             if d is None:
                 break
+            if level < order:
+                _check_growth(graph, sizes, order - level, order)
             d = _forward_jacobian(graph, d, x, record=level < order, traced=traced)
+            sizes.append(len(graph.nodes))
         if d is None:
             res.notes.append(_unused_note(name))
             d = xp.zeros(tuple(x.shape) * order, dtype=dtype)

@@ -9,19 +9,108 @@ range of ids, never a recursion.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
-from .errors import LimitError, ShapeError, ValueError_
+from .errors import InputError, LimitError, ShapeError, ValueError_
 from .ops import OPS
+
+
+def physical_memory():
+    """The machine's memory in bytes (8 GB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 * 10**9
+
+
+def default_max_memory():
+    """A quarter of the machine's memory: a shared machine keeps the rest."""
+    return physical_memory() // 4
+
+
+MAX_WORK = 50_000_000_000   # element operations: about a minute of numpy's work
+OP_WORK = 1_000             # the fixed cost of one op (Python's overhead), in element operations
+NODE_BYTES = 200            # the memory of one node besides its value (measured: about 220)
 
 
 @dataclass
 class Limits:
     max_elements: int = 100_000_000   # per array, checked before allocating
     max_nodes: int = 2_000_000        # per graph
+    max_memory: int = field(default_factory=default_max_memory)   # bytes one graph holds at once
+    max_work: int = MAX_WORK          # element operations of the whole run, all graphs together
+    work: int = 0                     # those spent so far, by every graph made with these limits
+
+    def spend(self, work, what, pos=None):
+        """Charge `work` element operations before doing them."""
+        self.work += work
+        if self.work > self.max_work:
+            raise LimitError(f"{what} would bring the work of this run to {_count(self.work)} "
+                             f"element operations; the limit is {_count(self.max_work)}", pos=pos,
+                             hint="raise it with --max-work")
+
+    def check_memory(self, held, what, pos=None):
+        """Refuse before allocating when the memory held would pass the budget."""
+        if held > self.max_memory:
+            raise LimitError(f"{what} would bring the memory held to {format_bytes(held)}; "
+                             f"the limit is {format_bytes(self.max_memory)}", pos=pos,
+                             hint="raise it with --max-memory")
+
+
+def _count(n):
+    """1,000 or, from a million, 2.16e11."""
+    if n < 10**6:
+        return f"{n:,}"
+    mantissa, exponent = f"{n:.3g}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def format_bytes(n):
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+
+
+def parse_size(text, option="--max-memory"):
+    """'2GB', '512MB', '1.5GiB' or a number of bytes, as bytes."""
+    import re
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:[eE]\d+)?)\s*([A-Za-z]*)\s*", text or "")
+    unit = m and m.group(2).lower()
+    size = float(m.group(1)) * _UNITS[unit] if m and unit in _UNITS else math.nan
+    if not 1 <= size < math.inf:
+        raise InputError(f"{option} '{text}': not a size",
+                         hint="give bytes with a unit, for example 2GB, 512MB or 1GiB")
+    return int(size)
+
+
+def parse_count(text, option="--max-work"):
+    """'50000000000', '5e10' or '1_000_000' as a positive integer."""
+    try:
+        n = float(text.replace("_", ""))
+    except (AttributeError, ValueError):
+        n = math.nan
+    if not (1 <= n < math.inf):
+        raise InputError(f"{option} '{text}': not a positive number",
+                         hint="for example 5e10 or 1000000000")
+    return int(n)
 
 
 NO_ATTRS = MappingProxyType({})   # shared by the many nodes without static attributes
@@ -125,6 +214,8 @@ class Graph:
         self._scalar_type = self.dtype.type if xp is np else None
         self.limits = limits or Limits()
         self._max_nodes = self.limits.max_nodes
+        self._max_memory = self.limits.max_memory
+        self.held = 0              # bytes: the values of the nodes and the nodes themselves
         self.nodes: list[Node] = []
         self._scalars = {}         # float -> const node: loops reuse their literals
         self.linted = []           # nodes of ops with a lint, in creation order
@@ -145,15 +236,30 @@ class Graph:
 
     # -------------------------------------------------------------- leaves
     def input(self, name, value, pos=None):
-        return Node(self, None, (), {}, self.as_array(value), pos, name=name)
+        value = self.as_array(value)
+        self.hold(NODE_BYTES + value.nbytes, f"the input '{name}'")
+        return Node(self, None, (), {}, value, pos, name=name)
 
     def const(self, value, pos=None):
         if type(value) is float:
             node = self._scalars.get(value)
             if node is None:
-                node = self._scalars[value] = Node(self, None, (), {}, self.as_array(value), pos or self.pos)
+                node = self._scalars[value] = self._const(value, pos)
             return node
-        return Node(self, None, (), {}, self.as_array(value), pos or self.pos)
+        return self._const(value, pos)
+
+    def _const(self, value, pos):
+        value = self.as_array(value)
+        self.hold(NODE_BYTES + value.nbytes, "a constant", pos or self.pos)
+        return Node(self, None, (), {}, value, pos or self.pos)
+
+    def hold(self, nbytes, what, pos=None):
+        """Add nbytes to the memory this graph holds, refused if that passes the budget.
+        Arrays that derivatives keep beside the graph (a Jacobian) are held here too."""
+        held = self.held + nbytes
+        if held > self._max_memory:
+            self.limits.check_memory(held, what, pos or self.pos)
+        self.held = held
 
     def as_array(self, value):
         """An array of the graph's backend and float type. With numpy, a 0-d value is held
@@ -196,12 +302,22 @@ class Graph:
             if type(a.value) is not scalar:
                 all_scalars = False
         args = tuple(nodes)
-        if not all_scalars:          # scalars in, scalar out: nothing to check
-            self.check_shape(entry, args, attrs)
+        limits = self.limits
+        if all_scalars:              # scalars in, scalar out: nothing to check
+            limits.work += OP_WORK + 1
+            nbytes = NODE_BYTES + 8
+        else:
+            shape = self.check_shape(entry, args, attrs)
+            work, nbytes = self.cost(entry, [a.value.shape for a in args], attrs, shape)
+            limits.work += work
             if entry.numeric:
                 # booleans (from comparisons) count as 0 and 1 in the float type, as in
                 # sum(x > 0); numpy would compute exp(True) in float16 and True + True as True
                 values = [v.astype(self.dtype) if v.dtype == bool else v for v in values]
+        # the budgets, checked before the op runs
+        if limits.work > limits.max_work:
+            limits.spend(0, entry.name, self.pos)
+        self.hold(nbytes, entry.name)
         constant = entry.kind == "constant"
         if constant:
             attrs = {**attrs, "dtype": self.dtype}
@@ -221,28 +337,60 @@ class Graph:
             attrs.pop("rng", None)
         if type(value) is not scalar and type(value) is not self._array_type:
             value = self.as_array(value)
+        if not all_scalars:
+            self._correct_held(entry, value, values, shape, nbytes)
         node = Node(self, entry, args, attrs or NO_ATTRS, value, self.pos)
         if entry.lint is not None:
             self.linted.append(node)     # the few nodes whose op has a lint (api.lints)
         return node
 
+    def cost(self, entry, shapes, attrs, shape):
+        """(work, bytes) of applying op `entry` to arrays of these shapes, before it runs:
+        the element operations (the elements read and written, or the op's own cost for
+        linear algebra, plus a fixed cost per op) and the memory of the result (of unknown
+        shape, None: taken as the largest argument's)."""
+        sizes = [math.prod(s) for s in shapes]
+        n = max(sizes, default=1) if shape is None else math.prod(shape)
+        if entry.cost is not None:
+            work = entry.cost(*shapes, **attrs)
+        elif entry.kind in ("shape", "constant"):
+            work = n                   # copies or views: the result's elements at most
+        else:
+            work = n + sum(sizes)
+        return OP_WORK + work, NODE_BYTES + n * self.dtype.itemsize
+
+    def node_cost(self, node):
+        """The (work, bytes) of applying a node's op again: what a derivative rule costs."""
+        return self.cost(node.op, [a.value.shape for a in node.args], node.attrs, node.shape)
+
+    def _correct_held(self, entry, value, values, shape, nbytes):
+        """Once the value is there: a view of an argument (reshape, transpose, a slice)
+        took no memory, and a result of unknown shape takes what it takes."""
+        xp = self.xp
+        if type(value) is self._array_type and value.base is not None and any(
+                type(v) is self._array_type and xp.may_share_memory(value, v) for v in values):
+            self.held -= nbytes - NODE_BYTES
+        elif shape is None:
+            self.hold(NODE_BYTES + value.nbytes - nbytes, entry.name)
+
     def check_shape(self, entry, args, attrs):
         """Work out the result's shape before computing it: a mismatch is reported with
-        the shapes, and an oversized result is refused before any memory is taken."""
+        the shapes, and an oversized result is refused before any memory is taken.
+        Returns the shape, or None for an op that cannot tell it in advance."""
         shapes = [a.value.shape for a in args]
         try:
             if entry.broadcasts:
                 first = shapes[0]
                 if all(s == first for s in shapes):
                     if not first:
-                        return                 # scalars: nothing to check
+                        return ()              # scalars: nothing to check
                     shape = first
                 else:
                     shape = np.broadcast_shapes(*shapes)
             elif entry.shape is not None:
                 shape = entry.shape(*shapes, **attrs)
             else:
-                return
+                return None
         except (ValueError, TypeError) as e:
             what = " and ".join(str(tuple(s)) for s in shapes)
             if entry.broadcasts:
@@ -256,6 +404,7 @@ class Graph:
                 f"{entry.name} would make an array of shape {tuple(shape)} ({n:,} elements); "
                 f"the limit is {self.limits.max_elements:,}", pos=self.pos,
                 hint="raise it with --max-elements")
+        return shape
 
 
 def reachable(outputs):

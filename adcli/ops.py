@@ -61,6 +61,8 @@ class Op:
     rewrite: object = None        # rewrite(*args, **attrs) -> (op name, args, attrs) or None:
                                   # an equivalent, numerically better form, used instead
     lint: object = None           # lint(xp, *arrays) -> a warning about this point, or None
+    cost: object = None           # cost(*shapes, **attrs): element operations, where that is not
+                                  # the elements read and written (linear algebra)
 
     def __post_init__(self):
         # derived once: the engine reads these for every node it records or walks
@@ -150,6 +152,18 @@ def matmul_shape(sa, sb):
     if len(sb) == 1:
         out = out[:-1]
     return out
+
+
+def matmul_cost(sa, sb, **_):
+    """m*n*k multiply-adds for every product of the batch."""
+    return math.prod(matmul_shape(sa, sb)) * (sa[-1] if sa else 1)
+
+
+def cubic_cost(sa, *rest, **_):
+    """n^3 for each n x n matrix (LU, inverse, SVD), and n for each element of a right-hand
+    side (solve)."""
+    n = sa[-1] if sa else 1
+    return math.prod(sa[:-2]) * n ** 3 + sum(math.prod(s) for s in rest) * n
 
 
 def max_weights(ns, x, y, axis, keepdims):
@@ -736,7 +750,7 @@ def _matmul_jvp(ns, t, y, a, b):
 
 op("matmul", args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
    vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
-   shape=matmul_shape, symbol=("@",), doc="a @ b, numpy's matmul")
+   shape=matmul_shape, cost=matmul_cost, symbol=("@",), doc="a @ b, numpy's matmul")
 def _dot(ns, a, b):
     """numpy's dot: a product with a scalar; matmul for vectors and matrices; for N-d
     arrays the sum over the last axis of a and the second-to-last of b, so that
@@ -791,7 +805,7 @@ op("det", fwd=lambda xp, x: xp.linalg.det(x), kind="linalg",
    # Jacobi's formula: d det(X) = tr(adj(X) dX) = sum(cofactor(X) * dX)
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=y.shape + (1, 1)) * ns.cofactor(x),),
    jvp=lambda ns, t, y, x: ns.sum(ns.cofactor(x) * t[0], axis=(-2, -1)),
-   shape=lambda s: _square_shape(s)[:-2], domain=((-2.0, 2.0),),
+   shape=lambda s: _square_shape(s)[:-2], domain=((-2.0, 2.0),), cost=cubic_cost,
    note="exact also for singular matrices (their second derivatives need an inverse)")
 op("cofactor", fwd=_cofactor, kind="internal", internal=True,
    # C = det(X) X^-T: dC = C tr(X^-1 dX) - C dX^T X^-T, which needs an invertible X
@@ -801,11 +815,12 @@ op("cofactor", fwd=_cofactor, kind="internal", internal=True,
    jvp=lambda ns, t, y, x: y * ns.reshape(ns.sum(swap_last(ns, ns.inv(x)) * t[0], axis=(-2, -1)),
                                           shape=y.shape[:-2] + (1, 1))
    - ns.matmul(ns.matmul(y, swap_last(ns, t[0])), swap_last(ns, ns.inv(x))),
-   shape=_square_shape, domain=((-2.0, 2.0),))
+   shape=_square_shape, domain=((-2.0, 2.0),), cost=cubic_cost)
 op("inv", fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg",
    # d(X^-1) = -X^-1 dX X^-1
    vjp=(lambda ns, g, y, x: -ns.matmul(ns.matmul(swap_last(ns, y), g), swap_last(ns, y)),),
-   jvp=lambda ns, t, y, x: -ns.matmul(ns.matmul(y, t[0]), y), shape=_square_shape)
+   jvp=lambda ns, t, y, x: -ns.matmul(ns.matmul(y, t[0]), y), shape=_square_shape,
+   cost=cubic_cost)
 
 
 def _col(ns, v):
@@ -852,7 +867,7 @@ def _solve_shape(sa, sb):
 op("solve", args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg",
    # x = A^-1 b: dx = A^-1 (db - dA x); so b's cotangent is A^-T g and A's is -(A^-T g) x^T
    vjp=(_solve_vjp_a, _solve_vjp_b),
-   jvp=_solve_jvp, shape=_solve_shape,
+   jvp=_solve_jvp, shape=_solve_shape, cost=cubic_cost,
    doc="solve(A, b): x with A x = b")
 
 # ---------------------------------------------------------------- shapes

@@ -1,0 +1,145 @@
+"""Total work is bounded: the memory a run holds, the element operations it does, the size
+of the graph of higher derivatives, of sources and of data files; each limit fires before
+the damage, with a message that names it and the option that raises it. The budgets here
+are small, so that nothing large is ever allocated or computed."""
+import json
+
+import numpy as np
+import pytest
+
+from adcli import api, derivatives
+from adcli.graph import Limits, parse_count, parse_size
+
+from test_cli import fails, ok
+
+
+def refused(*args, limit, input=None):
+    """The message of a run stopped by a limit: exit 2, and the hint names the option."""
+    err = fails(*args, input=input)
+    assert err.startswith("limit exceeded: ")
+    assert f"hint: raise it with {limit}" in err
+    return err
+
+
+# ---------------------------------------------------------------- --max-memory
+
+def test_memory_is_refused_before_allocating():
+    err = refused("eval", "sum(ones((1000,1000)))", "--max-memory", "1MB", limit="--max-memory")
+    assert "ones would bring the memory held to 8.0 MB; the limit is 1.0 MB" in err
+    assert ok("eval", "sum(ones((100,100)))", "--max-memory", "1MB") == "10000.0\n"
+
+
+def test_memory_counts_every_array_a_run_holds():
+    # each array fits on its own; together they do not (the graph keeps them all)
+    source = "input x\ns = x\nfor i in range(50):\n    s = s + x * i\nreturn sum(s)\n"
+    at = "x=ones(1000)"      # 8 KB an array
+    err = refused("eval", "-", "--at", at, "--max-memory", "100KB", input=source,
+                  limit="--max-memory")
+    assert "line 4" in err and "the limit is 100.0 KB" in err
+    assert ok("eval", "-", "--at", at, "--max-memory", "10MB", input=source) == "1226000.0\n"
+
+
+def test_memory_counts_the_derivative_walk():
+    # the value fits; the cotangents of the reverse walk beside it do not
+    args = ["sum(x * x)", "--at", "x=ones(1000)", "--max-memory", "20KB"]
+    assert ok("eval", *args) == "1000.0\n"
+    err = refused("grad", *args, limit="--max-memory")
+    assert "the derivative of" in err
+
+
+@pytest.mark.parametrize("command,what", [("jacobian", "Jacobian"), ("hessian", "Hessian")])
+def test_memory_counts_jacobians_and_hessians(command, what):
+    expr = "sum(x**3)" if command == "hessian" else "x**3"
+    err = refused(command, expr, "--at", "x=ones(100)", "--max-memory", "50KB",
+                  limit="--max-memory")
+    assert f"the {what} would bring the memory held to" in err
+
+
+@pytest.mark.parametrize("text,size", [("2GB", 2 * 10**9), ("512MB", 512 * 10**6),
+                                       ("1.5gb", 15 * 10**8), ("1GiB", 2**30),
+                                       ("100000", 100000), ("64 KB", 64000)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["2XB", "-1MB", "MB", "0", "", "1e999GB"])
+def test_bad_sizes(text):
+    err = fails("eval", "1", "--max-memory", text)
+    assert "--max-memory" in err and "not a size" in err
+
+
+# ---------------------------------------------------------------- --max-work
+
+def test_linear_algebra_is_charged_its_real_cost():
+    # the same elements, but matmul does n multiply-adds for each
+    args = ["--max-work", "500000"]
+    assert ok("eval", "sum(ones((100,100)) * ones((100,100)))", *args) == "10000.0\n"
+    err = refused("eval", "sum(ones((100,100)) @ ones((100,100)))", *args, limit="--max-work")
+    assert "matmul would bring the work of this run to 1.02e6 element operations" in err
+
+
+@pytest.mark.parametrize("op,expr", [("det", "det(eye(100))"), ("inv", "sum(inv(eye(100)))"),
+                                     ("solve", "sum(solve(eye(100), ones(100)))")])
+def test_matrix_functions_cost_n_cubed(op, expr):
+    err = refused("eval", expr, "--max-work", "500000", limit="--max-work")
+    assert f"{op} would bring the work of this run to 1." in err
+
+
+def test_a_long_loop_stops_at_the_work_limit():
+    # the loop of the issue, small: a sum of 1000 elements 100,000 times
+    source = "input x\ns = 0\nfor i in range(100000):\n    s = s + sum(x)\nreturn s\n"
+    err = refused("eval", "-", "--at", "x=ones(1000)", "--max-work", "1e6", input=source,
+                  limit="--max-work")
+    assert "sum would bring the work of this run to" in err and "the limit is 1e6" in err
+    assert "line 4" in err
+
+
+def test_work_counts_derivative_sweeps():
+    # one forward sweep per input element: the value is cheap, its Jacobian is not
+    args = ["sin(x)", "--at", "x=ones(100)", "--max-work", "50000"]
+    ok("eval", *args)
+    assert "the derivative of sin" in refused("jacobian", *args, "--mode", "fwd",
+                                              limit="--max-work")
+
+
+@pytest.mark.parametrize("text", ["-5", "0", "many", "inf", "nan"])
+def test_bad_work_limits(text):
+    err = fails("eval", "1", "--max-work", text)
+    assert "--max-work" in err and "not a positive number" in err
+
+
+def test_work_limits_are_numbers():
+    assert parse_count("5e10") == 5 * 10**10 and parse_count("1_000") == 1000
+
+
+COMMANDS = [("eval",), ("grad",), ("jacobian",), ("hessian",), ("jvp", "--tangent", "x=1"),
+            ("vjp", "--cotangent", "1"), ("hvp", "--vector", "x=1"), ("profile",), ("dot",),
+            ("trace",), ("gradcheck",)]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_every_command_that_evaluates_has_the_budgets(command):
+    expr = ["sum(x * ones((1000,1000)))", "--at", "x=1"]
+    refused(*command, *expr, "--max-memory", "1MB", limit="--max-memory")
+    refused(*command, *expr, "--max-work", "1e5", limit="--max-work")
+
+
+# ---------------------------------------------------------------- --max-nodes, early
+
+def test_higher_orders_stop_before_building_the_graph():
+    limits = Limits(max_nodes=20_000)
+    traced = api.trace("sin(x)*exp(x)/(1+x*x)*log(2+x)", {"x": np.float64(1.0)}, limits=limits)
+    with pytest.raises(Exception) as e:
+        derivatives.higher_grad(traced, order=12)
+    assert "the derivative of order 12 would need about" in e.value.message
+    assert "--max-nodes" in e.value.hint
+    # estimated from the first orders: far fewer nodes were built than the limit allows
+    assert len(traced.graph.nodes) < 20_000 / 4
+
+
+def test_higher_orders_within_the_node_limit_still_run():
+    out = ok("grad", "sin(x)*exp(x)/(1+x*x)*log(2+x)", "--at", "x=1", "--order", "6", "--json")
+    assert set(json.loads(out)["grad"]) == {"x"}
+    err = refused("grad", "sin(x)*exp(x)/(1+x*x)*log(2+x)", "--at", "x=1", "--order", "12",
+                  "--max-nodes", "20000", limit="--max-nodes, or ask for a lower --order")
+    assert "the derivative of order 12 would need about" in err
