@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from .errors import AdcliError, InputError, LimitError
+from .graph import format_bytes
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789")
 
@@ -69,8 +70,15 @@ def evaluate_constant(text, dtype, limits, name, option="--at"):
     return np.asarray(node.value)
 
 
-def load_file(path, limits, name, option="--at"):
-    """Read an array from .npy, .csv, .txt or .json. Only the file named is read."""
+# The memory a parser takes per byte of text, measured at its worst (a line of 5,000,000
+# one-digit fields; a JSON list of empty lists): the size limit of text files follows.
+PARSE_BYTES = {".json": 40}
+PARSE_BYTES_TEXT = 24
+
+
+def load_file(path, limits, name, option="--at", held=0):
+    """Read an array from .npy, .csv, .txt or .json. Only the file named is read, and only
+    when the memory it needs fits beside the `held` bytes of the values read before it."""
     if os.path.isdir(path):
         raise InputError(f"{option} {name}=@{path}: is a folder, not a file")
     if not os.path.isfile(path):
@@ -82,21 +90,25 @@ def load_file(path, limits, name, option="--at"):
                 version = np.lib.format.read_magic(f)
                 shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0(f))
-            _check_size(math.prod(shape), limits, name)
+                start = f.tell()
+            n = math.prod(shape)
+            _check_size(n, limits, name, option)
             if dtype.kind not in "biuf":
                 raise InputError(f"{option} {name}=@{path}: holds {dtype}, not numbers")
+            # refused from the header alone: the data is read only if it is all there and fits
+            if os.path.getsize(path) < start + n * dtype.itemsize:
+                raise InputError(f"{option} {name}=@{path}: the file is shorter than its header "
+                                 f"says (shape {tuple(shape)} of {dtype})")
+            limits.check_memory(held + n * max(dtype.itemsize, 8), f"{option} {name}=@{path}")
             return np.load(path, allow_pickle=False)
-        size = os.path.getsize(path)
-        if size > 32 * limits.max_elements + 1024:
-            raise LimitError(f"{option} {name}=@{path}: the file is too large ({size:,} bytes)")
+        if ext not in PARSE_BYTES and ext not in (".csv", ".txt", ".tsv", ".dat", ""):
+            raise InputError(f"{option} {name}=@{path}: unknown file type '{ext}'",
+                             hint="use .npy, .csv, .txt or .json")
+        text = _read_text(path, ext, limits, name, option, held)
         if ext == ".json":
-            with open(path) as f:
-                import json
-                data = json.load(f)
-            arr = np.asarray(data, dtype=np.float64)
-        elif ext in (".csv", ".txt", ".tsv", ".dat", ""):
-            with open(path, encoding="utf-8-sig") as f:     # (a spreadsheet's BOM)
-                text = f.read()
+            import json
+            arr = np.asarray(json.loads(text), dtype=np.float64)
+        else:
             delim = "," if ext == ".csv" or ("," in text and ext != ".tsv") else None
             if not text.split("#", 1)[0].strip() and "\n" not in text.strip():
                 arr = np.zeros(0)                             # an empty file: no numbers
@@ -106,14 +118,38 @@ def load_file(path, limits, name, option="--at"):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")           # "input contained no data"
                     arr = np.loadtxt(io.StringIO(text), delimiter=delim, ndmin=1, comments="#")
-        else:
-            raise InputError(f"{option} {name}=@{path}: unknown file type '{ext}'",
-                             hint="use .npy, .csv, .txt or .json")
     except (ValueError, TypeError, OSError) as e:
         detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise InputError(f"{option} {name}=@{path}: cannot read it as numbers ({detail})") from None
     _check_size(arr.size, limits, name, option)
     return arr
+
+
+def _read_text(path, ext, limits, name, option, held):
+    """The text of a data file, refused before parsing when the parser would need more
+    memory than the budget leaves beside the `held` bytes. Only so much is read, whatever
+    size the file says it has."""
+    factor = PARSE_BYTES.get(ext, PARSE_BYTES_TEXT)
+    by_memory = max(0, limits.max_memory - held) // factor
+    by_elements = 32 * limits.max_elements + 1024      # numbers of up to 31 characters
+    limit = min(by_memory, by_elements)
+
+    def too_large(size):
+        why = (f"reading one takes up to {factor} bytes of memory per byte, and --max-memory "
+               f"is {format_bytes(limits.max_memory)}" if limit == by_memory else
+               f"32 bytes for each of --max-elements {limits.max_elements:,} numbers")
+        return LimitError(f"{option} {name}=@{path}: the file has {size:,} bytes; the limit for "
+                          f"a {ext or 'text'} file is {limit:,} bytes ({why})",
+                          hint="raise it with " + ("--max-memory" if limit == by_memory
+                                                   else "--max-elements"))
+    size = os.path.getsize(path)
+    if size > limit:
+        raise too_large(size)
+    with open(path, encoding="utf-8-sig") as f:     # (a spreadsheet's BOM)
+        text = f.read(limit + 1)
+    if len(text) > limit:
+        raise too_large(len(text))
+    return text
 
 
 def _check_size(n, limits, name, option="--at"):
@@ -124,17 +160,18 @@ def _check_size(n, limits, name, option="--at"):
 
 def resolve(items, dtype, limits, option="--at"):
     """--at items (or --tangent, --vector ones) to arrays, by name, in the order given."""
-    out = {}
+    out, held = {}, 0
     for name, text in parse_assignments(items, option).items():
-        arr = value(text, dtype, limits, name, option)
+        arr = value(text, dtype, limits, name, option, held)
         out[name] = arr
+        held += arr.nbytes
     return out
 
 
-def value(text, dtype, limits, name, option="--at"):
+def value(text, dtype, limits, name, option="--at", held=0):
     """One value: a constant of the language or @FILE."""
     if text.startswith("@"):
-        arr = load_file(text[1:], limits, name, option)
+        arr = load_file(text[1:], limits, name, option, held)
     else:
         arr = evaluate_constant(text, dtype, limits, name, option)
     return arr.astype(dtype) if arr.dtype == bool else arr

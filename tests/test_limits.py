@@ -143,3 +143,60 @@ def test_higher_orders_within_the_node_limit_still_run():
     err = refused("grad", "sin(x)*exp(x)/(1+x*x)*log(2+x)", "--at", "x=1", "--order", "12",
                   "--max-nodes", "20000", limit="--max-nodes, or ask for a lower --order")
     assert "the derivative of order 12 would need about" in err
+
+
+# ---------------------------------------------------------------- data files
+
+def test_a_text_file_is_refused_by_size_before_parsing(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("0," * 50_000 + "0\n")          # 100 KB: about 2.4 MB to parse
+    err = refused("eval", "sum(x)", "--at", f"x=@{path}", "--max-memory", "1MB",
+                  limit="--max-memory")
+    assert "the file has 100,002 bytes; the limit for a .csv file is 41,666 bytes" in err
+    assert ok("eval", "sum(x)", "--at", f"x=@{path}", "--max-memory", "10MB") == "0.0\n"
+
+
+def test_a_json_file_is_refused_by_size_before_parsing(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text("[" + "[]," * 10_000 + "[]]")
+    err = refused("eval", "sum(x)", "--at", f"x=@{path}", "--max-memory", "1MB",
+                  limit="--max-memory")
+    assert "the limit for a .json file is 25,000 bytes" in err
+
+
+def test_text_files_within_max_elements(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("1 2 3\n" * 1000)
+    err = refused("eval", "sum(x)", "--at", f"x=@{path}", "--max-elements", "10",
+                  limit="--max-elements")
+    assert "the limit for a .txt file is 1,344 bytes" in err
+
+
+def _npy_header(path, shape, dtype="<f8"):
+    """A .npy file whose header claims `shape`, with no data after it."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": dtype, "fortran_order": False, "shape": shape})
+
+
+def test_a_npy_header_that_claims_more_than_the_file_holds(tmp_path):
+    path = tmp_path / "claims.npy"
+    _npy_header(path, (10**7,))          # 80 MB claimed, none there
+    err = fails("eval", "sum(x)", "--at", f"x=@{path}")
+    assert "the file is shorter than its header says (shape (10000000,) of float64)" in err
+
+
+def test_a_npy_file_is_refused_by_memory_from_its_header(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(1000))
+    err = refused("eval", "sum(x)", "--at", f"x=@{path}", "--max-memory", "4KB",
+                  limit="--max-memory")
+    assert f"--at x=@{path} would bring the memory held to 8.0 KB" in err
+    assert ok("eval", "sum(x)", "--at", f"x=@{path}") == "0.0\n"
+
+
+def test_several_files_count_together(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(1000))
+    refused("eval", "sum(x+y)", "--at", f"x=@{path},y=@{path}", "--max-memory", "12KB",
+            limit="--max-memory")
