@@ -62,13 +62,12 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     """
 
 
-MAX_SCRIPT_BYTES = 10_000_000
-
-
 def _source(expr):
     """(text, filename, is_script) for the EXPR argument."""
+    from .parse import MAX_SOURCE, check_source_size
     if expr == "-":
-        text = sys.stdin.read(MAX_SCRIPT_BYTES + 1)
+        text = sys.stdin.read(MAX_SOURCE + 1)      # no more than the limit is read
+        check_source_size(text, "standard input")
         if not text.strip():
             raise InputError("nothing on standard input")
         return text, "<stdin>", _looks_like_script(text)
@@ -76,10 +75,10 @@ def _source(expr):
         import os
         if not os.path.isfile(expr):
             raise InputError(f"no such script file: {expr}")
-        if os.path.getsize(expr) > MAX_SCRIPT_BYTES:
-            raise InputError(f"{expr}: the script is larger than {MAX_SCRIPT_BYTES:,} bytes")
         with open(expr, encoding="utf-8", errors="replace") as f:
-            return f.read(), expr, True
+            text = f.read(MAX_SOURCE + 1)
+        check_source_size(text, expr)
+        return text, expr, True
     return expr, None, False
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from adcli import api, derivatives
 from adcli.graph import Limits, parse_count, parse_size
+from adcli.parse import MAX_SOURCE
 
 from test_cli import fails, ok
 
@@ -200,3 +201,28 @@ def test_several_files_count_together(tmp_path):
     np.save(path, np.zeros(1000))
     refused("eval", "sum(x+y)", "--at", f"x=@{path},y=@{path}", "--max-memory", "12KB",
             limit="--max-memory")
+
+
+# ---------------------------------------------------------------- sources
+
+def test_standard_input_over_the_size_limit():
+    err = fails("eval", "-", input=" " * (MAX_SOURCE + 10) + "x")
+    assert "limit exceeded: standard input has more than 1,000,000 characters" in err
+
+
+def test_a_source_with_too_many_tokens_is_refused_before_parsing():
+    err = fails("eval", "-", "--at", "x=1", input="x+" * 100_001 + "x")
+    assert "standard input has 200,003 tokens (names, numbers and symbols); the limit is " \
+           "200,000" in err
+    err = fails("eval", "x+" * 100_001 + "x", "--at", "x=1")
+    assert "the source has 200,003 tokens" in err
+    # long comments are cheap to parse: they count as one token each
+    source = "input x\n" + ("# " + "c" * 78 + "\n") * 10_000 + "return x\n"
+    assert ok("eval", "-", "--at", "x=2", input=source) == "2.0\n"
+
+
+def test_a_script_file_over_the_size_limit(tmp_path):
+    path = tmp_path / "big.ad"
+    path.write_text("input x\n" + "#" * MAX_SOURCE + "\nreturn x\n")
+    err = fails("eval", str(path), "--at", "x=1")
+    assert f"limit exceeded: {path} has more than 1,000,000 characters" in err
