@@ -205,6 +205,10 @@ class Replay:
                                   node.op.kind == "comparison" and retrace is not None, node))
         self.depends = dep
         self.flipped = None
+        # every replay is charged to the run's work budget, like the ops it repeats
+        self.limits = graph.limits
+        self.step_work = {node.id: graph.node_cost(node)[0] for node in self.steps}
+        self.run_work = sum(self.step_work.values())
         if complex_step:
             self._refuse_kinks(traced)
 
@@ -244,6 +248,7 @@ class Replay:
     def values(self, arrays):
         """Every replayed node's value (id -> array), or None where a comparison comes out
         differently and the script should be run again instead."""
+        self.limits.spend(self.run_work, "gradcheck's evaluation")
         vals = {n.id: a for n, a in zip(self.inputs, arrays)}
         get = vals.get
         for nid, fwd, args, attrs, body, compare, node in self.plan:
@@ -283,6 +288,7 @@ class Replay:
                 continue
             op = node.op
             if op.broadcasts and node.shape == shape and not any(a.id in batched for a in args):
+                self.limits.spend(self.step_work[nid], "gradcheck's evaluation", node.pos)
                 v = self._apply(node, self._for_complex(node, [diag.get(a.id, a.value)
                                                                for a in args]))
                 if v is None:
@@ -293,6 +299,7 @@ class Replay:
                 continue
             if n * max(node.size, 1) > BATCH_LIMIT or any(n * a.size > BATCH_LIMIT for a in args):
                 return None
+            self.limits.spend(n * self.step_work[nid], "gradcheck's evaluation", node.pos)
             vals = self._for_complex(node, [self._batched(a, diag, batched, n) for a in args])
             if op.broadcasts:
                 r = node.ndim
@@ -345,6 +352,7 @@ class Replay:
         return dense.reshape((n,) + a.shape)
 
     def _careful(self, arrays, kinks):
+        self.limits.spend(self.run_work, "gradcheck's evaluation")
         vals = {n.id: a for n, a in zip(self.inputs, arrays)}
         for nid, fwd, _, attrs, body, compare, node in self.plan:
             if body is not None:
@@ -655,6 +663,7 @@ def analytic_jacobian(traced, names):
     nodes = [traced.inputs[n] for n in names]
     sizes = [n.size for n in nodes]
     m, n = out.size, sum(sizes)
+    graph.hold(n * m * 8, "gradcheck's Jacobian")
     jac = np.zeros((n, m))
     if m > n:
         try:

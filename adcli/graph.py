@@ -237,7 +237,7 @@ class Graph:
     # -------------------------------------------------------------- leaves
     def input(self, name, value, pos=None):
         value = self.as_array(value)
-        self.hold(NODE_BYTES + value.nbytes, f"the input '{name}'")
+        self.hold(NODE_BYTES + value.nbytes, f"the input '{name}'", pos)
         return Node(self, None, (), {}, value, pos, name=name)
 
     def const(self, value, pos=None):
@@ -258,7 +258,7 @@ class Graph:
         Arrays that derivatives keep beside the graph (a Jacobian) are held here too."""
         held = self.held + nbytes
         if held > self._max_memory:
-            self.limits.check_memory(held, what, pos or self.pos)
+            self.limits.check_memory(held, what, pos)
         self.held = held
 
     def as_array(self, value):
@@ -317,7 +317,7 @@ class Graph:
         # the budgets, checked before the op runs
         if limits.work > limits.max_work:
             limits.spend(0, entry.name, self.pos)
-        self.hold(nbytes, entry.name)
+        self.hold(nbytes, entry.name, self.pos)
         constant = entry.kind == "constant"
         if constant:
             attrs = {**attrs, "dtype": self.dtype}
@@ -371,7 +371,7 @@ class Graph:
                 type(v) is self._array_type and xp.may_share_memory(value, v) for v in values):
             self.held -= nbytes - NODE_BYTES
         elif shape is None:
-            self.hold(NODE_BYTES + value.nbytes - nbytes, entry.name)
+            self.hold(NODE_BYTES + value.nbytes - nbytes, entry.name, self.pos)
 
     def check_shape(self, entry, args, attrs):
         """Work out the result's shape before computing it: a mismatch is reported with

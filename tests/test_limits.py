@@ -103,6 +103,21 @@ def test_work_counts_derivative_sweeps():
                                               limit="--max-work")
 
 
+def test_work_counts_gradchecks_evaluations():
+    # the numeric derivatives evaluate the function again and again
+    args = ["sum(sin(x)*x)", "--at", "x=linspace(0,1,1000)", "--max-work", "1e6"]
+    ok("eval", *args)
+    assert "gradcheck's evaluation would bring the work" in refused("gradcheck", *args,
+                                                                    limit="--max-work")
+
+
+def test_the_default_budgets():
+    from adcli.graph import physical_memory
+    limits = Limits()
+    assert limits.max_memory == physical_memory() // 4 > 0
+    assert limits.max_work == 5 * 10**10
+
+
 @pytest.mark.parametrize("text", ["-5", "0", "many", "inf", "nan"])
 def test_bad_work_limits(text):
     err = fails("eval", "1", "--max-work", text)
