@@ -70,8 +70,8 @@ class Limits:
 
 
 def _count(n):
-    """1,000 or, from a million, 2.16e11."""
-    if n < 10**6:
+    """1,000,000 or, from ten billion, 2.16e11."""
+    if n < 10**10:
         return f"{n:,}"
     mantissa, exponent = f"{n:.3g}".split("e")
     return f"{mantissa}e{int(exponent)}"
