@@ -64,9 +64,11 @@ class Limits:
     def check_memory(self, held, what, pos=None):
         """Refuse before allocating when the memory held would pass the budget."""
         if held > self.max_memory:
-            raise LimitError(f"{what} would bring the memory held to {format_bytes(held)}; "
-                             f"the limit is {format_bytes(self.max_memory)}", pos=pos,
-                             hint="raise it with --max-memory")
+            shown, limit = format_bytes(held), format_bytes(self.max_memory)
+            if shown == limit:          # just over: the rounding would hide it
+                shown, limit = f"{held:,} bytes", f"{self.max_memory:,} bytes"
+            raise LimitError(f"{what} would bring the memory held to {shown}; "
+                             f"the limit is {limit}", pos=pos, hint="raise it with --max-memory")
 
 
 def _count(n):

@@ -30,6 +30,13 @@ def test_memory_is_refused_before_allocating():
     assert ok("eval", "sum(ones((100,100)))", "--max-memory", "1MB") == "10000.0\n"
 
 
+def test_a_memory_just_over_the_limit_does_not_read_as_equal_to_it():
+    with pytest.raises(Exception) as e:
+        Limits(max_memory=2000).check_memory(2032, "reshape")
+    assert e.value.message == ("reshape would bring the memory held to 2,032 bytes; the limit "
+                               "is 2,000 bytes")
+
+
 def test_memory_counts_every_array_a_run_holds():
     # each array fits on its own; together they do not (the graph keeps them all)
     source = "input x\ns = x\nfor i in range(50):\n    s = s + x * i\nreturn sum(s)\n"
