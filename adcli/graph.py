@@ -366,11 +366,13 @@ class Graph:
         return self.cost(node.op, [a.value.shape for a in node.args], node.attrs, node.shape)
 
     def _correct_held(self, entry, value, values, shape, nbytes):
-        """Once the value is there: a view of an argument (reshape, transpose, a slice)
-        took no memory, and a result of unknown shape takes what it takes."""
-        xp = self.xp
-        if type(value) is self._array_type and value.base is not None and any(
-                type(v) is self._array_type and xp.may_share_memory(value, v) for v in values):
+        """Once the value is there: an argument itself (detach) or a view of one (reshape,
+        transpose, a slice) took no memory, and a result of unknown shape takes what it
+        takes."""
+        xp, array = self.xp, self._array_type
+        if type(value) is array and any(v is value or (
+                value.base is not None and type(v) is array and xp.may_share_memory(value, v))
+                for v in values):
             self.held -= nbytes - NODE_BYTES
         elif shape is None:
             self.hold(NODE_BYTES + value.nbytes - nbytes, entry.name, self.pos)

@@ -47,6 +47,14 @@ def test_memory_counts_every_array_a_run_holds():
     assert ok("eval", "-", "--at", at, "--max-memory", "10MB", input=source) == "1226000.0\n"
 
 
+def test_views_take_no_memory():
+    # x holds 80 KB; its views, and detach(x), hold only their nodes once they are made
+    # (before, each is counted as a copy: it might be one)
+    args = ["--at", "x=ones(10000)", "--max-memory", "200KB"]
+    assert ok("eval", "sum(detach(reshape(x, (100, 100)).T)[0])", *args) == "100.0\n"
+    refused("eval", "sum(x * 1 + x * 2)", *args, limit="--max-memory")
+
+
 def test_memory_counts_the_derivative_walk():
     # the value fits; the cotangents of the reverse walk beside it do not
     args = ["sum(x * x)", "--at", "x=ones(1000)", "--max-memory", "20KB"]
