@@ -13,7 +13,7 @@ from . import __version__
 from .errors import BAD_INPUT, INTERNAL, AdcliError, InputError
 
 def _typer():
-    return typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    return typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                        help="Differentiate and check math expressions from the command line.",
                        context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -28,7 +28,9 @@ DTYPE = typer.Option("float64", "--dtype", help="float64 or float32.")
 JSON = typer.Option(False, "--json", help="Write one JSON object to stdout.")
 PLAIN = typer.Option(False, "--plain", help="Plain text even on a terminal.")
 OUT = typer.Option(None, "--out", metavar="FILE",
-                   help="Also save the results in full to .npy, .npz, .csv or .json.")
+                   help="Save the results in full to .npy, .npz, .csv or .json (--at reads "
+                        "them back); stdout gets a summary: names, shapes, dtypes.")
+QUIET = typer.Option(False, "--quiet", "-q", help="With --out: print no summary.")
 MAX_ELEMENTS = typer.Option(100_000_000, "--max-elements",
                             help="Largest array allowed, checked before allocating.")
 MAX_NODES = typer.Option(2_000_000, "--max-nodes", help="Largest graph allowed.")
@@ -54,8 +56,8 @@ def _version(value: bool):
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="Show the version and exit.")):
+def main(version: bool = typer.Option(False, "--version", "-V", callback=_version,
+                                      is_eager=True, help="Show the version and exit.")):
     """adcli: gradients, checked, from the command line.
 
     Example: adcli grad "x*(x+y)" --at x=2,y=3
@@ -80,6 +82,14 @@ def _source(expr):
         check_source_size(text, expr)
         return text, expr, True
     return expr, None, False
+
+
+def _source_and_values(expr, at, dtype, limits):
+    """_source(expr) and the --at values; `@-` reads standard input unless it is the source."""
+    from . import values
+    source, filename, script = _source(expr)
+    vals = values.resolve(at or [], dtype, limits, stdin_free=expr != "-")
+    return source, filename, script, vals
 
 
 def _looks_like_script(text):
@@ -124,15 +134,29 @@ def _run(debug, work):
         raise typer.Exit(INTERNAL)
 
 
-def _show(result, as_json, plain, out):
+def _show(result, as_json, plain, out, quiet=False):
+    """The result on stdout; with --out, saved in full, and on stdout only a summary
+    (name, shape, dtype, and the value of a scalar) or, with --quiet, nothing."""
     from . import render
     if out is not None and not out.strip():
         raise InputError("--out needs a file name")
-    if out:
-        render.save(result, out)
+    if quiet and not out:
+        raise InputError("--quiet prints no result: give --out FILE to keep it")
+    saved = render.save(result, out) if out else None
     for note in result.notes:
         print(note, file=sys.stderr)
-    if as_json:
+    if saved is not None and quiet:
+        pass
+    elif saved is not None:
+        summary = render.saved_summary(result)
+        if as_json:
+            print(render.summary_json(summary, out, saved, result))
+        elif plain or not sys.stdout.isatty():
+            render.summary_plain(summary, out, saved, sys.stdout)
+        else:
+            from rich.console import Console
+            render.summary_rich(summary, out, saved, Console())
+    elif as_json:
         print(render.to_json(result))
     elif plain or not sys.stdout.isatty():
         render.write_plain(result, sys.stdout)
@@ -157,10 +181,9 @@ def _limits(max_elements, max_nodes, max_memory, max_work):
 
 def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
            max_work):
-    from . import api, values
+    from . import api
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
-    source, filename, script = _source(expr)
-    vals = values.resolve(at or [], api.check_dtype(dtype), limits)
+    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits)
     if script:
         return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
                                 seed=seed, max_steps=max_steps, max_depth=max_depth)
@@ -172,7 +195,7 @@ def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
              rich_help_panel="Values and gradients")
 def eval_(expr: str = SOURCE,
           at: Optional[List[str]] = AT, dtype: str = DTYPE, json: bool = JSON,
-          plain: bool = PLAIN, out: Optional[str] = OUT, seed: int = SEED,
+          plain: bool = PLAIN, out: Optional[str] = OUT, quiet: bool = QUIET, seed: int = SEED,
           max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
           max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
           max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -185,7 +208,7 @@ def eval_(expr: str = SOURCE,
     def work():
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
-        _show(api.evaluate(traced), json, plain, out)
+        _show(api.evaluate(traced), json, plain, out, quiet)
     _run(debug, work)
 
 
@@ -215,7 +238,8 @@ def grad(expr: str = SOURCE,
              help="Name the first op whose value or derivative is NaN or infinite, even where "
                   "the results stay finite; exit 1 if a result is not finite."),
          dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-         out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+         out: Optional[str] = OUT, quiet: bool = QUIET,
+         seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH,
          debug: bool = DEBUG,
          max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -234,13 +258,13 @@ def grad(expr: str = SOURCE,
             from . import derivatives
             result = derivatives.higher_grad(traced, _wrt_names(wrt), order)
         if not detect_anomaly:
-            _show(result, json, plain, out)
+            _show(result, json, plain, out, quiet)
             return
         messages, bad = api.detect_anomaly(traced, api.choose_inputs(traced, _wrt_names(wrt))[1],
                                            result)
         # the anomaly report replaces the default warnings, which say the same more briefly
         result.notes = [n for n in result.notes if not n.startswith("warning: the ")] + messages
-        _show(result, json, plain, out)
+        _show(result, json, plain, out, quiet)
         if bad:
             print(f"anomaly: {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite",
                   file=sys.stderr)
@@ -262,11 +286,12 @@ def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of th
                            for r in rows]))
     elif sys.stdout.isatty():
         from rich.console import Console
-        from rich.table import Table
-        t = Table("name", "usage", "operator", "kind", "derivative", title="adcli ops")
-        for r in rows:
-            t.add_row(*r)
-        Console().print(t)
+
+        from .render import fit
+        console = Console()
+        columns = [(h, {"no_wrap": h == "name"})
+                   for h in ("name", "usage", "operator", "kind", "derivative")]
+        console.print(fit(console, columns, rows, title="adcli ops")[0])
     else:
         for r in rows:
             print("\t".join(r))
@@ -275,13 +300,13 @@ def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of th
 # ---------------------------------------------------------------- derivatives of every order
 # (jacobian, hessian, jvp, vjp, hvp: adcli/derivatives.py)
 
-def _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+def _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute):
     """Trace EXPR, apply `compute(traced, dtype, limits)` and show the result."""
     def work():
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
-        _show(compute(traced, traced.graph.dtype, traced.graph.limits), json, plain, out)
+        _show(compute(traced, traced.graph.dtype, traced.graph.limits), json, plain, out, quiet)
     _run(debug, work)
 
 
@@ -292,7 +317,8 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                                 help="Forward or reverse mode (default: the "
                                                      "cheaper for the sizes)."),
              dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-             out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+             out: Optional[str] = OUT, quiet: bool = QUIET,
+             seed: int = SEED, max_elements: int = MAX_ELEMENTS,
              max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
              max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
              max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -301,7 +327,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
     Example: adcli jacobian "softmax(x)" --at x=[1,2,3]
     """
     from . import derivatives
-    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+    _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.jacobian(t, _wrt_names(wrt), mode))
 
@@ -310,7 +336,8 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
              rich_help_panel="Derivatives of every order and shape")
 def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
             dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-            out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+            out: Optional[str] = OUT, quiet: bool = QUIET,
+            seed: int = SEED, max_elements: int = MAX_ELEMENTS,
             max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
             max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
             max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -319,7 +346,7 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
     Example: adcli hessian "x^2*y + y^3" --at x=1,y=2
     """
     from . import derivatives
-    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+    _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.hessian(t, _wrt_names(wrt)))
 
@@ -331,7 +358,8 @@ def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
              None, "--tangent", metavar="NAME=VALUE,...",
              help="The direction each input moves in (inputs not named stay). May repeat."),
          dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-         out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+         out: Optional[str] = OUT, quiet: bool = QUIET,
+         seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
          max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
          max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -345,8 +373,9 @@ def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
     def compute(traced, dt, limits):
         if not tangent:
             raise InputError("jvp needs --tangent NAME=VALUE for at least one input")
-        return derivatives.jvp(traced, values.resolve(tangent, dt, limits, "--tangent"))
-    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+        return derivatives.jvp(traced, values.resolve(tangent, dt, limits, "--tangent",
+                                                      stdin_free=expr != "-"))
+    _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute)
 
 
@@ -357,7 +386,8 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
              None, "--cotangent", metavar="VALUE",
              help="A weight for each element of the value (its shape, or one that broadcasts)."),
          wrt: Optional[List[str]] = WRT, dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-         out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+         out: Optional[str] = OUT, quiet: bool = QUIET,
+         seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
          max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
          max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -371,9 +401,9 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
     def compute(traced, dt, limits):
         if cotangent is None:
             raise InputError("vjp needs --cotangent VALUE (the shape of the value)")
-        w = values.value(cotangent, dt, limits, "", "--cotangent")
+        w = values.value(cotangent, dt, limits, "", "--cotangent", stdin_free=expr != "-")
         return derivatives.vjp(traced, w, _wrt_names(wrt))
-    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+    _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute)
 
 
@@ -384,7 +414,8 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
             None, "--vector", metavar="NAME=VALUE,...",
             help="The vector v, by input (inputs not named: 0). May repeat."),
         dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-        out: Optional[str] = OUT, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+        out: Optional[str] = OUT, quiet: bool = QUIET,
+        seed: int = SEED, max_elements: int = MAX_ELEMENTS,
         max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
         max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
         max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -398,8 +429,9 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
     def compute(traced, dt, limits):
         if not vector:
             raise InputError("hvp needs --vector NAME=VALUE for at least one input")
-        return derivatives.hvp(traced, values.resolve(vector, dt, limits, "--vector"))
-    _derive(expr, at, dtype, json, plain, out, seed, max_elements, max_nodes, max_steps,
+        return derivatives.hvp(traced, values.resolve(vector, dt, limits, "--vector",
+                                                      stdin_free=expr != "-"))
+    _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute)
 
 
@@ -411,10 +443,9 @@ def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth
     """Like _trace, but the source and the --at values are read once (stdin can only be
     read once) and the tracing is a function, called once per profiled run.
     Returns (trace function, is_script)."""
-    from . import api, values
+    from . import api
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
-    source, filename, script = _source(expr)
-    vals = values.resolve(at or [], api.check_dtype(dtype), limits)
+    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits)
     if script:
         return (lambda: api.trace_script(source, vals, dtype=dtype, limits=limits,
                                          filename=filename, seed=seed, max_steps=max_steps,
@@ -452,6 +483,7 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
     """
     def work():
         from . import profile as profiling
+        from . import render
         fmt_ = "json" if json else fmt
         if sort not in profiling.SORT_KEYS:
             raise InputError(f"--sort {sort}: unknown sort key", hint="use self, calls or name")
@@ -459,8 +491,9 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
             raise InputError(f"--format {fmt_}: unknown format", hint="use table, csv or json")
         make, script = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
                                max_depth, max_memory, max_work)
-        p = profiling.profile(make, _wrt_names(wrt), repeat, script=script,
-                              trace_events=trace is not None)
+        with render.progress_bar("timed runs", sys.stderr) as progress:
+            p = profiling.profile(make, _wrt_names(wrt), repeat, script=script,
+                                  trace_events=trace is not None, progress=progress)
         if trace is not None:
             profiling.write_trace(p, trace)
             if p.dropped_events:
@@ -488,11 +521,10 @@ def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth, m
                     max_work):
     """Like _trace, but an expression's names without a value are traced at 1.0 (a graph
     needs values to be recorded): returns (traced, the names so guessed)."""
-    from . import api, values
+    from . import api
     from .dot import unset_names
     limits = _limits(max_elements, None, max_memory, max_work)
-    source, filename, script = _source(expr)
-    vals = values.resolve(at or [], api.check_dtype(dtype), limits)
+    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits)
     if script:
         return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
                                 seed=seed, max_steps=max_steps, max_depth=max_depth), []
@@ -666,17 +698,17 @@ def gradcheck_(
     def work():
         import numpy as np
 
-        from . import gradcheck, values
+        from . import gradcheck, render
         from .errors import CHECK_FAILED
         limits = _limits(max_elements, max_nodes, max_memory, max_work)
-        source, filename, script = _source(expr)
+        source, filename, script, vals = _source_and_values(expr, at, np.float64, limits)
         names = _wrt_names(wrt)
-        vals = values.resolve(at or [], np.float64, limits)
-        report = gradcheck.check(
-            source.strip() if filename and not script else source, vals, script=script,
-            filename=filename, dtype=dtype, wrt=names, expect=expect or [], method=method,
-            eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed, limits=limits,
-            max_steps=max_steps, max_depth=max_depth)
+        with render.progress_bar("numeric derivatives", sys.stderr) as progress:
+            report = gradcheck.check(
+                source.strip() if filename and not script else source, vals, script=script,
+                filename=filename, dtype=dtype, wrt=names, expect=expect or [], method=method,
+                eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed, limits=limits,
+                max_steps=max_steps, max_depth=max_depth, progress=progress)
         for note in report.notes:
             print(note, file=sys.stderr)
         if json:
@@ -697,6 +729,19 @@ def gradcheck_(
 PANELS = ["Values and gradients", "Derivatives of every order and shape", "Checking derivatives",
           "Seeing inside", "Reference"]
 app.registered_commands.sort(key=lambda c: PANELS.index(c.rich_help_panel))
+
+
+def _unwrapped(doc):
+    """A docstring's paragraphs each on one line: help text reflows to the terminal, and
+    the line breaks of the source would show as ragged lines in `adcli --help`."""
+    import inspect
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+for _info in app.registered_commands:
+    _info.help = _unwrapped(_info.callback.__doc__)
+
 
 
 def run():
@@ -744,4 +789,4 @@ def _app_for(argv):
 
 def _looks_negative(arg):
     """An argument that starts with a minus but is no option: an expression like -x**2."""
-    return arg.startswith("-") and not arg.startswith("--") and arg not in ("-", "-h", "-o")
+    return arg.startswith("-") and not arg.startswith("--") and arg not in ("-", "-h", "-o", "-q")

@@ -492,8 +492,10 @@ class Numeric:
     """Derivatives of the replayed function by differences, along element directions
     (one input element at a time) or along dense directions."""
 
-    def __init__(self, replay, base, f0, eps, method, rtol, atol):
+    def __init__(self, replay, base, f0, eps, method, rtol, atol, progress=None):
         self.replay, self.method, self.eps = replay, method, eps
+        # progress(done, total) after each column done one by one, the long part of a check
+        self.progress = progress or (lambda done, total: None)
         self.rtol, self.atol = rtol, atol
         self.base = [np.array(b, dtype=np.float64) for b in base]
         work_type = np.complex128 if method == "complex" else np.float64
@@ -534,7 +536,7 @@ class Numeric:
         fp = np.empty((len(cols), STEPS, m))
         fm = np.empty((len(cols), STEPS, m))
         slow = self._all_columns_at_once(cols, h, fp, fm)
-        for c in slow:
+        for done, c in enumerate(slow, 1):
             j, k = cols[c]
             flat = self.flat[j]
             x = flat[k]
@@ -545,6 +547,7 @@ class Numeric:
                 flat[k] = x - t
                 fm[c, s] = self._f(None)
             flat[k] = x
+            self.progress(done, len(slow))
         return estimate(fp, fm, self.f0[None, None, :], h, self.rtol, self.atol)
 
     def _all_columns_at_once(self, cols, h, fp, fm):
@@ -593,13 +596,14 @@ class Numeric:
             else:
                 self.evaluations += 1
                 value[cs] = f[ks].imag / COMPLEX_STEP
-        for c in slow:
+        for done, c in enumerate(slow, 1):
             j, k = cols[c]
             flat = self.flat[j]
             x = flat[k]
             flat[k] = x + 1j * COMPLEX_STEP
             value[c] = np.asarray(self._f(None)).imag / COMPLEX_STEP
             flat[k] = x
+            self.progress(done, len(slow))
         return self._complex_estimate(value)
 
     def _complex_estimate(self, value):
@@ -748,7 +752,7 @@ class Check:
     """The state of one gradcheck run: the traces, the settings, the numeric engine."""
 
     def __init__(self, source, values, *, script, filename, dtype, wrt, method, eps, atol,
-                 rtol, fast, order, seed, limits, max_steps, max_depth):
+                 rtol, fast, order, seed, limits, max_steps, max_depth, progress=None):
         self.source, self.values, self.script, self.filename = source, values, script, filename
         self.dtype, self.method, self.order, self.fast = dtype, method, order, fast
         self.seed, self.limits = seed, limits
@@ -783,7 +787,8 @@ class Check:
         retrace = self.retrace_output if script else None
         replay = Replay(self.ref, self.names, retrace, complex_step=method == "complex")
         self.replay = replay
-        self.numeric = Numeric(replay, self.base, self.f0, self.eps, method, self.rtol, self.atol)
+        self.numeric = Numeric(replay, self.base, self.f0, self.eps, method, self.rtol, self.atol,
+                               progress)
         with _quiet():
             try:   # surface a complex-step refusal (an op without complex numbers) at once
                 if method == "complex":
@@ -1355,8 +1360,9 @@ def second_order_rows(ck, hv, est, rtol, atol):
 
 def check(source, values, *, script=False, filename=None, dtype="float64", wrt=None, expect=(),
           method="central", eps=None, atol=None, rtol=None, fast=False, order=1, seed=0,
-          limits=None, max_steps=1_000_000, max_depth=64):
-    """Check the derivatives of `source` at `values` (name -> float64 array); a Report."""
+          limits=None, max_steps=1_000_000, max_depth=64, progress=None):
+    """Check the derivatives of `source` at `values` (name -> float64 array); a Report.
+    `progress(done, total)` is called as the numeric derivatives are computed."""
     from . import api
     api.check_dtype(dtype)
     if method not in ("central", "complex"):
@@ -1371,7 +1377,7 @@ def check(source, values, *, script=False, filename=None, dtype="float64", wrt=N
             raise InputError(f"{opt} {val}: a tolerance must be 0 or more")
     ck = Check(source, values, script=script, filename=filename, dtype=dtype, wrt=wrt,
                method=method, eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed,
-               limits=limits, max_steps=max_steps, max_depth=max_depth)
+               limits=limits, max_steps=max_steps, max_depth=max_depth, progress=progress)
     expects = parse_expect(list(expect), ck)
     report = Report(traced_label(ck.traced), method=method, order=order, dtype=dtype,
                     mode="full" if ck.full else "projections", rtol=ck.rtol, atol=ck.atol,
@@ -1666,21 +1672,29 @@ def to_json(report):
 
 
 def to_rich(report, console):
-    from rich.table import Table
+    """The report as a table that fits the terminal: an entry is its input and index
+    (x[1]), numbers are never cut, and on a narrow terminal the tolerance, abs diff and
+    check columns are left out, in that order."""
     from rich.text import Text
+
+    from .render import fit, left_out_note
     title = report.expr if len(report.expr) <= 80 else report.expr[:77] + "..."
-    table = Table(title=f"gradcheck {title}", header_style="bold")
-    for h in HEADER:
-        table.add_column(h.replace("_", " "), no_wrap=h != "input",
-                         justify="right" if h in ("analytic", "numeric", "abs_diff", "rel_diff",
-                                                  "tolerance") else "left")
     style = {"ok": "green", "FAIL": "bold red", "nonsmooth": "yellow", "rounding": "yellow",
              "skipped": "dim"}
+    numbers = ("analytic", "numeric", "abs_diff", "rel_diff", "tolerance")
+    columns = [(h.replace("_", " "), dict(no_wrap=True, justify="right" if h in numbers else
+                                          "left"))
+               for h in ("check", "input") + HEADER[3:]]
+    rows = []
     for r in report.shown:
         cells = list(_cells(r))
+        cells[1:3] = [r.input + ("" if r.index == () else _text_index(r.index))]
         cells[-1] = Text(cells[-1], style=style.get(r.status, ""))
-        table.add_row(*cells)
+        rows.append(cells)
+    table, left_out = fit(console, columns, rows, ("tolerance", "abs diff", "check", "rel diff"),
+                          title=f"gradcheck {title}", header_style="bold")
     console.print(table)
+    left_out_note(console, left_out)
     for r in _kink_rows(report):
         console.print(Text("non-smooth ", style="yellow") + Text(
             f"{r.input}{_text_index(r.index)}: left slope {_num(r.left)}, right slope "

@@ -288,10 +288,11 @@ def _backward_intervals(marks):
 
 
 def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False,
-            max_events=MAX_TRACE_EVENTS):
+            max_events=MAX_TRACE_EVENTS, progress=None):
     """Profile the value and the gradient of what `make_traced()` traces (an api.Traced),
     `repeat` times after one warm-up. wrt: the input names to differentiate (default all).
-    A value that is not a scalar is profiled without a gradient, with a note."""
+    A value that is not a scalar is profiled without a gradient, with a note.
+    progress(done, repeat) is called after each timed run, outside the timings."""
     from . import api, autodiff
     traced = make_traced()                                  # warm-up, and the usual checks
     backward = traced.output.size == 1 and traced.output.dtype.kind == "f"
@@ -341,6 +342,8 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
         del traced
         nodes = None
         gc.collect()                # the graph's nodes and graph refer to each other
+        if progress is not None:
+            progress(run + 1, repeat)
     rows = list(totals.rows.values()) + [totals.overhead[TRACING]]
     if backward:
         rows.append(totals.overhead[BACKWARD_OVERHEAD])
@@ -447,14 +450,17 @@ def _time_text(ns, scale):
     return f"{v:,.3f}"
 
 
-def _signature_text(signature):
-    """The shapes of one call's arguments: "(3,), ()"."""
+def _signature_text(signature, compact=False):
+    """The shapes of one call's arguments: "(3,), ()"; compact, "3, ()" (a table on a
+    terminal wraps between shapes, never inside one)."""
+    if compact:
+        return ", ".join("×".join(map(str, s)) or "()" for s in signature)
     return ", ".join(str(tuple(s)) for s in signature)
 
 
-def shapes_text(row):
+def shapes_text(row, compact=False):
     """The distinct argument shapes of a row, the first SHAPES_SHOWN of them in full."""
-    kinds = [_signature_text(s) for s in row.shapes]
+    kinds = [_signature_text(s, compact) for s in row.shapes]
     text = " | ".join(kinds[:SHAPES_SHOWN])
     if len(kinds) > SHAPES_SHOWN:
         text += f" | ... ({len(kinds) - SHAPES_SHOWN} more)"
@@ -478,7 +484,7 @@ def _heading(p, unit):
     return f"{_trim(label, 80)}{what}: {runs} after a warm-up; times in {unit}"
 
 
-def table_rows(p, key):
+def table_rows(p, key, compact=False):
     """(unit, header, [cells], total cells) of the op table: the cells as text."""
     unit, scale = choose_unit([r.mean_ns for r in p.rows if not r.overhead]
                               or [r.mean_ns for r in p.rows])   # no ops: by the overhead
@@ -486,17 +492,17 @@ def table_rows(p, key):
     header = ["op", "phase", "calls", f"self ({unit})", f"mean ({unit})", "share", "input shapes"]
     cells = [[r.op, r.phase, f"{r.calls:,}", _time_text(r.self_ns, scale),
               _time_text(r.mean_ns, scale), f"{100 * _share(r.self_ns, total):.1f}%",
-              shapes_text(r)] for r in sorted_rows(p.rows, key)]
+              shapes_text(r, compact)] for r in sorted_rows(p.rows, key)]
     return unit, header, cells, ["total", "", "", _time_text(total, scale), "", "100.0%", ""]
 
 
-def line_rows(p, key):
+def line_rows(p, key, trim=True):
     unit, scale = choose_unit([r.self_ns / r.calls for r in p.lines if r.calls])
     total = p.lines_total_ns
     header = ["line", "phase", "calls", f"self ({unit})", "share", "source"]
     cells = [["-" if r.line is None else str(r.line), r.phase, f"{r.calls:,}",
               _time_text(r.self_ns, scale), f"{100 * _share(r.self_ns, total):.1f}%",
-              _trim(r.text)] for r in sorted_lines(p.lines, key)]
+              _trim(r.text) if trim else r.text] for r in sorted_lines(p.lines, key)]
     return unit, header, cells, ["total", "", "", _time_text(total, scale), "100.0%", ""]
 
 
@@ -526,34 +532,26 @@ def to_plain(p, key="self"):
 
 
 def to_rich(p, console, key="self"):
-    from rich.table import Table
-    unit, header, cells, total = table_rows(p, key)
-    longest = max([len(c[0]) for c in cells] + [len("total")])
-    table = Table(title=_heading(p, unit), header_style="bold", title_justify="left")
-    for i, name in enumerate(header):
-        if i == 0:      # op names are never cut
-            table.add_column(name, style="bold cyan", no_wrap=True, min_width=longest)
-        elif i in (2, 3, 4, 5):
-            table.add_column(name, justify="right", no_wrap=True)
-        else:
-            table.add_column(name, overflow="fold")
-    for c in cells:
-        table.add_row(*c)
-    table.add_section()
-    table.add_row(*total, style="bold")
+    """The op table and, for a script, the line table, fitted to the terminal: op names,
+    phases and times are never cut; on a narrow terminal the mean column, then the input
+    shapes, are left out."""
+    from .render import SECTION, fit, left_out_note
+    unit, header, cells, total = table_rows(p, key, compact=True)
+    columns = [(name, dict(style="bold cyan" if i == 0 else None, no_wrap=i < 6,
+                           justify="right" if i in (2, 3, 4, 5) else "left"))
+               for i, name in enumerate(header)]
+    table, left_out = fit(console, columns, cells + [SECTION, total], (header[4], header[6]),
+                          styles={len(cells) + 1: "bold"}, title=_heading(p, unit),
+                          header_style="bold", title_justify="left")
     console.print(table)
+    left_out_note(console, left_out)
     if p.lines is not None:
-        unit, header, cells, total = line_rows(p, key)
-        table = Table(title=f"by source line (the ops' time, without the overhead rows); "
-                            f"times in {unit}", header_style="bold", title_justify="left")
-        for i, name in enumerate(header):
-            right = i in (0, 2, 3, 4)
-            table.add_column(name, justify="right" if right else "left", no_wrap=right,
-                             overflow="fold")
-        for c in cells:
-            table.add_row(*c)
-        table.add_section()
-        table.add_row(*total, style="bold")
+        unit, header, cells, total = line_rows(p, key, trim=False)   # it folds instead
+        columns = [(name, dict(no_wrap=i < 5, justify="right" if i in (0, 2, 3, 4) else "left"))
+                   for i, name in enumerate(header)]
+        table, _ = fit(console, columns, cells + [SECTION, total], styles={len(cells) + 1: "bold"},
+                       title=f"by source line (the ops' time, without the overhead rows); "
+                             f"times in {unit}", header_style="bold", title_justify="left")
         console.print(table)
 
 

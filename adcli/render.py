@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -201,9 +203,14 @@ def to_rich(result, console):
     table.add_column("", style="bold cyan", no_wrap=True)
     table.add_column("shape", style="dim")
     table.add_column("value")
-    with np.printoptions(threshold=1000, edgeitems=3, linewidth=100):
-        table.add_row("value", _shape(result.value), _pretty(result.value))
-        for _, label, v in rows(result):
+    from rich.cells import cell_len
+    items = [("value", result.value)] + [(label, v) for _, label, v in rows(result)]
+    # arrays are laid out by numpy for the room the value column has: rich need not wrap
+    # them again, and never cuts a number
+    room = console.width - 10 - max(cell_len(k) for k, _ in items) \
+        - max(len(_shape(v)) for _, v in items)
+    with np.printoptions(threshold=1000, edgeitems=3, linewidth=max(30, room)):
+        for label, v in items:
             table.add_row(label, _shape(v), _pretty(v))
     console.print(table)
     mode = (result.extra or {}).get("mode")
@@ -212,8 +219,7 @@ def to_rich(result, console):
 
 
 def _shape(a):
-    a = np.asarray(a)
-    return "scalar" if a.ndim == 0 else "×".join(map(str, a.shape))
+    return _shape_text(np.asarray(a).shape, "×")
 
 
 def _pretty(a):
@@ -223,15 +229,126 @@ def _pretty(a):
     return np.array2string(a, separator=", ")
 
 
+SECTION = None   # in fit()'s rows: a line across the table
+
+
+def fit(console, columns, rows, optional=(), styles=None, **table_args):
+    """A rich Table that fits the console without cutting a number or a word.
+
+    columns: (header, options) pairs, the options those of rich's add_column; a column
+    with no_wrap (numbers) is as wide as its widest cell, the others fold at spaces, never
+    narrower than their longest word. rows: sequences of cells, or SECTION; styles: row
+    index -> style. While even the narrowest layout is wider than the console, columns are left
+    out in the order of `optional` (the least needed first). Returns the table and the
+    headers left out.
+
+    The widths are computed here: rich shrinks the widest wrapping column first, below
+    its longest word, and then cuts that word with an ellipsis."""
+    from rich.table import Table
+    styles = styles or {}
+    texts = [[str(c) for c in r] for r in rows if r is not SECTION]
+    left_out = []
+    while True:
+        keep = [i for i, (h, _) in enumerate(columns) if h not in left_out]
+        widths = _widths(console.width - 3 * len(keep) - 1,
+                         [columns[i] for i in keep], [[t[i] for t in texts] for i in keep])
+        if widths is not None or len(left_out) == len(optional):
+            break
+        left_out.append(optional[len(left_out)])
+    table = Table(**table_args)
+    for k, i in enumerate(keep):
+        header, opts = columns[i]
+        table.add_column(header, **({**opts, "width": widths[k]} if widths else opts))
+    for n, r in enumerate(rows):
+        if r is SECTION:
+            table.add_section()
+        else:
+            table.add_row(*[r[i] for i in keep], style=styles.get(n))
+    return table, left_out
+
+
+def _widths(room, columns, cells):
+    """Content widths for the columns within `room` (None: they cannot fit), or [] where
+    their natural widths fit anyway."""
+    from rich.cells import cell_len
+    lo, hi = [], []
+    for (header, opts), texts in zip(columns, cells):
+        lines = [ln for t in [header] + texts for ln in t.splitlines()] or [""]
+        longest = max(cell_len(ln) for ln in lines)
+        word = max([cell_len(w) for ln in lines for w in ln.split()] + [1])
+        if opts.get("no_wrap"):
+            lo.append(longest)
+            hi.append(longest)
+        else:
+            lo.append(word)
+            hi.append(max(word, min(longest, opts.get("max_width") or longest)))
+    if sum(hi) <= room:
+        return []
+    if sum(lo) > room:
+        return None
+    # the spare room shared out evenly, a column taking no more than it can use: short
+    # cells come out on one line, and the longest share what is left
+    widths, spare = list(lo), room - sum(lo)
+    hungry = sorted(range(len(widths)), key=lambda j: hi[j] - lo[j])
+    while hungry and spare > 0:
+        share = spare // len(hungry)
+        k = hungry[0]
+        if hi[k] - widths[k] <= share or share == 0:
+            give = min(hi[k] - widths[k], spare)
+            widths[k] += give
+            spare -= give
+            hungry.pop(0)
+            continue
+        for j in hungry:
+            widths[j] += share
+        spare -= share * len(hungry)
+    return widths
+
+
+def left_out_note(console, left_out):
+    if left_out:
+        console.print(f"[dim]not shown at {console.width} columns: {', '.join(left_out)} "
+                      "(--plain or --json shows them)[/dim]", highlight=False)
+
+
+# the members of the JSON output that are not results
+JSON_META = ("expr", "order", "mode", "dtype", "device")
+
+
+def flat_members(obj, leaf):
+    """{name: leaf(v)} for the results of a JSON-like object, named by their paths joined by
+    '_': value, grad_x, jacobian_x, hessian_x_y, jvp, vjp_x. Files (.npz, .csv) name their
+    arrays so, and `--at x=@r.json:grad_x` reads them back so. Depth first, in order,
+    without recursion (a JSON file given to --at may nest deeply)."""
+    out, stack = {}, [("", iter(obj.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        item = next(items, None)
+        if item is None:
+            stack.pop()
+            continue
+        key, v = item
+        if not prefix and key in JSON_META:
+            continue
+        path = f"{prefix}_{key}" if prefix else key
+        if isinstance(v, dict):
+            stack.append((path, iter(v.items())))
+        else:
+            out[path] = leaf(path, v)
+    return out
+
+
+def named_arrays(result):
+    members = {"value": result.value, "grad": result.grad or {}, **(result.extra or {})}
+    return {k: v for k, v in flat_members(members, lambda _, v: v).items()
+            if not isinstance(v, str)}
+
+
 def save(result, path):
-    """Write the value and the gradients in full: .npy, .npz, .csv or .json."""
+    """Write the value and the results in full: .npy, .npz, .csv or .json. Returns the
+    names of the arrays the file holds."""
     from .errors import InputError
-    arrays = {"value": np.asarray(result.value)}
-    for key, _, v in rows(result):
-        # file-friendly names: d/dx -> grad_x, d2/dx,dy -> d2_dx_dy, vjp/x -> vjp_x
-        name = "grad_" + key[3:] if key.startswith("d/d") else \
-            key.replace("/", "_").replace(",", "_")
-        arrays[name] = np.asarray(v)
+    arrays = {k: np.asarray(v) for k, v in named_arrays(result).items()}
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     try:
         if ext == "npz":
@@ -242,8 +359,9 @@ def save(result, path):
                 raise InputError(f"--out {path}: a .npy file holds one array; use .npz for "
                                  f"{len(arrays)} arrays")
             # with one gradient, the .npy file holds the gradient; otherwise the value
+            arrays = dict([list(arrays.items())[-1]])
             with open(path, "wb") as f:
-                np.save(f, list(arrays.values())[-1])
+                np.save(f, next(iter(arrays.values())))
         elif ext == "csv":
             with open(path, "w") as f:
                 f.write("name,index,value\n")
@@ -259,3 +377,93 @@ def save(result, path):
             raise InputError(f"--out {path}: unknown file type", hint="use .npy, .npz, .csv or .json")
     except OSError as e:
         raise InputError(f"--out {path}: {e.strerror}") from None
+    return list(arrays)
+
+
+def saved_summary(result):
+    """What --out prints instead of the arrays: (name, shape, dtype, the value if it is one
+    number) for each result, named as in the file."""
+    return [(k, a.shape, str(a.dtype), a.item() if a.ndim == 0 else None)
+            for k, a in ((k, np.asarray(v)) for k, v in named_arrays(result).items())]
+
+
+def summary_plain(summary, path, saved, out):
+    """file<TAB>PATH<TAB>the names the file holds, then NAME<TAB>SHAPE<TAB>DTYPE[<TAB>VALUE]
+    for each result."""
+    out.write(f"file\t{path}\t{' '.join(saved)}\n")
+    for name, shape, dtype, v in summary:
+        out.write("\t".join([name, _shape_text(shape, "x"), dtype]
+                             + ([] if v is None else [number_text(v)])) + "\n")
+
+
+def summary_json(summary, path, saved, result):
+    arrays = {name: dict(shape=list(shape), dtype=dtype,
+                         **({} if v is None else {"value": _json_leaf(v)}))
+              for name, shape, dtype, v in summary}
+    return json.dumps({"expr": result.expr, "file": path, "saved": list(saved),
+                       "arrays": arrays})
+
+
+def summary_rich(summary, path, saved, console):
+    from rich.table import Table
+    every = len(saved) == len(summary)
+    table = Table(title=f"saved to {path}" + ("" if every else f": {', '.join(saved)}"),
+                  header_style="bold")
+    for h in ("name", "shape", "dtype", "value"):
+        table.add_column(h, no_wrap=True)
+    for name, shape, dtype, v in summary:
+        table.add_row(name, _shape_text(shape, "×"), dtype,
+                      "" if v is None else number_text(v))
+    console.print(table)
+
+
+def _shape_text(shape, times):
+    return "scalar" if not shape else times.join(map(str, shape))
+
+
+class ProgressBar:
+    """A rich progress bar for work that turns out to be long: it appears once the work
+    has taken DELAY seconds (a quick command never flickers), and is gone when it ends.
+    It is drawn from the calls themselves, at most every REFRESH seconds, not by a thread
+    of rich's: nothing runs beside the work (a profile's timings stay undisturbed)."""
+
+    DELAY, REFRESH = 1.0, 0.1
+
+    def __init__(self, console, description, clock=time.monotonic):
+        self.console, self.description, self.clock = console, description, clock
+        self.start, self.bar, self.task, self.drawn = clock(), None, None, None
+
+    def __call__(self, done, total):
+        if self.bar is None:
+            if self.clock() - self.start < self.DELAY:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+            self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=self.console, transient=True,
+                                auto_refresh=False)
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+        now = self.clock()
+        if self.drawn is None or now - self.drawn >= self.REFRESH or done == total:
+            self.bar.refresh()
+            self.drawn = now
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextmanager
+def progress_bar(description, stream):
+    """progress(done, total) for a long computation: a bar on `stream` (standard error)
+    when it is a terminal, nothing otherwise (a pipe or a log file gets no bar)."""
+    if not stream.isatty():
+        yield None
+        return
+    from rich.console import Console
+    bar = ProgressBar(Console(file=stream), description)
+    try:
+        yield bar
+    finally:
+        bar.close()

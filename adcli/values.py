@@ -35,6 +35,9 @@ def parse_assignments(items, option="--at"):
     out = {}
     for item in items:
         for part in split_top_level(item):
+            if part.startswith("@"):     # @inputs.npz: its arrays, by their names
+                out[part] = part
+                continue
             name, eq, value = part.partition("=")
             name = name.strip()
             if not eq or not value.strip():
@@ -70,86 +73,301 @@ def evaluate_constant(text, dtype, limits, name, option="--at"):
     return np.asarray(node.value)
 
 
+FORMATS = ("npy", "npz", "json", "csv", "tsv", "txt")
+
 # The memory a parser takes per byte of text, measured at its worst (a line of 5,000,000
 # one-digit fields; a JSON list of empty lists): the size limit of text files follows.
-PARSE_BYTES = {".json": 40}
+PARSE_BYTES = {"json": 40}
 PARSE_BYTES_TEXT = 24
 
 
-def load_file(path, limits, name, option="--at", held=0):
-    """Read an array from .npy, .csv, .txt or .json. Only the file named is read, and only
-    when the memory it needs fits beside the `held` bytes of the values read before it."""
-    if os.path.isdir(path):
-        raise InputError(f"{option} {name}=@{path}: is a folder, not a file")
-    if not os.path.isfile(path):
-        raise InputError(f"{option} {name}=@{path}: no such file")
-    ext = os.path.splitext(path)[1].lower()
-    try:
-        if ext == ".npy":
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0(f))
-                start = f.tell()
-            n = math.prod(shape)
-            _check_size(n, limits, name, option)
-            if dtype.kind not in "biuf":
-                raise InputError(f"{option} {name}=@{path}: holds {dtype}, not numbers")
-            # refused from the header alone: the data is read only if it is all there and fits
-            if os.path.getsize(path) < start + n * dtype.itemsize:
-                raise InputError(f"{option} {name}=@{path}: the file is shorter than its header "
-                                 f"says (shape {tuple(shape)} of {dtype})")
-            limits.check_memory(held + n * max(dtype.itemsize, 8), f"{option} {name}=@{path}")
-            return np.load(path, allow_pickle=False)
-        if ext not in PARSE_BYTES and ext not in (".csv", ".txt", ".tsv", ".dat", ""):
-            raise InputError(f"{option} {name}=@{path}: unknown file type '{ext}'",
-                             hint="use .npy, .csv, .txt or .json")
-        text = _read_text(path, ext, limits, name, option, held)
-        if ext == ".json":
-            import json
-            arr = np.asarray(json.loads(text), dtype=np.float64)
+def split_spec(spec):
+    """'g.npz:grad_x' -> ('g.npz', None, 'grad_x'), '-:csv' -> ('-', 'csv', None): a file,
+    then optionally a format (for a pipe, which has no file name) and the name of one array
+    in a file of several. A path that exists is taken whole, colons and all."""
+    path, fmt, member = spec, None, None
+    for _ in range(2):
+        if path == "-" or os.path.exists(path):
+            break
+        head, sep, tail = path.rpartition(":")
+        if not sep or not head:
+            break
+        if tail.lower() in FORMATS and fmt is None:
+            fmt = tail.lower()
+        elif member is None and fmt is None:
+            member = tail
         else:
-            delim = "," if ext == ".csv" or ("," in text and ext != ".tsv") else None
-            if not text.split("#", 1)[0].strip() and "\n" not in text.strip():
-                arr = np.zeros(0)                             # an empty file: no numbers
-            else:
-                import io
-                import warnings
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")           # "input contained no data"
-                    arr = np.loadtxt(io.StringIO(text), delimiter=delim, ndmin=1, comments="#")
-    except (ValueError, TypeError, OSError) as e:
+            break
+        path = head
+    return path, fmt, member
+
+
+def load_file(spec, limits, name, option="--at", stdin_free=True, held=0):
+    """One array from @FILE: .npy, .npz, .csv, .txt or .json, a FIFO, or - for standard
+    input; FILE:NAME picks one array of a file that holds several. Only the file named is
+    read, and only when the memory it needs fits beside the `held` bytes of the values read
+    before it."""
+    path, fmt, member = split_spec(spec)
+    arrays = load_arrays(path, fmt, limits, name, option, stdin_free, held)
+    where = f"{option} {name}=@{spec}"
+    if not isinstance(arrays, dict):
+        if member is not None:
+            raise InputError(f"{where}: the file holds one array, without names",
+                             hint=f"write {name}=@{path}")
+        return arrays
+    if member is not None:
+        if member not in arrays:
+            raise InputError(f"{where}: the file has no array '{member}'",
+                             hint=_holds(arrays))
+        return arrays[member]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    first = next(iter(arrays), "NAME")
+    raise InputError(f"{where}: the file holds {len(arrays)} arrays; name one",
+                     hint=f"for example {name}=@{path}:{first} ({_holds(arrays)})")
+
+
+def load_named(spec, limits, option="--at", stdin_free=True, held=0):
+    """`--at @inputs.npz`: every array of a file of named arrays, by its name."""
+    path, fmt, member = split_spec(spec)
+    if member is not None:
+        raise InputError(f"{option} @{spec}: name the input too",
+                         hint=f"write {member}=@{spec}")
+    arrays = load_arrays(path, fmt, limits, "", option, stdin_free, held)
+    if not isinstance(arrays, dict):
+        raise InputError(f"{option} @{spec}: the file holds one array, without a name",
+                         hint=f"write NAME=@{spec}")
+    for key in arrays:
+        if not key or key[0].isdigit() or set(key) - NAME_CHARS:
+            raise InputError(f"{option} @{spec}: its array '{key[:40]}' has no valid input name",
+                             hint=f"pick arrays one by one: NAME=@{spec}:ARRAY")
+    return arrays
+
+
+def _holds(arrays):
+    names = list(arrays)
+    return "it holds " + ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+
+
+def _format_of(path, head):
+    """The format of a file from its extension, or, for a pipe or a file without one,
+    from its first bytes."""
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext in FORMATS or ext == "dat":
+        return "txt" if ext == "dat" else ext
+    if ext:
+        return None
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"PK"):
+        return "npz"
+    text = head.lstrip()
+    if text[:1] in (b"[", b"{"):
+        return "json"
+    return "csv" if text.startswith(b"name,index,value") else "txt"
+
+
+def _text_limit(fmt, limits, held):
+    """(the most bytes of a text file in `fmt` that fit the budgets, why)."""
+    factor = PARSE_BYTES.get(fmt, PARSE_BYTES_TEXT)
+    by_memory = max(0, limits.max_memory - held) // factor
+    by_elements = 32 * limits.max_elements + 1024      # numbers of up to 31 characters
+    if by_memory <= by_elements:
+        return by_memory, (f"reading one takes up to {factor} bytes of memory per byte, and "
+                           f"--max-memory is {format_bytes(limits.max_memory)}", "--max-memory")
+    return by_elements, (f"32 bytes for each of --max-elements {limits.max_elements:,} numbers",
+                         "--max-elements")
+
+
+def _too_large(where, size, fmt, limits, held):
+    limit, (why, option) = _text_limit(fmt, limits, held)
+    return LimitError(f"{where}: the file has {size:,} bytes; the limit for a "
+                      f"{'.' + fmt if fmt else 'text'} file is {limit:,} bytes ({why})",
+                      hint=f"raise it with {option}")
+
+
+def _read_bounded(f, limits, held, where):
+    """A pipe's bytes, no more than a text file may have (the most generous limit)."""
+    limit = _text_limit(None, limits, held)[0]
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(where, len(data), None, limits, held)
+    return data
+
+
+def load_arrays(path, fmt, limits, name, option="--at", stdin_free=True, held=0):
+    """The contents of a file: an array, or a dict of named arrays (.npz, a JSON object,
+    adcli's CSV). A pipe (standard input, a FIFO, <(...)) is read once, into memory,
+    up to the size limit of text files."""
+    import io
+    where = f"{option} {name + '=' if name else ''}@{path}"
+    if path == "-":
+        if not stdin_free:
+            raise InputError(f"{where}: standard input is already the source",
+                             hint="give the expression or script as an argument, or the "
+                                  "values from a file")
+        import sys
+        data = _read_bounded(sys.stdin.buffer, limits, held, where)
+        if not data.strip():
+            raise InputError(f"{where}: nothing on standard input")
+    elif os.path.isdir(path):
+        raise InputError(f"{where}: is a folder, not a file")
+    elif not os.path.exists(path):
+        raise InputError(f"{where}: no such file")
+    elif not os.path.isfile(path):     # a FIFO, /dev/stdin, process substitution
+        try:
+            with open(path, "rb") as f:
+                data = _read_bounded(f, limits, held, where)
+        except OSError as e:
+            raise InputError(f"{where}: {e.strerror}") from None
+    else:
+        data = None
+    if data is None:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    else:
+        head = data[:64]
+    fmt = fmt or _format_of(path, head)
+    if fmt is None:
+        raise InputError(f"{where}: unknown file type '{os.path.splitext(path)[1]}'",
+                         hint="use .npy, .npz, .csv, .txt or .json, or name the format: "
+                              f"@{path}:csv")
+    source = path if data is None else io.BytesIO(data)
+    try:
+        if fmt == "npy":
+            return _load_npy(source, limits, name, where, held)
+        if fmt == "npz":
+            return _load_npz(source, limits, name, where, held)
+        text = _read_text(source, fmt, limits, where, held)
+        if fmt == "json":
+            return _from_json(text, limits, name)
+        if text.startswith("name,index,value"):
+            return _from_adcli_csv(text, limits, name)
+        return _from_text(text, fmt, limits, name)
+    except (ValueError, TypeError, OSError, EOFError, IndexError) as e:
         detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise InputError(f"{option} {name}=@{path}: cannot read it as numbers ({detail})") from None
-    _check_size(arr.size, limits, name, option)
+        raise InputError(f"{where}: cannot read it as numbers ({detail})") from None
+
+
+def _read_text(source, fmt, limits, where, held):
+    """The text of a data file (a path, or a pipe's bytes), refused before parsing when the
+    parser would need more memory than the budget leaves beside the `held` bytes. Only so
+    much is read, whatever size the file says it has."""
+    limit = _text_limit(fmt, limits, held)[0]
+    size = os.path.getsize(source) if isinstance(source, str) else len(source.getvalue())
+    if size > limit:
+        raise _too_large(where, size, fmt, limits, held)
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise _too_large(where, len(data), fmt, limits, held)
+    else:
+        data = source.getvalue()
+    return data.decode("utf-8-sig")          # (a spreadsheet's BOM)
+
+
+def _npy_header(f):
+    version = np.lib.format.read_magic(f)
+    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0(f))
+    return shape, dtype
+
+
+def _load_npy(source, limits, name, where, held):
+    f = open(source, "rb") if isinstance(source, str) else source
+    with f:
+        shape, dtype = _npy_header(f)
+        start = f.tell()
+        n = math.prod(shape)
+        _check_size(n, limits, name)
+        if dtype.kind not in "biuf":
+            raise InputError(f"{where}: holds {dtype}, not numbers")
+        # refused from the header alone: the data is read only if it is all there and fits
+        size = f.seek(0, os.SEEK_END)
+        if size < start + n * dtype.itemsize:
+            raise InputError(f"{where}: the file is shorter than its header says (shape "
+                             f"{tuple(shape)} of {dtype})")
+        limits.check_memory(held + n * max(dtype.itemsize, 8), where)
+        f.seek(0)
+        return np.load(f, allow_pickle=False)
+
+
+def _load_npz(source, limits, name, where, held):
+    """Every array of an .npz file, each checked from its header before it is read."""
+    import zipfile
+    out = {}
+    try:
+        with zipfile.ZipFile(source) as z:
+            for entry in z.namelist():
+                key = entry[:-4] if entry.endswith(".npy") else entry
+                with z.open(entry) as f:
+                    shape, dtype = _npy_header(f)
+                n = math.prod(shape)
+                _check_size(n, limits, name or key)
+                if dtype.kind not in "biuf":
+                    raise InputError(f"{where}: its array '{key}' holds {dtype}, not numbers")
+                held += n * max(dtype.itemsize, 8)
+                limits.check_memory(held, f"{where}: its array '{key}'")
+                with z.open(entry) as f:
+                    out[key] = np.lib.format.read_array(f, allow_pickle=False)
+    except zipfile.BadZipFile as e:
+        raise ValueError(str(e)) from None
+    if not out:
+        raise InputError(f"{where}: the file holds no arrays")
+    return out
+
+
+def _from_json(text, limits, name):
+    """A JSON array, or an object of arrays by name; adcli's own output (`--out r.json`)
+    gives value, grad_x, ...: the paths of its members joined by '_'."""
+    import json
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        return _json_array(data, limits, name)
+    from .render import flat_members
+    return flat_members(data, lambda path, v: _json_array(v, limits, path))
+
+
+def _json_array(v, limits, name):
+    # non-finite numbers are the strings "nan", "inf" and "-inf" in adcli's JSON
+    arr = np.array(v, dtype=np.float64)
+    _check_size(arr.size, limits, name)
     return arr
 
 
-def _read_text(path, ext, limits, name, option, held):
-    """The text of a data file, refused before parsing when the parser would need more
-    memory than the budget leaves beside the `held` bytes. Only so much is read, whatever
-    size the file says it has."""
-    factor = PARSE_BYTES.get(ext, PARSE_BYTES_TEXT)
-    by_memory = max(0, limits.max_memory - held) // factor
-    by_elements = 32 * limits.max_elements + 1024      # numbers of up to 31 characters
-    limit = min(by_memory, by_elements)
+def _from_adcli_csv(text, limits, name):
+    """adcli's CSV (`--out r.csv`): name,index,value rows, the index the element's
+    position along each axis, separated by spaces."""
+    cells = {}
+    for line in text.splitlines()[1:]:
+        if not line.strip():
+            continue
+        key, index, number = line.split(",")
+        cells.setdefault(key, []).append((tuple(int(i) for i in index.split()), float(number)))
+    out = {}
+    for key, items in cells.items():
+        shape = tuple(max(i[k] for i, _ in items) + 1 for k in range(len(items[0][0])))
+        _check_size(math.prod(shape), limits, key)
+        arr = np.zeros(shape)
+        for i, v in items:
+            arr[i] = v
+        out[key] = arr
+    return out
 
-    def too_large(size):
-        why = (f"reading one takes up to {factor} bytes of memory per byte, and --max-memory "
-               f"is {format_bytes(limits.max_memory)}" if limit == by_memory else
-               f"32 bytes for each of --max-elements {limits.max_elements:,} numbers")
-        return LimitError(f"{option} {name}=@{path}: the file has {size:,} bytes; the limit for "
-                          f"a {ext or 'text'} file is {limit:,} bytes ({why})",
-                          hint="raise it with " + ("--max-memory" if limit == by_memory
-                                                   else "--max-elements"))
-    size = os.path.getsize(path)
-    if size > limit:
-        raise too_large(size)
-    with open(path, encoding="utf-8-sig") as f:     # (a spreadsheet's BOM)
-        text = f.read(limit + 1)
-    if len(text) > limit:
-        raise too_large(len(text))
-    return text
+
+def _from_text(text, fmt, limits, name):
+    import io
+    import warnings
+    delim = "," if fmt == "csv" or ("," in text and fmt != "tsv") else None
+    if not text.split("#", 1)[0].strip() and "\n" not in text.strip():
+        arr = np.zeros(0)                             # an empty file: no numbers
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")           # "input contained no data"
+            arr = np.loadtxt(io.StringIO(text), delimiter=delim, ndmin=1, comments="#")
+    _check_size(arr.size, limits, name)
+    return arr
 
 
 def _check_size(n, limits, name, option="--at"):
@@ -158,20 +376,35 @@ def _check_size(n, limits, name, option="--at"):
                          hint="raise it with --max-elements")
 
 
-def resolve(items, dtype, limits, option="--at"):
-    """--at items (or --tangent, --vector ones) to arrays, by name, in the order given."""
-    out, held = {}, 0
+def resolve(items, dtype, limits, option="--at", stdin_free=True):
+    """--at items (or --tangent, --vector ones) to arrays, by name, in the order given.
+    `stdin_free`: standard input is not the source, so `@-` may read it (once)."""
+    out = {}
     for name, text in parse_assignments(items, option).items():
-        arr = value(text, dtype, limits, name, option, held)
-        out[name] = arr
-        held += arr.nbytes
+        reads_stdin = text == "@-" or text.startswith("@-:")
+        held = sum(a.nbytes for a in out.values())
+        if name.startswith("@"):         # a file of named arrays: each is an input
+            for key, arr in load_named(text[1:], limits, option, stdin_free, held).items():
+                if key in out:
+                    raise InputError(f"{option} gives '{key}' twice (also in {text})")
+                out[key] = _as(arr, dtype)
+        elif name in out:
+            raise InputError(f"{option} gives '{name}' twice")
+        else:
+            out[name] = value(text, dtype, limits, name, option, stdin_free, held)
+        if reads_stdin:       # standard input can be read once
+            stdin_free = False
     return out
 
 
-def value(text, dtype, limits, name, option="--at", held=0):
+def _as(arr, dtype):
+    return arr.astype(dtype) if arr.dtype == bool else arr
+
+
+def value(text, dtype, limits, name, option="--at", stdin_free=True, held=0):
     """One value: a constant of the language or @FILE."""
     if text.startswith("@"):
-        arr = load_file(text[1:], limits, name, option, held)
+        arr = load_file(text[1:], limits, name, option, stdin_free, held)
     else:
         arr = evaluate_constant(text, dtype, limits, name, option)
-    return arr.astype(dtype) if arr.dtype == bool else arr
+    return _as(arr, dtype)

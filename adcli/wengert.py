@@ -160,26 +160,28 @@ def to_json(rows, full=False):
 
 
 def to_rich(rows, console, title, source=None, full=False):
-    """A rich table; for scripts the line column also shows the source line's text."""
-    from rich.table import Table
-    table = Table(title=title if len(title) <= 80 else title[:77] + "...", header_style="bold")
-    for name in COLUMNS:
-        # numbers fold onto more lines rather than lose digits to an ellipsis
-        number = name in ("value", "adjoint")
-        table.add_column(name, style="bold cyan" if name == "id" else None,
-                         justify="right" if name == "id" else "left",
-                         overflow="fold" if number else "ellipsis", min_width=8 if number else None,
-                         no_wrap=name in ("id", "shape"))
+    """A rich table that fits the terminal; for scripts the line column also shows the
+    source line's text. Numbers are never cut: arrays wrap between their elements, and on
+    a narrow terminal the line, shape and inputs columns are left out, in that order."""
+    from .render import fit, left_out_note
     script = bool(rows) and "line" in rows[0]
-    if script:
-        table.add_column("line", style="dim", overflow="ellipsis", max_width=30)
     lines = source.splitlines() if source else []
+    columns = [(name, dict(style="bold cyan" if name == "id" else None, no_wrap=name in (
+                "id", "shape"), justify="right" if name == "id" else "left", overflow="fold"))
+               for name in COLUMNS]
+    if script:
+        columns.append(("line", dict(style="dim", max_width=30, overflow="fold")))
+    body = []
     for r in rows:
         cells = _cells(r, full)
         if script and r["line"] is not None and 0 < r["line"] <= len(lines):
-            text = lines[r["line"] - 1].strip()
-            cells[-1] = f"{r['line']}: {text}"
-        table.add_row(*cells, style="bold" if r is rows[-1] else None)
+            cells[-1] = f"{r['line']}: {lines[r['line'] - 1].strip()}"
+        body.append(cells)
+    table, left_out = fit(console, columns, body, ("line", "shape", "inputs"),
+                          styles={len(body) - 1: "bold"},
+                          title=title if len(title) <= 80 else title[:77] + "...",
+                          header_style="bold")
     console.print(table)
+    left_out_note(console, left_out)
     return table
 

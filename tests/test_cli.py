@@ -102,7 +102,7 @@ def test_input_files(tmp_path):
 
 def test_bad_input_files(tmp_path):
     assert "no such file" in fails("eval", "x", "--at", f"x=@{tmp_path}/missing.npy")
-    (tmp_path / "bad.json").write_text("{\"a\": 1}")
+    (tmp_path / "bad.json").write_text("{\"a\": [1, \"two\"]}")
     assert "cannot read" in fails("eval", "x", "--at", f"x=@{tmp_path}/bad.json")
     np.save(tmp_path / "big.npy", np.zeros(1000))
     assert "limit" in fails("eval", "x", "--at", f"x=@{tmp_path}/big.npy", "--max-elements", "10")
