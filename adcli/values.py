@@ -180,8 +180,11 @@ def _text_limit(fmt, limits, held):
 
 
 def _too_large(where, size, fmt, limits, held):
+    """The error of a file over the size limit; `size` its bytes, or a text ("more than N")
+    for a pipe, which is read no further than the limit."""
     limit, (why, option) = _text_limit(fmt, limits, held)
-    return LimitError(f"{where}: the file has {size:,} bytes; the limit for a "
+    size = f"{size:,}" if isinstance(size, int) else size
+    return LimitError(f"{where}: the file has {size} bytes; the limit for a "
                       f"{'.' + fmt if fmt else 'text'} file is {limit:,} bytes ({why})",
                       hint=f"raise it with {option}")
 
@@ -191,7 +194,7 @@ def _read_bounded(f, limits, held, where):
     limit = _text_limit(None, limits, held)[0]
     data = f.read(limit + 1)
     if len(data) > limit:
-        raise _too_large(where, len(data), None, limits, held)
+        raise _too_large(where, f"more than {limit:,}", None, limits, held)
     return data
 
 
@@ -261,7 +264,7 @@ def _read_text(source, fmt, limits, where, held):
         with open(source, "rb") as f:
             data = f.read(limit + 1)
         if len(data) > limit:
-            raise _too_large(where, len(data), fmt, limits, held)
+            raise _too_large(where, f"more than {limit:,}", fmt, limits, held)
     else:
         data = source.getvalue()
     return data.decode("utf-8-sig")          # (a spreadsheet's BOM)

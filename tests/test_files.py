@@ -171,3 +171,8 @@ def test_short_quiet_option_keeps_unknown_options_reported(tmp_path):
     r = subprocess.run(cmd + ["-q", "--quite"], capture_output=True, text=True,
                        env=example_env(), timeout=60)
     assert r.returncode == 2 and "No such option: --quite" in r.stderr
+
+
+def test_a_pipe_over_the_size_limit_is_read_no_further():
+    err = fails("eval", "sum(x)", "--at", "x=@-", "--max-memory", "1KB", input="1\n" * 1000)
+    assert "--at x=@-: the file has more than 41 bytes; the limit for a text file is 41" in err
