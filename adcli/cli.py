@@ -22,8 +22,9 @@ app = _typer()
 
 AT = typer.Option(None, "--at", metavar="NAME=VALUE,...",
                   help="Input values: numbers, lists [1,2], constant expressions "
-                       "(linspace(0,1,5), pi/4) or files (@x.npy, @x.csv, @x.txt, @x.json). "
-                       "May repeat.")
+                       "(linspace(0,1,5), pi/4) or files (@x.npy, @x.csv, @x.txt, @x.json, "
+                       "one array of several: @r.npz:grad_x, standard input: @-); @r.npz "
+                       "alone: each array by its name. May repeat.")
 DTYPE = typer.Option("float64", "--dtype", help="float64 or float32.")
 JSON = typer.Option(False, "--json", help="Write one JSON object to stdout.")
 PLAIN = typer.Option(False, "--plain", help="Plain text even on a terminal.")
