@@ -198,8 +198,8 @@ def write_array(arr, out):
 
 def to_rich(result, console):
     from rich.table import Table
-    table = Table(title=result.expr if len(result.expr) <= 80 else result.expr[:77] + "...",
-                  show_header=True, header_style="bold")
+    title = result.expr if len(result.expr) <= 80 else result.expr[:77] + "..."
+    table = Table(title=literal(title, "table.title"), show_header=True, header_style="bold")
     table.add_column("", style="bold cyan", no_wrap=True)
     table.add_column("shape", style="dim")
     table.add_column("value")
@@ -211,7 +211,7 @@ def to_rich(result, console):
         - max(len(_shape(v)) for _, v in items)
     with np.printoptions(threshold=1000, edgeitems=3, linewidth=max(30, room)):
         for label, v in items:
-            table.add_row(label, _shape(v), _pretty(v))
+            table.add_row(label, _shape(v), literal(_pretty(v)))
     console.print(table)
     mode = (result.extra or {}).get("mode")
     if mode:
@@ -255,6 +255,8 @@ def fit(console, columns, rows, optional=(), styles=None, **table_args):
         if widths is not None or len(left_out) == len(optional):
             break
         left_out.append(optional[len(left_out)])
+    if isinstance(table_args.get("title"), str):
+        table_args["title"] = literal(table_args["title"], "table.title")
     table = Table(**table_args)
     for k, i in enumerate(keep):
         header, opts = columns[i]
@@ -263,8 +265,14 @@ def fit(console, columns, rows, optional=(), styles=None, **table_args):
         if r is SECTION:
             table.add_section()
         else:
-            table.add_row(*[r[i] for i in keep], style=styles.get(n))
+            table.add_row(*[literal(r[i]) for i in keep], style=styles.get(n))
     return table, left_out
+
+
+def literal(cell, style=""):
+    """A cell as it is: rich would read "[nan, 1.0]" in a string as a markup tag and drop it."""
+    from rich.text import Text
+    return Text(cell, style=style) if isinstance(cell, str) else cell
 
 
 def _widths(room, columns, cells):
@@ -407,8 +415,8 @@ def summary_json(summary, path, saved, result):
 def summary_rich(summary, path, saved, console):
     from rich.table import Table
     every = len(saved) == len(summary)
-    table = Table(title=f"saved to {path}" + ("" if every else f": {', '.join(saved)}"),
-                  header_style="bold")
+    table = Table(title=literal(f"saved to {path}" + ("" if every else f": {', '.join(saved)}"),
+                                "table.title"), header_style="bold")
     for h in ("name", "shape", "dtype", "value"):
         table.add_column(h, no_wrap=True)
     for name, shape, dtype, v in summary:

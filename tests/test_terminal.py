@@ -263,3 +263,12 @@ def test_profile_reports_its_progress_after_each_run():
     profile.profile(lambda: api.trace("sum(x*x)", {"x": [1.0, 2.0]}), repeat=3,
                     progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_nan_in_an_array_is_shown_not_read_as_markup():
+    # rich reads "[nan, ...]" in a string as a markup tag: every cell is given as text
+    out, code = on_terminal(["trace", "sum(log(x[0:2]))", "--at", "x=[-1,2]"], 100)
+    assert code == 0 and "[nan, 0.6931471805599453]" in visible(out)
+    assert "sum(log(x[0:2]))" in visible(out)
+    out, code = on_terminal(["eval", "log(x)", "--at", "x=[-1,2]"], 100)
+    assert code == 0 and re.search(r"\[\s*nan, 0\.69314718\]", visible(out))
