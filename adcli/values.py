@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import tokenize
+import zlib
 
 import numpy as np
 
@@ -247,9 +249,15 @@ def load_arrays(path, fmt, limits, name, option="--at", stdin_free=True, held=0)
         if text.startswith("name,index,value"):
             return _from_adcli_csv(text, limits, name)
         return _from_text(text, fmt, limits, name)
-    except (ValueError, TypeError, OSError, EOFError, IndexError) as e:
+    except READ_ERRORS as e:
         detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise InputError(f"{where}: cannot read it as numbers ({detail})") from None
+
+
+# what a broken file makes the readers raise: numpy's header parser a TokenError, zipfile
+# a NotImplementedError for an unknown compression, zlib its own error
+READ_ERRORS = (ValueError, TypeError, OSError, EOFError, IndexError, OverflowError,
+               NotImplementedError, SyntaxError, tokenize.TokenError, zlib.error)
 
 
 def _read_text(source, fmt, limits, where, held):

@@ -176,3 +176,59 @@ def test_short_quiet_option_keeps_unknown_options_reported(tmp_path):
 def test_a_pipe_over_the_size_limit_is_read_no_further():
     err = fails("eval", "sum(x)", "--at", "x=@-", "--max-memory", "1KB", input="1\n" * 1000)
     assert "--at x=@-: the file has more than 41 bytes; the limit for a text file is 41" in err
+
+
+def test_broken_npy_and_npz_files_are_bad_input(tmp_path):
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': ("   # never closed
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY\x01\x00v\x00" + header.ljust(117) + b"\n")
+    np.savez(tmp_path / "odd.npz", x=np.ones(2))
+    data = bytearray((tmp_path / "odd.npz").read_bytes())
+    data[data.index(b"PK\x01\x02") + 8] |= 0x20      # "compressed patched data": zipfile refuses
+    (tmp_path / "odd.npz").write_bytes(bytes(data))
+    for f in ("cut.npy", "odd.npz"):
+        assert "cannot read it as numbers" in fails("eval", "x", "--at", f"x=@{tmp_path / f}")
+        data = (tmp_path / f).read_bytes()
+        assert "cannot read it as numbers" in fails("eval", "x", "--at", "x=@-", input=data)
+
+
+def test_mutated_files_and_pipes_never_crash(tmp_path):
+    """A small fuzz of the readers: mutated files of every format, given by name, through
+    standard input and with every kind of suffix, exit 0 or 2, never 3."""
+    import io
+    import random
+    rng = random.Random(10)
+    seeds = [b"1 2 3\n", b"1,2\n3,4\n", b"[1, [2]]", b'{"a": [1, 2], "b": {"c": 3}}',
+             b"name,index,value\nx,0,1\nx,1,2\n", b'{"value": "nan", "grad": {"x": [1, "inf"]}}',
+             b"", b"\xff\xfe", b"nan inf -inf"]
+    for save in (lambda f: np.save(f, np.arange(3.0)),
+                 lambda f: np.savez(f, x=np.arange(3.0), y=np.ones((2, 2)))):
+        buf = io.BytesIO()
+        save(buf)
+        seeds.append(buf.getvalue())
+
+    def mutated():
+        b = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(0, 4)):
+            op, at = rng.random(), rng.randrange(len(b) + 1)
+            if op < 0.3 and b:
+                b[min(at, len(b) - 1)] = rng.randrange(256)
+            elif op < 0.6:
+                b[at:at] = bytes([rng.randrange(256)])
+            elif op < 0.8 and b:
+                del b[min(at, len(b) - 1)]
+            else:
+                b += rng.choice(seeds)
+        return bytes(b)
+    for i in range(300):
+        data = mutated()
+        if i % 2:
+            spec = rng.choice(["x=@-", "x=@-:csv", "x=@-:json", "x=@-:npy", "x=@-:npz", "@-",
+                               "x=@-:npz:x", "x=@-:x"])
+            r = adcli("eval", rng.choice(["x", "sum(x)", "x+y"]), "--at", spec, input=data)
+        else:
+            path = tmp_path / f"f{i}{rng.choice(['.npy', '.npz', '.json', '.csv', '.txt', ''])}"
+            path.write_bytes(data)
+            spec = rng.choice([f"x=@{path}", f"@{path}", f"x=@{path}:x", f"x=@{path}:json"])
+            r = adcli("eval", rng.choice(["x", "sum(x)", "x+y"]), "--at", spec)
+        assert r.exit_code in (0, 2), (spec, data[:80], r.stderr)
+        assert "Traceback" not in r.output + r.stderr
