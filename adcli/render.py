@@ -440,8 +440,12 @@ class ProgressBar:
     def __init__(self, console, description, clock=time.monotonic):
         self.console, self.description, self.clock = console, description, clock
         self.start, self.bar, self.task, self.drawn = clock(), None, None, None
+        self.passes, self.last = 1, 0
 
     def __call__(self, done, total):
+        if done < self.last:         # the work starts over (gradcheck's smaller steps)
+            self.passes += 1
+        self.last = done
         if self.bar is None:
             if self.clock() - self.start < self.DELAY:
                 return
@@ -451,7 +455,8 @@ class ProgressBar:
                                 auto_refresh=False)
             self.bar.start()
             self.task = self.bar.add_task(self.description, total=total)
-        self.bar.update(self.task, completed=done, total=total)
+        self.bar.update(self.task, completed=done, total=total, description=self.description
+                        + (f" (pass {self.passes})" if self.passes > 1 else ""))
         now = self.clock()
         if self.drawn is None or now - self.drawn >= self.REFRESH or done == total:
             self.bar.refresh()

@@ -176,8 +176,11 @@ def test_progress_bar_appears_only_after_a_second():
     now[0] = 1.5
     bar(3, 10)
     bar(10, 10)
-    bar.close()
     assert "numeric" in buf.getvalue() and "10/10" in buf.getvalue()
+    bar(1, 4)                     # a second pass over some of the work
+    bar(4, 4)
+    bar.close()
+    assert "numeric (pass 2)" in buf.getvalue() and "4/4" in buf.getvalue()
 
 
 def test_gradcheck_reports_its_progress():
