@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import AdcliError, ShapeError
 
 IDENTITY = "identity"  # d out / d arg == 1
 NEGATE = "negate"      # d out / d arg == -1
@@ -458,6 +458,89 @@ unary("ceil", lambda xp, x: xp.ceil(x), None, differentiable=False,
 unary("round", lambda xp, x: xp.round(x), None, differentiable=False,
       kink=lambda xp, x: x - xp.floor(x) - 0.5,
       note="derivative 0; rounds half to even, as numpy does")
+
+# ---------------------------------------------------------------- elementwise: special functions
+
+def special(xp, name):
+    """scipy.special (cupyx.scipy.special for CuPy arrays), imported when an op that needs
+    it first runs: numpy has no erf, lgamma or digamma, and adcli's start-up must not pay
+    for scipy."""
+    try:
+        if xp is np:
+            import scipy.special as module
+        else:
+            import cupyx.scipy.special as module
+    except ImportError:
+        raise AdcliError(f"{name} needs scipy, which is not installed",
+                         hint="install it with: pip install 'adcli[special]'") from None
+    return module
+
+
+SQRT_PI = math.sqrt(math.pi)
+
+# erf' = 2/sqrt(pi) exp(-x^2); erfc' = -erf'; erfinv' = sqrt(pi)/2 exp(erfinv(x)^2)
+unary("erf", lambda xp, x: special(xp, "erf").erf(x),
+      lambda ns, y, x: (2.0 / SQRT_PI) * ns.exp(-(x * x)), doc="erf(x), the error function")
+unary("erfc", lambda xp, x: special(xp, "erfc").erfc(x),
+      lambda ns, y, x: (-2.0 / SQRT_PI) * ns.exp(-(x * x)),
+      note="accurate in the right tail", doc="erfc(x) = 1 - erf(x)")
+unary("erfinv", lambda xp, x: special(xp, "erfinv").erfinv(x),
+      lambda ns, y, x: (0.5 * SQRT_PI) * ns.exp(y * y), domain=(-0.9, 0.9),
+      doc="erfinv(x), the inverse of erf on (-1, 1)")
+# lgamma' = digamma = polygamma(0, x), and polygamma(n, x)' = polygamma(n + 1, x): one
+# internal op with the order as a static attribute serves every derivative of lgamma
+op("polygamma", fwd=lambda xp, x, n=1: special(xp, "polygamma").polygamma(n, x),
+   attrs={"n": 1}, internal=True, domain=((0.2, 4.0),),
+   vjp=(lambda ns, g, y, x, n=1: g * ns.polygamma(x, n=n + 1),),
+   jvp=lambda ns, t, y, x, n=1: t[0] * ns.polygamma(x, n=n + 1),
+   doc="polygamma(x, n): the n-th derivative of digamma (n = 1: trigamma)")
+unary("lgamma", lambda xp, x: special(xp, "lgamma").gammaln(x),
+      lambda ns, y, x: ns.digamma(x), domain=(0.2, 4.0), aliases=("gammaln",),
+      note="log|gamma(x)|; its derivative is digamma(x)", doc="lgamma(x) = log|gamma(x)|")
+unary("digamma", lambda xp, x: special(xp, "digamma").psi(x),
+      lambda ns, y, x: ns.polygamma(x, n=1), domain=(0.2, 4.0), aliases=("psi",),
+      note="its derivative is trigamma, polygamma(1, x)", doc="digamma(x) = lgamma'(x)")
+
+
+def _logit(xp, x):
+    # log(x / (1 - x)) as 2 atanh(2x - 1) from 1/4 on, where 2x - 1 is exact: no cancellation
+    # near x = 1/2 (where log of a rounded ratio near 1 loses every digit); below, the two
+    # logarithms do not cancel
+    small = x < 0.25
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.where(small, xp.log(x) - xp.log1p(-x), 2.0 * xp.arctanh(2.0 * x - 1.0))
+
+
+def _logit_slope(ns, y, x):
+    """logit' = 1 / (x (1 - x)), as 1/x + 1/(1 - x) below 1/4 and as 4 / (1 - u^2) with
+    u = 2x - 1 (exact) above: forms whose own derivatives (the second derivative) are sums
+    of terms of one sign or products; the product form's derivative has (1 - x) - x, two
+    infinite contributions near 0 that make a NaN."""
+    return ns.where(x < 0.25, 1.0 / x + 1.0 / (1.0 - x),
+                    4.0 / _one_minus_square(ns, 2.0 * x - 1.0))
+
+
+unary("logit", _logit, _logit_slope, domain=(0.05, 0.95),
+      doc="logit(x) = log(x / (1 - x)), the inverse of sigmoid")
+
+# ---------------------------------------------------------------- elementwise: remainders
+
+
+def _quotient_kink(xp, a, b):
+    """Zero where a / b is an integer: there mod jumps by b and floor_divide by 1."""
+    q = a / b
+    return q - xp.round(q)
+
+
+op("mod", args=("a", "b"), fwd=lambda xp, a, b: xp.mod(a, b),
+   # mod(a, b) = a - b floor(a / b): derivative 1 in a, -floor(a / b) in b between the jumps
+   partials=(IDENTITY, lambda ns, y, a, b: -ns.floor(a / b)),
+   domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("%",),
+   note="numpy's mod: the sign of b; d/da 1, d/db -floor(a/b); jumps where a/b is an integer",
+   doc="a % b")
+op("floor_divide", args=("a", "b"), fwd=lambda xp, a, b: xp.floor_divide(a, b),
+   differentiable=False, domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("//",),
+   note="derivative 0", doc="a // b = floor(a / b)")
 
 op("maximum", args=("a", "b"), fwd=lambda xp, a, b: xp.maximum(a, b),
    # the larger argument gets the derivative; a tie splits it evenly

@@ -178,7 +178,8 @@ for _name in [n for n in vars(Builder) if not n.startswith("_")]:
 
 # Friendly names for the terminals in "expected ..." messages.
 _TERMINALS = {"NUMBER": "a number", "NAME": "a name", "ADD_OP": "'+', '-'",
-              "MUL_OP": "'*', '/', '@'", "POW_OP": "'**', '^'", "COMPARE": "a comparison",
+              "MUL_OP": "'*', '/', '%', '@'", "FLOOR_DIV": "'//'", "POW_OP": "'**', '^'",
+              "COMPARE": "a comparison",
               "$END": "the end of the input", "_NEWLINE": "a new line", "_INDENT": "an indented block",
               "_DEDENT": "the end of a block"}
 

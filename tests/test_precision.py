@@ -28,6 +28,16 @@ def _sigmoid(x):
     return 1 / (1 + mp.exp(-x))
 
 
+def _psi(m):
+    """mpmath's polygamma of order m, with its poles (the integers <= 0) refused at once
+    (mpmath takes minutes to find the one at -1e10)."""
+    def f(x):
+        if x <= 0 and x == mp.floor(x):
+            raise ValueError("a pole")
+        return mp.psi(m, x)
+    return f
+
+
 # (f, f', f'') in mpmath, from the calculus, for each unary elementwise op
 UNARY = {
     "abs": (abs, mp.sign, lambda x: 0),
@@ -60,6 +70,17 @@ UNARY = {
     "relu": (lambda x: max(x, 0), lambda x: 1 if x > 0 else 0, lambda x: 0),
     "softplus": (lambda x: mp.log1p(mp.exp(x)), _sigmoid,
                  lambda x: _sigmoid(x) * _sigmoid(-x)),
+    "erf": (mp.erf, lambda x: 2 / mp.sqrt(mp.pi) * mp.exp(-x * x),
+            lambda x: -4 * x / mp.sqrt(mp.pi) * mp.exp(-x * x)),
+    "erfc": (mp.erfc, lambda x: -2 / mp.sqrt(mp.pi) * mp.exp(-x * x),
+             lambda x: 4 * x / mp.sqrt(mp.pi) * mp.exp(-x * x)),
+    "erfinv": (mp.erfinv, lambda x: mp.sqrt(mp.pi) / 2 * mp.exp(mp.erfinv(x) ** 2),
+               lambda x: mp.pi / 2 * mp.erfinv(x) * mp.exp(2 * mp.erfinv(x) ** 2)),
+    "lgamma": (lambda x: mp.log(abs(mp.gamma(x))), _psi(0), _psi(1)),
+    "digamma": (_psi(0), _psi(1), _psi(2)),
+    "polygamma": (_psi(1), _psi(2), _psi(3)),   # trigamma, polygamma's default order
+    "logit": (lambda x: mp.log(x / (1 - x)), lambda x: 1 / (x * (1 - x)),
+              lambda x: (2 * x - 1) / (x * (1 - x)) ** 2),
 }
 
 # (f, (f_a, f_b), (f_aa, f_ab, f_bb)) for binary elementwise ops
@@ -97,6 +118,8 @@ BINARY = {
                    lambda a, b: _s(a, b) * _s(b, a))),
     "maximum": (max, (lambda a, b: 1 if a > b else 0, lambda a, b: 1 if b > a else 0), (0, 0, 0)),
     "minimum": (min, (lambda a, b: 1 if a < b else 0, lambda a, b: 1 if b < a else 0), (0, 0, 0)),
+    "mod": (lambda a, b: a - b * mp.floor(a / b), (lambda a, b: 1, lambda a, b: -mp.floor(a / b)),
+            (0, 0, 0)),
 }
 # Elementwise ops of three arguments, checked elsewhere (tests/test_ops.py): where and clip
 # are piecewise linear; steps (sign, floor, ...) have no derivative.
@@ -119,6 +142,11 @@ ULP_BOUNDS = {
     "hypot": (3, 3, 5), "hypot_ratio": (3, 5, 8), "atan2": (3, 4, 11),
     "pow": (3, 4, 12),   # d2/dadb = a^(b-1) (1 + b log a) cancels where b log a ~ -1
     "logaddexp": (3, 3, 4),
+    "erf": (3, 3, 4), "erfc": (5, 3, 4), "logit": (3, 3, 4), "mod": (1, 0, 0),
+    # erfinv' = exp(y^2) sqrt(pi)/2 carries y's rounding times 2 y^2 (11 at x = 0.999)
+    "erfinv": (3, 14, 24),
+    # scipy's gammaln near its zeros at 1 and 2, and polygamma(2, x) at negative x
+    "lgamma": (25, 6, 6), "digamma": (6, 6, 59), "polygamma": (6, 33, 6),
 }
 
 MAGNITUDES = [1e-300, 1e-200, 1e-100, 1e-20, 1e-8, 1e-3, 0.1, 0.5, 0.9, 1.0, 1.5, 3.0, 10.0,
@@ -128,7 +156,11 @@ SPECIAL = {"asin": [1 - 1e-10, -1 + 1e-10, 1 - 2 ** -52], "acos": [1 - 1e-10, -1
            "atanh": [1 - 1e-10, -1 + 1e-10], "acosh": [1 + 1e-10, 1 + 2 ** -52, 1.0 + 1e-5],
            "log1p": [-1 + 1e-10, -0.5], "log": [1 + 1e-10, 1 - 1e-10], "tan": [1.5707963267948966],
            "expm1": [-1e-10, -40.0, -700.0], "sigmoid": [-40.0, -100.0, -700.0],
-           "softplus": [-40.0, -700.0], "tanh": [-20.0, -40.0, -400.0]}
+           "softplus": [-40.0, -700.0], "tanh": [-20.0, -40.0, -400.0],
+           "erfinv": [1 - 1e-10, -1 + 1e-10, 0.999], "erfc": [5.0, 26.0, -6.0],
+           "logit": [1 - 1e-10, 1 - 2 ** -52, 0.25, 0.75, 0.5 + 1e-9],
+           "lgamma": [2.0 + 1e-9, 1.4616321449683622, -2.5, 171.5],
+           "digamma": [1.4616321449683622, -0.5, -2.5]}
 
 
 def unary_points(name):
@@ -146,6 +178,9 @@ def binary_points(name):
     if name == "logaddexp":
         pts = [(a, b) for a in (-1000.0, -40.0, -1.0, 0.0, 0.5, 20.0, 1000.0)
                for b in (-1000.0, -40.0, -1.0, 0.0, 0.5, 20.0, 700.0)]
+    if name == "mod":   # quotients of moderate size, off the jumps at integer quotients
+        pts = [(a, b) for a in (-7.25, -2.5, -0.3, 0.3, 1.0, 2.5, 10.0, 123.456, 1e10)
+               for b in (-3.0, -0.7, 0.7, 1.5, 4.0) if a / b != math.floor(a / b)]
     if name in ("maximum", "minimum"):
         pts = [(a, b) for a, b in pts if a != b]
     if name in ("atan2", "hypot_ratio"):   # second derivatives ~ 1/r^2: they overflow for tiny r
@@ -163,7 +198,7 @@ def _defined(f, *x):
         return True
     try:
         v = f(*[mp.mpf(t) for t in x])
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):   # (mpmath's erfc at 1e300)
         return False
     return isinstance(v, (mp.mpf, int, float)) and mp.isfinite(v)
 

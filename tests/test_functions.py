@@ -1,0 +1,98 @@
+"""The functions users reach for (issue 10, section 7), through the command line: special
+functions, remainders, scans, triangles, einsum, argmax, mask indexing and method calls.
+Their derivatives are checked against finite differences in tests/test_ops.py and, for the
+elementwise ones, against mpmath in tests/test_precision.py."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adcli.cli import app
+
+runner = CliRunner()
+
+
+def ok(*args):
+    r = runner.invoke(app, list(args))
+    assert r.exit_code == 0, r.output + r.stderr
+    return r.stdout
+
+
+def fails(*args, code=2):
+    r = runner.invoke(app, list(args))
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output + r.stderr
+    return r.stderr
+
+
+def values(*args):
+    """The value of `adcli eval ... --json`."""
+    return json.loads(ok(*args, "--json"))["value"]
+
+
+def close(got, want):
+    np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float),
+                               rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------- special functions
+
+def test_special_functions_and_their_derivatives():
+    from math import erf, erfc, exp, lgamma, pi, sqrt
+    assert float(ok("eval", "erf(x)", "--at", "x=0.5")) == pytest.approx(erf(0.5), rel=1e-15)
+    assert float(ok("eval", "erfc(x)", "--at", "x=5")) == pytest.approx(erfc(5.0), rel=1e-14)
+    assert float(ok("eval", "lgamma(x)", "--at", "x=4.5")) == pytest.approx(lgamma(4.5), rel=1e-14)
+    assert float(ok("eval", "erf(erfinv(x))", "--at", "x=0.3")) == pytest.approx(0.3, rel=1e-15)
+    out = ok("grad", "erf(x)", "--at", "x=0.5").split()
+    assert float(out[-1]) == pytest.approx(2 / sqrt(pi) * exp(-0.25), rel=1e-15)
+    # lgamma'' is trigamma: pi^2/6 at 1
+    out = ok("grad", "lgamma(x)", "--at", "x=1", "--order", "2").split()
+    assert float(out[-1]) == pytest.approx(pi ** 2 / 6, rel=1e-14)
+    # digamma(1) = -Euler's gamma
+    assert float(ok("eval", "digamma(x)", "--at", "x=1")) == pytest.approx(-0.5772156649015329,
+                                                                         rel=1e-14)
+
+
+def test_logit_inverts_sigmoid_and_has_its_derivative():
+    assert float(ok("eval", "logit(sigmoid(x))", "--at", "x=0.7")) == pytest.approx(0.7, rel=1e-14)
+    out = ok("grad", "logit(p)", "--at", "p=0.25").split()
+    assert float(out[-1]) == pytest.approx(1 / (0.25 * 0.75), rel=1e-15)
+
+
+def test_scipy_is_imported_only_when_a_special_function_runs():
+    code = "import sys, adcli.cli; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_scipy_a_special_function_names_the_extra():
+    code = ("import sys; sys.modules['scipy'] = None; sys.argv = ['adcli', 'grad', 'erf(x)', "
+            "'--at', 'x=1']\nfrom adcli.cli import run\nrun()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "erf needs scipy" in r.stderr and "pip install 'adcli[special]'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- % and //
+
+def test_mod_and_floor_divide_follow_numpy():
+    a = [-4.0, 5.5, 7.0, -0.5]
+    assert values("eval", "x % 3", "--at", "x=[-4,5.5,7,-0.5]") == list(np.mod(a, 3))
+    assert values("eval", "x // 3", "--at", "x=[-4,5.5,7,-0.5]") == list(np.floor_divide(a, 3))
+    assert values("eval", "x % -3", "--at", "x=[-4,5.5]") == list(np.mod([-4.0, 5.5], -3))
+    # Python's precedence: % and // bind as * and /
+    assert float(ok("eval", "7 // 2 * 2 / 4 % 3 + 2 ** 2")) == 7 // 2 * 2 / 4 % 3 + 2 ** 2
+
+
+def test_mod_derivatives():
+    assert ok("grad", "a % b", "--at", "a=7.5,b=2") == "value\t1.5\nd/da\t1.0\nd/db\t-3.0\n"
+    assert ok("grad", "a // b", "--at", "a=7.5,b=2") == "value\t3.0\nd/da\t0.0\nd/db\t0.0\n"
+
+
+def test_gradcheck_calls_a_jump_of_mod_a_non_smooth_point():
+    out = ok("gradcheck", "x % 2", "--at", "x=4")
+    assert "non-smooth point, on a kink of mod" in out and "the function jumps there" in out
