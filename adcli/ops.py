@@ -196,6 +196,8 @@ def index_key(key, shape):
     for k, n in zip(dims, shape):
         if isinstance(k, int) and not -n <= k < n:
             raise ValueError(f"index {k} is out of range for an axis of length {n}")
+    if any(isinstance(k, np.ndarray) for k in key):   # integer arrays: a mask, a diagonal
+        return np.broadcast_to(False, tuple(shape))[key].shape
     return np.empty(shape, dtype=bool)[key].shape if math.prod(shape) < 1 << 20 else _index_shape(key, shape)
 
 
@@ -1013,6 +1015,169 @@ op("stack", args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.stack(xs, axis=axis),
         ns.index(g, key=(slice(None),) * axes_of(axis, y.ndim)[0] + (argnum,)),),
    jvp=lambda ns, t, y, *xs, axis=0: ns.stack(*_fill(ns, t, xs), axis=axis),
    shape=_stack_shape, doc="stack([a, b, ...], axis=0); list literals stack too")
+
+# ---------------------------------------------------------------- scans, triangles, flips
+
+
+def _along_last(ns, x, axis):
+    """x with `axis` moved last (flattened when axis is None, as numpy's cumsum does), and
+    the permutation that moves it back (None: reshape to x's shape instead)."""
+    if axis is None:
+        return ns.reshape(x, shape=(-1,)), None
+    ax = axes_of(axis, x.ndim)[0]
+    perm = tuple(i for i in range(x.ndim) if i != ax) + (ax,)
+    return ns.transpose(x, axes=perm), tuple(int(i) for i in np.argsort(perm))
+
+
+def _back(ns, r, back, shape):
+    return ns.reshape(r, shape=tuple(shape)) if back is None else ns.transpose(r, axes=back)
+
+
+def _scan_shape(s, axis=None):
+    if axis is None:
+        return (math.prod(s),)
+    if not isinstance(axis, int):
+        raise ValueError("axis must be one integer or None")
+    axes_of(axis, len(s))
+    return tuple(s)
+
+
+def _cumsum_vjp(ns, g, y, x, axis=None):
+    # the adjoint of a running sum is the running sum from the other end
+    ax = 0 if axis is None else axis
+    r = ns.flip(ns.cumsum(ns.flip(g, axis=ax), axis=ax), axis=ax)
+    return r if axis is not None else ns.reshape(r, shape=x.shape)
+
+
+op("cumsum", fwd=lambda xp, x, axis=None: xp.cumsum(x, axis=axis), attrs={"axis": None},
+   kind="reduction", vjp=(_cumsum_vjp,),
+   jvp=lambda ns, t, y, x, axis=None: ns.cumsum(t[0], axis=axis), shape=_scan_shape,
+   doc="cumsum(x, axis=None): running sums (flattened when axis is None)")
+
+
+def _cumprod_slopes(ns, x1):
+    """d y_i / d x_k for y = cumprod(x1) along the last axis, indexed (..., i, k): the
+    product of the x_m, m <= i, other than x_k, for k <= i, else 0. It is prod_others of
+    the rows of m_ik = x_k (k <= i) or 1 (k > i): exact at zeros, to every order."""
+    n = x1.shape[-1]
+    low = ns.tril(ns.ones(shape=(n, n)))
+    rows = ns.reshape(x1, shape=tuple(x1.shape[:-1]) + (1, n)) * low + (1.0 - low)
+    return ns.prod_others(rows, axis=-1) * low
+
+
+def _numbers_without_zeros(ns, x):
+    """Numeric mode (not recording a graph) at a point with no zero in x."""
+    return getattr(ns, "_graph", None) is None and bool(ns.xp.all(x != 0))
+
+
+def _cumprod_vjp(ns, g, y, x, axis=None):
+    if _numbers_without_zeros(ns, x):      # O(n): sum_{i >= k} g_i y_i / x_k
+        return _cumsum_vjp(ns, g * y, y, x, axis) / x
+    x1, back = _along_last(ns, x, axis)
+    g1 = _along_last(ns, g, axis)[0]
+    ct = ns.sum(ns.reshape(g1, shape=tuple(g1.shape) + (1,)) * _cumprod_slopes(ns, x1), axis=-2)
+    return _back(ns, ct, back, x.shape)
+
+
+def _cumprod_jvp(ns, t, y, x, axis=None):
+    if _numbers_without_zeros(ns, x):      # y_i sum_{k <= i} t_k / x_k
+        return ns.cumsum(t[0] / x, axis=axis) * y
+    x1, back = _along_last(ns, x, axis)
+    t1 = _along_last(ns, t[0], axis)[0]
+    d = _cumprod_slopes(ns, x1)
+    out = ns.sum(d * ns.reshape(t1, shape=tuple(t1.shape[:-1]) + (1, t1.shape[-1])), axis=-1)
+    return out if back is None else ns.transpose(out, axes=back)
+
+
+op("cumprod", fwd=lambda xp, x, axis=None: xp.cumprod(x, axis=axis), attrs={"axis": None},
+   kind="reduction", vjp=(_cumprod_vjp,), jvp=_cumprod_jvp, shape=_scan_shape,
+   note="exact at zeros (then, and for second derivatives, n^2 work per slice)",
+   doc="cumprod(x, axis=None): running products (flattened when axis is None)")
+op("log_softmax", expand=lambda ns, x, axis=-1: x - ns.logsumexp(x, axis=axis, keepdims=True),
+   attrs={"axis": -1}, kind="reduction", note="computed stably: x - logsumexp(x)",
+   doc="log_softmax(x, axis=-1)")
+
+
+def _matrix_of(s, k=0):
+    if len(s) < 2:
+        raise ValueError(f"needs a matrix, got shape {tuple(s)}")
+    return tuple(s)
+
+
+for _name, _f in (("tril", "tril"), ("triu", "triu")):
+    op(_name, fwd=lambda xp, x, k=0, _f=_f: getattr(xp, _f)(x, k), attrs={"k": 0}, kind="shape",
+       vjp=(lambda ns, g, y, x, k=0, _n=_name: getattr(ns, _n)(g, k=k),),
+       jvp=lambda ns, t, y, x, k=0, _n=_name: getattr(ns, _n)(t[0], k=k), shape=_matrix_of,
+       doc=f"{_name}(A, k=0): the {'lower' if _name == 'tril' else 'upper'} triangle from "
+           "diagonal k, the rest 0")
+
+
+def _same_shape(s, axis=None):
+    axes_of(axis, len(s))           # (checks the axes)
+    return tuple(s)
+
+
+def _diag_key(shape, k):
+    """The (rows, columns) of diagonal k of a matrix of `shape`: a static integer index."""
+    m, n = shape
+    i = np.arange(max(0, -k), min(m, n - k))
+    return (i, i + k)
+
+
+def _diag_shape(s, k=0):
+    if len(s) == 1:
+        return (s[0] + abs(k),) * 2
+    if len(s) == 2:
+        return (len(_diag_key(s, k)[0]),)
+    raise ValueError(f"needs a vector or a matrix, got shape {tuple(s)}")
+
+
+op("diag", fwd=lambda xp, x, k=0: xp.diag(x, k), attrs={"k": 0}, kind="shape",
+   # a vector's cotangent is the diagonal of g; a matrix's is g put on its diagonal
+   vjp=(lambda ns, g, y, x, k=0: ns.diag(g, k=k) if x.ndim == 1
+        else ns.unindex(g, key=_diag_key(x.shape, k), shape=x.shape),),
+   jvp=lambda ns, t, y, x, k=0: ns.diag(t[0], k=k), shape=_diag_shape,
+   doc="diag(v, k=0): a matrix with v on diagonal k; diag(A, k=0): that diagonal of A")
+op("flip", fwd=lambda xp, x, axis=None: xp.flip(x, axis), attrs={"axis": None}, kind="shape",
+   vjp=(lambda ns, g, y, x, axis=None: ns.flip(g, axis=axis),),
+   jvp=lambda ns, t, y, x, axis=None: ns.flip(t[0], axis=axis),
+   shape=_same_shape, doc="flip(x, axis=None): reverse the order along the axes (all when None)")
+
+
+def _cross_shape(sa, sb):
+    if not sa or not sb or sa[-1] != 3 or sb[-1] != 3:
+        raise ValueError(f"needs vectors of 3 elements along the last axis, got {sa} and {sb}")
+    return tuple(np.broadcast_shapes(sa, sb))
+
+
+def _add_tangents(parts):
+    parts = [p for p in parts if p is not None]
+    return parts[0] + parts[1] if len(parts) == 2 else parts[0]
+
+
+op("cross", args=("a", "b"), fwd=lambda xp, a, b: xp.cross(a, b), kind="linalg",
+   # <g, da x b> = <da, b x g> and <g, a x db> = <db, g x a>
+   vjp=(lambda ns, g, y, a, b: ns.cross(b, g), lambda ns, g, y, a, b: ns.cross(g, a)),
+   jvp=lambda ns, t, y, a, b: _add_tangents([ns.cross(t[0], b) if t[0] is not None else None,
+                                             ns.cross(a, t[1]) if t[1] is not None else None]),
+   shape=_cross_shape, doc="cross(a, b): the cross product of 3-vectors along the last axis")
+
+
+def _arg_shape(s, axis=None, keepdims=False):
+    if axis is not None and not isinstance(axis, int):
+        raise ValueError("axis must be one integer or None")
+    if not math.prod(s):
+        raise ValueError("an empty array has no largest or smallest element")
+    return reduced_shape(s, axis, keepdims)
+
+
+for _name in ("argmax", "argmin"):
+    op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name:
+       getattr(xp, _n)(x, axis=axis, keepdims=keepdims),
+       attrs={"axis": None, "keepdims": False}, kind="reduction", differentiable=False,
+       shape=_arg_shape, note="no derivative (an index, as a float)",
+       doc=f"{_name}(x, axis=None): the index of the {'largest' if _name == 'argmax' else 'smallest'} "
+           "element (of the flattened array when axis is None); the first one at a tie")
 
 # ---------------------------------------------------------------- constants (no gradient)
 

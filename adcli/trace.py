@@ -137,7 +137,7 @@ def static(name, v, pos):
     what = f"'{name}'"
     if name in ("axis", "axes", "shape", "size"):
         return None if v is None else _ints(v, what, pos)
-    if name in ("n", "m", "num", "ddof", "low", "high"):
+    if name in ("n", "m", "num", "ddof", "low", "high", "k"):
         return None if v is None else _int(v, what, pos)
     if name == "keepdims":
         return bool(_scalar(v, what, pos))

@@ -96,3 +96,45 @@ def test_mod_derivatives():
 def test_gradcheck_calls_a_jump_of_mod_a_non_smooth_point():
     out = ok("gradcheck", "x % 2", "--at", "x=4")
     assert "non-smooth point, on a kink of mod" in out and "the function jumps there" in out
+
+
+# ---------------------------------------------------------------- scans, triangles, flips
+
+def test_cumsum_and_cumprod():
+    assert values("eval", "cumsum(x)", "--at", "x=[1,2,3]") == [1.0, 3.0, 6.0]
+    assert values("eval", "cumsum(A, axis=0)", "--at", "A=[[1,2],[3,4]]") == [[1.0, 2.0], [4.0, 6.0]]
+    assert values("eval", "cumsum(A)", "--at", "A=[[1,2],[3,4]]") == [1.0, 3.0, 6.0, 10.0]
+    assert values("eval", "cumprod(x)", "--at", "x=[1,2,3]") == [1.0, 2.0, 6.0]
+    # exact at zeros: d/dx sum(cumprod(x)) at [1, 0, 3] is [1, 1 + 3, 0]
+    assert ok("grad", "sum(cumprod(x))", "--at", "x=[1,0,3]") == "value\t1.0\nd/dx\t[1.0, 4.0, 0.0]\n"
+    assert ok("grad", "sum(cumprod(x))", "--at", "x=[2,3,4]") == "value\t32.0\nd/dx\t[16.0, 10.0, 6.0]\n"
+    assert "axis must be one integer" in fails("eval", "cumsum(A, axis=(0, 1))", "--at",
+                                               "A=[[1,2],[3,4]]")
+
+
+def test_log_softmax_is_stable():
+    got = values("eval", "log_softmax(x)", "--at", "x=[1000,1001]")
+    close(got, [-np.log1p(np.e), -np.log1p(np.exp(-1))])
+    out = ok("grad", "log_softmax(x)[0]", "--at", "x=[1000,1001]").splitlines()
+    close(json.loads(out[1].split("\t")[1]), [1 - 1 / (1 + np.e), -np.e / (1 + np.e)])
+
+
+def test_diag_tril_triu_flip_cross():
+    A = "A=[[1,2,3],[4,5,6],[7,8,9]]"
+    assert values("eval", "diag(A)", "--at", A) == [1.0, 5.0, 9.0]
+    assert values("eval", "diag(A, k=1)", "--at", A) == [2.0, 6.0]
+    assert values("eval", "diag(v)", "--at", "v=[1,2]") == [[1.0, 0.0], [0.0, 2.0]]
+    assert values("eval", "tril(A)", "--at", A) == np.tril(np.arange(1.0, 10).reshape(3, 3)).tolist()
+    assert values("eval", "triu(A, 1)", "--at", A) == np.triu(np.arange(1.0, 10).reshape(3, 3), 1).tolist()
+    assert values("eval", "flip(x)", "--at", "x=[1,2,3]") == [3.0, 2.0, 1.0]
+    assert values("eval", "cross(a, b)", "--at", "a=[1,0,0],b=[0,1,0]") == [0.0, 0.0, 1.0]
+    assert ok("grad", "sum(diag(A, k=1))", "--at", "A=[[1,2,3],[3,4,5]]") == (
+        "value\t7.0\nd/dA\t[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]\n")
+    assert "needs vectors of 3 elements" in fails("eval", "cross(a, a)", "--at", "a=[1,2]")
+    assert "needs a matrix" in fails("eval", "tril(a)", "--at", "a=[1,2]")
+
+
+def test_argmax_and_argmin_give_indices_without_derivative():
+    assert float(ok("eval", "argmax(x)", "--at", "x=[1,5,2]")) == 1.0
+    assert values("eval", "argmin(A, axis=1)", "--at", "A=[[3,1],[0,2]]") == [1.0, 0.0]
+    assert ok("grad", "argmax(x) * sum(x)", "--at", "x=[1,5,2]") == "value\t8.0\nd/dx\t[1.0, 1.0, 1.0]\n"
