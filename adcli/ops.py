@@ -56,7 +56,10 @@ class Op:
     variadic_elementwise: str = None  # max(a, b, c) folds this elementwise op
     internal: bool = False        # produced by derivative rules, not written by users
     aliases: tuple = ()           # other names users may call it by
-    shape_args: bool = False      # randn(2, 3): positional arguments form the shape
+    shape_args: bool = False      # randn(2, 3), reshape(x, 2, 3): the positional arguments after
+                                  # the arrays form the first attribute (a shape or axes)
+    method: bool = False          # callable as x.name(...), x its first argument (numpy's and
+                                  # PyTorch's habit: x.sum(), x.reshape(2, 3))
     random: bool = False          # draws from the graph's seeded generator
     rewrite: object = None        # rewrite(*args, **attrs) -> (op name, args, attrs) or None:
                                   # an equivalent, numerically better form, used instead
@@ -558,7 +561,8 @@ op("clip", args=("x", "lo", "hi"), fwd=lambda xp, x, lo, hi: xp.minimum(xp.maxim
              lambda ns, y, x, lo, hi: (x < lo) * (lo <= hi),
              lambda ns, y, x, lo, hi: (x > hi)),
    domain=((-2.0, 2.0), (-3.0, -2.5), (2.5, 3.0)),
-   kink=lambda xp, x, lo, hi: (x - lo) * (x - hi), note="at a bound the derivative is 0")
+   kink=lambda xp, x, lo, hi: (x - lo) * (x - hi), note="at a bound the derivative is 0",
+   method=True)
 def _ratio(xp, a, b):
     r = xp.hypot(a, b)
     return xp.where(r == 0, 0.0, a / xp.where(r == 0, 1.0, r))
@@ -638,7 +642,7 @@ for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", 
 
 # ---------------------------------------------------------------- reductions
 
-R = dict(attrs={"axis": None, "keepdims": False}, kind="reduction", shape=reduced_shape)
+R = dict(attrs={"axis": None, "keepdims": False}, kind="reduction", shape=reduced_shape, method=True)
 
 op("sum", fwd=lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False: unreduce(ns, g, x.shape, axis, keepdims),),
@@ -765,7 +769,7 @@ def _softmax(xp, x, axis=-1):
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-op("softmax", fwd=_softmax, attrs={"axis": -1}, kind="reduction",
+op("softmax", fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True,
    # J = diag(y) - y y^T, so J^T g = y * (g - <g, y>) and J t = y * (t - <t, y>)
    vjp=(lambda ns, g, y, x, axis=-1: y * (g - ns.sum(g * y, axis=axis, keepdims=True)),),
    jvp=lambda ns, t, y, x, axis=-1: y * (t[0] - ns.sum(t[0] * y, axis=axis, keepdims=True)),
@@ -859,7 +863,7 @@ def _dot(ns, a, b):
     return ns.reshape(ns.matmul(a2, b2), shape=out)
 
 
-op("dot", args=("a", "b"), kind="linalg", expand=_dot,
+op("dot", args=("a", "b"), kind="linalg", expand=_dot, method=True,
    doc="numpy's dot: scalars, vectors, matrices and N-d arrays")
 op("outer", args=("a", "b"), kind="linalg",
    expand=lambda ns, a, b: ns.reshape(a, shape=(-1, 1)) * ns.reshape(b, shape=(1, -1)))
@@ -867,7 +871,7 @@ op("trace", fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=g.shape + (1, 1))
         * ns.eye(n=x.shape[-2], m=x.shape[-1]),),
    jvp=lambda ns, t, y, x: ns.trace(t[0]),
-   shape=_matrix_shape, doc="trace(A): the sum of the diagonal",
+   shape=_matrix_shape, doc="trace(A): the sum of the diagonal", method=True,
    note="of the last two axes, like the other matrix functions (numpy's trace takes the "
         "first two)")
 
@@ -958,7 +962,7 @@ op("solve", args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="l
 # ---------------------------------------------------------------- shapes
 
 op("transpose", fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes": None},
-   kind="shape",
+   kind="shape", method=True, shape_args=True,
    vjp=(lambda ns, g, y, x, axes=None:
         ns.transpose(g, axes=None if axes is None else tuple(int(i) for i in np.argsort(axes))),),
    jvp=lambda ns, t, y, x, axes=None: ns.transpose(t[0], axes=axes),
@@ -967,10 +971,12 @@ op("transpose", fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes
    else _fail(f"axes {tuple(axes)} is not a permutation of the {len(s)} axes of shape {tuple(s)}"),
    doc="transpose(x), also x.T")
 op("reshape", fwd=lambda xp, x, shape=(): xp.reshape(x, shape), attrs={"shape": REQUIRED},
-   kind="shape",
+   kind="shape", method=True, shape_args=True,
    vjp=(lambda ns, g, y, x, shape=(): ns.reshape(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.reshape(t[0], shape=shape),
-   shape=_reshape_shape)
+   shape=_reshape_shape, doc="reshape(x, shape), also x.reshape(2, 3)")
+op("flatten", expand=lambda ns, x: ns.reshape(x, shape=(-1,)), kind="shape", method=True,
+   doc="flatten(x): x as a vector, also x.flatten()")
 op("broadcast_to", fwd=lambda xp, x, shape=(): xp.broadcast_to(x, shape), attrs={"shape": REQUIRED},
    kind="shape",
    vjp=(lambda ns, g, y, x, shape=(): ns.sum_to(g, shape=x.shape),),
@@ -1050,7 +1056,7 @@ def _cumsum_vjp(ns, g, y, x, axis=None):
 
 
 op("cumsum", fwd=lambda xp, x, axis=None: xp.cumsum(x, axis=axis), attrs={"axis": None},
-   kind="reduction", vjp=(_cumsum_vjp,),
+   kind="reduction", vjp=(_cumsum_vjp,), method=True,
    jvp=lambda ns, t, y, x, axis=None: ns.cumsum(t[0], axis=axis), shape=_scan_shape,
    doc="cumsum(x, axis=None): running sums (flattened when axis is None)")
 
@@ -1090,11 +1096,11 @@ def _cumprod_jvp(ns, t, y, x, axis=None):
 
 
 op("cumprod", fwd=lambda xp, x, axis=None: xp.cumprod(x, axis=axis), attrs={"axis": None},
-   kind="reduction", vjp=(_cumprod_vjp,), jvp=_cumprod_jvp, shape=_scan_shape,
+   kind="reduction", vjp=(_cumprod_vjp,), jvp=_cumprod_jvp, shape=_scan_shape, method=True,
    note="exact at zeros (then, and for second derivatives, n^2 work per slice)",
    doc="cumprod(x, axis=None): running products (flattened when axis is None)")
 op("log_softmax", expand=lambda ns, x, axis=-1: x - ns.logsumexp(x, axis=axis, keepdims=True),
-   attrs={"axis": -1}, kind="reduction", note="computed stably: x - logsumexp(x)",
+   attrs={"axis": -1}, kind="reduction", method=True, note="computed stably: x - logsumexp(x)",
    doc="log_softmax(x, axis=-1)")
 
 
@@ -1140,7 +1146,7 @@ op("diag", fwd=lambda xp, x, k=0: xp.diag(x, k), attrs={"k": 0}, kind="shape",
    doc="diag(v, k=0): a matrix with v on diagonal k; diag(A, k=0): that diagonal of A")
 op("flip", fwd=lambda xp, x, axis=None: xp.flip(x, axis), attrs={"axis": None}, kind="shape",
    vjp=(lambda ns, g, y, x, axis=None: ns.flip(g, axis=axis),),
-   jvp=lambda ns, t, y, x, axis=None: ns.flip(t[0], axis=axis),
+   jvp=lambda ns, t, y, x, axis=None: ns.flip(t[0], axis=axis), method=True,
    shape=_same_shape, doc="flip(x, axis=None): reverse the order along the axes (all when None)")
 
 
@@ -1175,7 +1181,7 @@ for _name in ("argmax", "argmin"):
     op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name:
        getattr(xp, _n)(x, axis=axis, keepdims=keepdims),
        attrs={"axis": None, "keepdims": False}, kind="reduction", differentiable=False,
-       shape=_arg_shape, note="no derivative (an index, as a float)",
+       shape=_arg_shape, method=True, note="no derivative (an index, as a float)",
        doc=f"{_name}(x, axis=None): the index of the {'largest' if _name == 'argmax' else 'smallest'} "
            "element (of the flattened array when axis is None); the first one at a tie")
 
@@ -1183,9 +1189,11 @@ for _name in ("argmax", "argmin"):
 
 C = dict(args=(), kind="constant", differentiable=False)
 op("zeros", fwd=lambda xp, shape=(), dtype=None: xp.zeros(shape, dtype), attrs={"shape": REQUIRED},
-   shape=lambda shape=(): _size_of(shape), **C)
+   shape=lambda shape=(): _size_of(shape), shape_args=True,
+   doc="zeros(d0, d1, ...) or zeros(shape)", **C)
 op("ones", fwd=lambda xp, shape=(), dtype=None: xp.ones(shape, dtype), attrs={"shape": REQUIRED},
-   shape=lambda shape=(): _size_of(shape), **C)
+   shape=lambda shape=(): _size_of(shape), shape_args=True,
+   doc="ones(d0, d1, ...) or ones(shape)", **C)
 op("full", fwd=lambda xp, shape=(), fill_value=0.0, dtype=None: xp.full(shape, fill_value, dtype),
    attrs={"shape": REQUIRED, "fill_value": REQUIRED}, shape=lambda shape=(), **_: _size_of(shape), **C)
 op("eye", fwd=lambda xp, n=1, m=None, dtype=None: xp.eye(n, m, dtype=dtype),

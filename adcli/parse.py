@@ -53,6 +53,9 @@ class Builder:
                              pos=(tok.line, tok.column, min(len(tok), 40)))
         return ("num", _pos(tok), float(tok))
 
+    def string(self, c):      # einsum's subscripts, print's and assert's messages
+        return ("str", _pos(c[0]), str(c[0])[1:-1])
+
     def name(self, c):
         return ("name", _pos(_short_name(c[0])), str(c[0]))
 
@@ -103,6 +106,12 @@ class Builder:
     def attribute(self, c):
         return ("attr", _pos(c[1]), c[0], str(c[1]))
 
+    def method(self, c):
+        # x.sum(axis=0) is sum(x, axis=0), for the ops callable as methods
+        receiver, name, lpar, arguments = c
+        call = self.call([name, lpar, [receiver] + (arguments or [])])
+        return ("method",) + call[1:]
+
 
 class ScriptBuilder(Builder):
     """Statements of the script dialect, as tuples ``(kind, pos, ...)``; blocks are lists."""
@@ -141,9 +150,7 @@ class ScriptBuilder(Builder):
         return ("assert", _pos(c[0]), c[1], str(c[2])[1:-1] if c[2] is not None else None)
 
     def print_stmt(self, c):
-        args = [("str", _pos(a), str(a)[1:-1]) if getattr(a, "type", None) == "STRING" else a
-                for a in c[2:] if a is not None]
-        return ("print", _pos(c[0]), args)
+        return ("print", _pos(c[0]), [a for a in c[2:] if a is not None])
 
     def if_stmt(self, c):
         branches = [(c[1], c[2])] + [x for x in c[3:-2] if x is not None]
@@ -177,7 +184,7 @@ for _name in [n for n in vars(Builder) if not n.startswith("_")]:
 
 
 # Friendly names for the terminals in "expected ..." messages.
-_TERMINALS = {"NUMBER": "a number", "NAME": "a name", "ADD_OP": "'+', '-'",
+_TERMINALS = {"NUMBER": "a number", "NAME": "a name", "STRING": "a string", "ADD_OP": "'+', '-'",
               "MUL_OP": "'*', '/', '%', '@'", "FLOOR_DIV": "'//'", "POW_OP": "'**', '^'",
               "COMPARE": "a comparison",
               "$END": "the end of the input", "_NEWLINE": "a new line", "_INDENT": "an indented block",

@@ -19,6 +19,7 @@ BINARY = {s: o.name for o in OPS.values() if o.symbol and len(o.args) == 2 for s
 UNARY = {s: o.name for o in OPS.values() if o.symbol and len(o.args) == 1 for s in o.symbol}
 ATTRIBUTES = {"T": "transpose"}
 CALLABLE = {n: o for o in OPS.values() if not o.internal for n in (o.name,) + o.aliases}
+METHODS = {n: o for n, o in CALLABLE.items() if o.method}
 
 
 class Seq(list):
@@ -31,7 +32,7 @@ def children(node):
         return [node[3], node[4]]
     if kind == "unary":
         return [node[3]]
-    if kind == "call":
+    if kind in ("call", "method"):
         return list(node[3]) + [kw[2] for kw in node[4]]
     if kind in ("list", "tuple"):
         return list(node[2])
@@ -47,8 +48,8 @@ def children(node):
 
 def _instruction(node):
     kind, pos = node[0], node[1]
-    if kind == "call":
-        return ("call", pos, (node[2], len(node[3]), [kw[0] for kw in node[4]]))
+    if kind in ("call", "method"):
+        return (kind, pos, (node[2], len(node[3]), [kw[0] for kw in node[4]]))
     if kind in ("list", "tuple"):
         return ("seq", pos, len(node[2]))
     if kind == "index":
@@ -96,6 +97,14 @@ def check_calls(tree):
         if kind == "call" and arg[0] not in CALLABLE:
             raise UnknownNameError(f"unknown function '{arg[0]}'", pos=pos,
                                    hint=suggest(arg[0], CALLABLE) or "`adcli ops` lists the functions")
+        if kind == "method" and arg[0] not in METHODS:
+            raise _not_a_method(arg[0], pos)
+
+
+def _not_a_method(name, pos):
+    hint = (f"write {name}(x, ...)" if name in CALLABLE else suggest(name, METHODS)
+            or "the methods are " + " ".join(f".{m}()" for m in METHODS))
+    return UnknownNameError(f"unknown method '.{name}()'", pos=pos, hint=hint)
 
 
 def first_use(tree, name):
@@ -210,11 +219,16 @@ class Evaluator:
                 a = self.array(stack.pop(), pos)
                 g.pos = pos
                 stack.append(a if arg == "+" else g.emit(UNARY[arg], a))
-            elif kind == "call":
+            elif kind in ("call", "method"):
                 fname, nargs, kwnames = arg
                 kwvals = [stack.pop() for _ in kwnames][::-1]
                 args = [stack.pop() for _ in range(nargs)][::-1]
-                stack.append(self.call(fname, args, list(zip(kwnames, kwvals)), pos))
+                if kind == "method" and fname not in METHODS:
+                    raise _not_a_method(fname, pos)
+                stack.append(self.call(fname, args, list(zip(kwnames, kwvals)), pos,
+                                       method=kind == "method"))
+            elif kind == "str":
+                stack.append(arg)
             elif kind == "seq":
                 items = [stack.pop() for _ in range(arg)][::-1]
                 stack.append(Seq(items))
@@ -253,14 +267,25 @@ class Evaluator:
         raise UnknownNameError(f"unknown name '{name}'", pos=pos, hint=suggest(name, known))
 
     def index(self, base, parts, pos):
-        key = self.key(parts, pos)
+        key = self.key(parts, pos, base.shape)
         self.graph.pos = pos
         return self.graph.emit("index", base, key=key)
 
-    def key(self, parts, pos):
-        """A static numpy index from evaluated subscripts: integers and slices."""
-        key = []
+    def key(self, parts, pos, shape=()):
+        """A static numpy index from evaluated subscripts: integers, slices, None, and
+        boolean masks (x[x > 0]), whose value is known now: a mask becomes the integer
+        index of its true elements, static like the others."""
+        key, axis = [], 0
         for p in parts:
+            if isinstance(p, Node) and p.dtype == bool and p.ndim:
+                covered = tuple(shape[axis:axis + p.ndim])
+                if tuple(p.shape) != covered:
+                    raise ShapeError(f"a mask of shape {tuple(p.shape)} cannot index axes of "
+                                     f"shape {covered}", pos=pos)
+                key.extend(self.graph.xp.nonzero(p.value))
+                axis += p.ndim
+                continue
+            axis += p is not None
             if isinstance(p, slice):
                 key.append(p)
             elif (isinstance(p, Node) and p.ndim == 0) or type(p) is float:
@@ -268,10 +293,11 @@ class Evaluator:
             elif p is None:
                 key.append(None)     # a new axis of length 1, as numpy's x[None]
             else:
-                raise InputError("indices must be integers, slices or None", pos=pos)
+                raise InputError("indices must be integers, slices, None or a boolean mask",
+                                 pos=pos)
         return tuple(key)
 
-    def call(self, fname, args, kwargs, pos):
+    def call(self, fname, args, kwargs, pos, method=False):
         entry = CALLABLE.get(fname)
         if entry is None:
             raise UnknownNameError(f"unknown function '{fname}'", pos=pos,
@@ -283,16 +309,18 @@ class Evaluator:
             arrays = [a if type(a) is Node else self.array(a, pos) for a in args]
             g.pos = pos
             return g.emit(entry.name, *arrays)
-        if entry.variadic_elementwise and len(args) >= 2 and not kwargs:
-            # max(a, b, c) is elementwise: maximum(maximum(a, b), c)
+        if entry.variadic_elementwise and len(args) >= 2 and not kwargs and not method:
+            # max(a, b, c) is elementwise: maximum(maximum(a, b), c); x.max(1) is numpy's
             out = self.array(args[0], pos)
             for a in args[1:]:
                 g.pos = pos
                 out = g.emit(entry.variadic_elementwise, out, self.array(a, pos))
             return out
-        if entry.shape_args:               # randn(2, 3)
-            args = [Seq(args)] if args else []
         params = list(entry.args)
+        if entry.shape_args:               # randn(2, 3), reshape(x, 2, 3); ones((2, 3)) too
+            rest = args[len(params):]
+            if rest and not (len(rest) == 1 and isinstance(rest[0], Seq)):
+                args = args[:len(params)] + [Seq(rest)]
         if entry.arity is None:            # concat([a, b], axis=0)
             if not args or not isinstance(args[0], Seq):
                 raise InputError(f"{fname} takes a list of arrays: {fname}([a, b], ...)", pos=pos)

@@ -138,3 +138,54 @@ def test_argmax_and_argmin_give_indices_without_derivative():
     assert float(ok("eval", "argmax(x)", "--at", "x=[1,5,2]")) == 1.0
     assert values("eval", "argmin(A, axis=1)", "--at", "A=[[3,1],[0,2]]") == [1.0, 0.0]
     assert ok("grad", "argmax(x) * sum(x)", "--at", "x=[1,5,2]") == "value\t8.0\nd/dx\t[1.0, 1.0, 1.0]\n"
+
+
+# ---------------------------------------------------------------- mask indexing
+
+def test_a_boolean_mask_selects_and_its_gradient_scatters_back():
+    assert values("eval", "x[x > 0]", "--at", "x=[-1,2,0,3]") == [2.0, 3.0]
+    assert ok("grad", "sum(x[x > 0] ** 2)", "--at", "x=[-1,2,0,3]") == (
+        "value\t13.0\nd/dx\t[0.0, 4.0, 0.0, 6.0]\n")
+    assert values("eval", "A[A > 1]", "--at", "A=[[1,2],[3,0]]") == [2.0, 3.0]
+    assert values("eval", "A[A[:, 0] > 1]", "--at", "A=[[1,2],[3,0]]") == [[3.0, 0.0]]
+    assert values("eval", "A[:, A[0] > 1]", "--at", "A=[[1,2],[3,0]]") == [[2.0], [0.0]]
+    # second derivatives flow through the static index
+    assert ok("hessian", "sum(x[x > 0] ** 3)", "--at", "x=[-1,2]") == (
+        "value\t8.0\nd2/dx,dx\t[[0.0, 0.0], [0.0, 12.0]]\n")
+
+
+def test_a_mask_of_the_wrong_shape_is_a_shape_error():
+    err = fails("eval", "x[y > 0]", "--at", "x=[1,2,3],y=[1,2]")
+    assert "a mask of shape (2,) cannot index axes of shape (3,)" in err
+
+
+# ---------------------------------------------------------------- methods and shapes
+
+@pytest.mark.parametrize("expr, want", [
+    ("A.sum()", 21.0), ("A.mean(axis=0)", [2.5, 3.5, 4.5]), ("A.max()", 6.0),
+    ("A.min(1)", [1.0, 4.0]), ("A.sum(0, keepdims=True)", [[5.0, 7.0, 9.0]]),
+    ("A.reshape(3, 2)", [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+    ("A.reshape((3, 2)).T", [[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]]),
+    ("A.transpose()", [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]),
+    ("A.flatten().cumsum()", [1.0, 3.0, 6.0, 10.0, 15.0, 21.0]),
+    ("A.argmax()", 5.0), ("(A.T @ A).trace()", 91.0),
+])
+def test_methods_are_the_functions_with_the_receiver_first(expr, want):
+    got = values("eval", expr, "--at", "A=[[1,2,3],[4,5,6]]")
+    assert got == want
+
+
+def test_method_gradients_and_unknown_methods():
+    assert ok("grad", "x.sum() * x.max()", "--at", "x=[1,3]") == "value\t12.0\nd/dx\t[3.0, 7.0]\n"
+    err = fails("eval", "x.sine()", "--at", "x=1")
+    assert "unknown method '.sine()'" in err
+    assert "write sin(x, ...)" in fails("eval", "x.sin()", "--at", "x=1")
+
+
+def test_shapes_given_positionally():
+    assert values("eval", "ones(2, 3)") == [[1.0] * 3] * 2
+    assert values("eval", "ones((2, 3))") == [[1.0] * 3] * 2
+    assert values("eval", "zeros(2)") == [0.0, 0.0]
+    assert values("eval", "reshape(arange(4), 2, 2)") == [[0.0, 1.0], [2.0, 3.0]]
+    assert values("eval", "transpose(reshape(arange(6), 1, 2, 3), 2, 0, 1)") == (
+        np.arange(6.0).reshape(1, 2, 3).transpose(2, 0, 1).tolist())

@@ -57,6 +57,10 @@ CALLS = {
     "stack": "stack([v, v])", "zeros": "zeros(2) + v", "ones": "ones(2) * v",
     "full": "full(2, 3.0) * v", "eye": "eye(2) @ v", "linspace": "linspace(0, 1, 2) * v",
     "arange": "arange(2) * v", "detach": "detach(x) * x",
+    "cumsum": "cumsum(v)", "cumprod": "cumprod(v)", "tril": "tril(M)", "triu": "triu(M)",
+    "diag": "diag(M)", "flip": "flip(v)", "cross": "cross(concat([v, v[:1]]), concat([v, v[1:]]))",
+    "argmax": "argmax(v) * v", "argmin": "argmin(v) * v",
+    "einsum": "einsum('ij,j->i', M, v)",
 }
 # Composites: the table defines them by other ops, and the trace shows those.
 COMPOSITES = {o.name for o in public_ops() if o.expand is not None}
