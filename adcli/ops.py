@@ -60,6 +60,8 @@ class Op:
                                   # the arrays form the first attribute (a shape or axes)
     method: bool = False          # callable as x.name(...), x its first argument (numpy's and
                                   # PyTorch's habit: x.sum(), x.reshape(2, 3))
+    string_attrs: tuple = ()      # static attributes that are strings, not numbers
+    attrs_first: bool = False     # einsum("ij,jk->ik", a, b): static attributes before the arrays
     random: bool = False          # draws from the graph's seeded generator
     rewrite: object = None        # rewrite(*args, **attrs) -> (op name, args, attrs) or None:
                                   # an equivalent, numerically better form, used instead
@@ -958,6 +960,105 @@ op("solve", args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="l
    vjp=(_solve_vjp_a, _solve_vjp_b),
    jvp=_solve_jvp, shape=_solve_shape, cost=cubic_cost,
    doc="solve(A, b): x with A x = b")
+
+def _einsum_terms(subscripts, count):
+    """numpy's einsum subscripts in explicit form: ([term per operand], output term), each
+    a list of tokens (letters and '...'). Implicit output: the letters used once, sorted."""
+    text = subscripts.replace(" ", "")
+    ins, arrow, out = text.partition("->")
+    terms = ins.split(",")
+    if len(terms) != count:
+        raise ValueError(f"'{subscripts}' names {len(terms)} operands; einsum takes {count}")
+    if not arrow:
+        letters = ins.replace("...", "").replace(",", "")
+        out = ("..." if "..." in ins else "") + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1))
+    tokens = []
+    for term in terms + [out]:
+        pre, dots, post = term.partition("...")
+        if not all(c.isascii() and c.isalpha() for c in pre + post) or "..." in post:
+            raise ValueError(f"'{subscripts}': subscripts are letters, with at most one '...' "
+                             "per operand")
+        if len(set(pre + post)) != len(pre + post):
+            raise ValueError(f"'{subscripts}': an index repeats within '{term}' (for a trace "
+                             "or a diagonal use trace or diag)")
+        tokens.append(list(pre) + (["..."] if dots else []) + list(post))
+    return tokens[:-1], tokens[-1]
+
+
+def _einsum_shape(*shapes, subscripts=""):
+    terms, out = _einsum_terms(subscripts, len(shapes))
+    sizes, batches = {}, []
+    for term, s in zip(terms, shapes):
+        extra = len(s) - (len(term) - ("..." in term))
+        if extra < 0 or (extra and "..." not in term):
+            raise ValueError(f"'{''.join(term)}' does not fit an operand of shape {tuple(s)}")
+        dims = list(s)
+        for t in term:
+            if t == "...":
+                batches.append(tuple(dims[:extra]))
+                dims = dims[extra:]
+                continue
+            d = dims.pop(0)
+            if sizes.setdefault(t, d) != d:
+                raise ValueError(f"index {t} has lengths {sizes[t]} and {d}")
+    batch = tuple(np.broadcast_shapes(*batches)) if batches else ()
+    if batch and "..." not in out:
+        raise ValueError(f"'{subscripts}': the output needs '...' for the operands' extra axes")
+    missing = [t for t in out if t != "..." and t not in sizes]
+    if missing:
+        raise ValueError(f"'{subscripts}': the output index {missing[0]} is in no operand")
+    return tuple(d for t in out for d in (batch if t == "..." else (sizes[t],)))
+
+
+def _einsum_vjp(which):
+    def rule(ns, g, y, a, b, subscripts=""):
+        # <g, einsum(a, b)> is linear in each operand: the cotangent of one is the einsum
+        # of g with the other, onto the operand's indices; an index that only that operand
+        # has (summed in the forward pass) is broadcast back
+        terms, out = _einsum_terms(subscripts, 2)
+        mine, other = terms[which], terms[1 - which]
+        x, y_other = (a, b) if which == 0 else (b, a)
+        kept = [t for t in mine if t in out or t in other]
+        if "..." in mine and "..." not in kept:
+            raise ShapeError(f"einsum '{subscripts}': no derivative for '...' summed away")
+        ct = ns.einsum(g, y_other, subscripts=f"{''.join(out)},{''.join(other)}->{''.join(kept)}")
+        if kept == mine:
+            return ct
+        nbatch = ct.ndim - len([t for t in kept if t != "..."])
+        lengths = dict(zip([t for t in mine if t != "..."],
+                           [d for i, d in enumerate(x.shape) if i < mine.index("...")]
+                           + list(x.shape[len(x.shape) - (len(mine) - mine.index("...") - 1):]))
+                       if "..." in mine else zip(mine, x.shape))
+        where = {t: i for i, t in enumerate(kept)}
+        pos, shape, full = 0, [], []
+        for t in mine:
+            if t == "...":
+                start = where["..."] if "..." in where else 0
+                shape += list(ct.shape[start:start + nbatch])
+                full += list(ct.shape[start:start + nbatch])
+            elif t in where:
+                d = lengths[t]
+                shape.append(d)
+                full.append(d)
+            else:
+                shape.append(1)
+                full.append(lengths[t])
+        return ns.broadcast_to(ns.reshape(ct, shape=tuple(shape)), shape=tuple(full))
+    return rule
+
+
+def _einsum_jvp(ns, t, y, a, b, subscripts=""):
+    return _add_tangents([ns.einsum(t[0], b, subscripts=subscripts) if t[0] is not None else None,
+                          ns.einsum(a, t[1], subscripts=subscripts) if t[1] is not None else None])
+
+
+op("einsum", args=("a", "b"), attrs={"subscripts": REQUIRED}, string_attrs=("subscripts",),
+   attrs_first=True, kind="linalg",
+   fwd=lambda xp, a, b, subscripts="": xp.einsum(subscripts, a, b, optimize=True),
+   vjp=(_einsum_vjp(0), _einsum_vjp(1)), jvp=_einsum_jvp, shape=_einsum_shape,
+   note="two operands, numpy's subscripts with '...'; no index repeated within an operand",
+   doc="einsum('ij,jk->ik', a, b): numpy's Einstein summation of two arrays")
 
 # ---------------------------------------------------------------- shapes
 

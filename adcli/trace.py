@@ -317,6 +317,9 @@ class Evaluator:
                 out = g.emit(entry.variadic_elementwise, out, self.array(a, pos))
             return out
         params = list(entry.args)
+        first = []
+        if entry.attrs_first:              # einsum("ij,jk->ik", a, b)
+            first, args = args[:len(entry.attrs)], args[len(entry.attrs):]
         if entry.shape_args:               # randn(2, 3), reshape(x, 2, 3); ones((2, 3)) too
             rest = args[len(params):]
             if rest and not (len(rest) == 1 and isinstance(rest[0], Seq)):
@@ -330,6 +333,7 @@ class Evaluator:
         else:
             arrays, rest = list(args[:len(params)]), args[len(params):]
         names = list(entry.attrs)
+        rest = first + rest
         if len(rest) > len(names):
             raise InputError(f"{fname}() takes at most {len(params) + len(names)} arguments, "
                              f"got {len(args)}", pos=pos, hint=f"usage: {signature(entry)}")
@@ -351,7 +355,13 @@ class Evaluator:
                              hint=f"usage: {signature(entry)}")
         attrs = {}
         for key, default in entry.attrs.items():
-            if key in given:
+            if key in entry.string_attrs:
+                if not isinstance(given.get(key), str):
+                    raise InputError(f"{fname}() needs '{key}' as a string, as in "
+                                     f"{entry.doc.split(':')[0]}", pos=pos,
+                                     hint=f"usage: {signature(entry)}")
+                attrs[key] = given[key]
+            elif key in given:
                 attrs[key] = static(key, given[key], pos)
             elif default is REQUIRED:
                 raise InputError(f"{fname}() is missing '{key}'", pos=pos,
@@ -365,7 +375,8 @@ class Evaluator:
 
 def signature(entry):
     parts = [("[" + a[1:] + ", ...]") if a.startswith("*") else a for a in entry.args]
-    parts += [k if v is REQUIRED else f"{k}={v}" for k, v in entry.attrs.items()]
+    static = [k if v is REQUIRED else f"{k}={v}" for k, v in entry.attrs.items()]
+    parts = static + parts if entry.attrs_first else parts + static
     return f"{entry.name}({', '.join(parts)})"
 
 

@@ -189,3 +189,39 @@ def test_shapes_given_positionally():
     assert values("eval", "reshape(arange(4), 2, 2)") == [[0.0, 1.0], [2.0, 3.0]]
     assert values("eval", "transpose(reshape(arange(6), 1, 2, 3), 2, 0, 1)") == (
         np.arange(6.0).reshape(1, 2, 3).transpose(2, 0, 1).tolist())
+
+
+# ---------------------------------------------------------------- einsum
+
+@pytest.mark.parametrize("subscripts, numpy_form", [
+    ("ij,jk->ik", lambda a, b: a @ b), ("ij,ij", lambda a, b: np.sum(a * b)),
+    ("ij,kj->ik", lambda a, b: a @ b.T), ("ij,ji->", lambda a, b: np.trace(a @ b)),
+    ("i j , j k -> k i", lambda a, b: (a @ b).T),
+])
+def test_einsum_agrees_with_numpy(subscripts, numpy_form):
+    a, b = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[0.5, -1.0], [2.0, 1.5]])
+    got = values("eval", f"einsum('{subscripts}', a, b)", "--at",
+                 "a=[[1,2],[3,4]],b=[[0.5,-1],[2,1.5]]")
+    close(got, numpy_form(a, b))
+
+
+def test_einsum_gradient_is_an_einsum():
+    # d/dA sum(A @ v) = outer(1, v); d/dv = column sums of A
+    assert ok("grad", "sum(einsum(\"ij,j->i\", A, v))", "--at", "A=[[1,2],[3,4]],v=[1,2]") == (
+        "value\t16.0\nd/dA\t[[1.0, 2.0], [1.0, 2.0]]\nd/dv\t[4.0, 6.0]\n")
+    out = ok("grad", "einsum('bi,bi->', x, x)", "--at", "x=[[1,2],[3,4]]")
+    assert out == "value\t30.0\nd/dx\t[[2.0, 4.0], [6.0, 8.0]]\n"
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("einsum('ii', A, A)", "names 1 operands; einsum takes 2"),
+    ("einsum('ii,ij', A, A)", "an index repeats within 'ii' (for a trace or a diagonal use trace"),
+    ("einsum('ij,jkl->ik', A, A)", "'jkl' does not fit an operand of shape (2, 2)"),
+    ("einsum('ij,jk->iq', A, A)", "the output index q is in no operand"),
+    ("einsum('ij,jk->ik', A)", "einsum() is missing b"),
+    ("einsum(A, A)", "usage: einsum(subscripts, a, b)"),
+    ("einsum(1, A, A)", "einsum() needs 'subscripts' as a string"),
+    ("einsum('i1,jk', A, A)", "subscripts are letters"),
+])
+def test_einsum_errors_are_clear(expr, message):
+    assert message in fails("eval", expr, "--at", "A=[[1,2],[3,4]]")

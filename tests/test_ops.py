@@ -61,6 +61,16 @@ STRUCTURAL = {
     "diag": [((3,), {}), ((3,), {"k": 1}), ((3, 3), {}), ((3, 4), {"k": 1}), ((4, 3), {"k": -2})],
     "flip": [((5,), {}), ((3, 4), {"axis": 1}), ((2, 3, 4), {"axis": (0, 2)})],
     "cross": [(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((4, 3), (4, 3)), {})],
+    "flatten": [((3, 4), {})],
+    "einsum": [(((3, 4), (4, 2)), {"subscripts": "ij,jk->ik"}),          # matmul
+               (((4,), (4,)), {"subscripts": "i,i->"}),                    # dot
+               (((3,), (2,)), {"subscripts": "i,j->ij"}),                  # outer
+               (((3, 4), (4, 3)), {"subscripts": "ij,ji->"}),              # trace(a @ b)
+               (((2, 3, 4), (2, 4, 2)), {"subscripts": "bij,bjk->bik"}),   # batched
+               (((2, 3, 4), (4, 2)), {"subscripts": "...ij,...jk->...ik"}),
+               (((3, 4), (4, 2)), {"subscripts": "ij,jk"}),                # implicit output
+               (((3, 4), (4,)), {"subscripts": "ij,j->j"}),                # i summed in a alone
+               (((2, 3), (3, 4)), {"subscripts": "ij,kl->"})],
     "setindex": [(((5,), (2,)), {"key": (slice(0, 2),)}), (((5,), ()), {"key": (3,)}),
                  (((3, 4), (4,)), {"key": (slice(None), )}), (((3, 4), ()), {"key": (slice(None), 1)})],
 }
