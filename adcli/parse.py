@@ -185,7 +185,8 @@ for _name in [n for n in vars(Builder) if not n.startswith("_")]:
 
 # Friendly names for the terminals in "expected ..." messages.
 _TERMINALS = {"NUMBER": "a number", "NAME": "a name", "STRING": "a string", "ADD_OP": "'+', '-'",
-              "MUL_OP": "'*', '/', '%', '@'", "FLOOR_DIV": "'//'", "POW_OP": "'**', '^'",
+              "MUL_OP": "'*', '/', '//', '%', '@'",
+              "MUL_FLOORDIV": "'*', '/', '//', '%', '@'", "POW_OP": "'**', '^'",
               "COMPARE": "a comparison",
               "$END": "the end of the input", "_NEWLINE": "a new line", "_INDENT": "an indented block",
               "_DEDENT": "the end of a block"}

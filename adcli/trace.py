@@ -223,10 +223,13 @@ class Evaluator:
                 fname, nargs, kwnames = arg
                 kwvals = [stack.pop() for _ in kwnames][::-1]
                 args = [stack.pop() for _ in range(nargs)][::-1]
-                if kind == "method" and fname not in METHODS:
+                kwargs = list(zip(kwnames, kwvals))
+                if kind == "call":
+                    stack.append(self.call(fname, args, kwargs, pos))
+                elif fname in METHODS:     # the op table's, never a script's function
+                    stack.append(Evaluator.call(self, fname, args, kwargs, pos, method=True))
+                else:
                     raise _not_a_method(fname, pos)
-                stack.append(self.call(fname, args, list(zip(kwnames, kwvals)), pos,
-                                       method=kind == "method"))
             elif kind == "str":
                 stack.append(arg)
             elif kind == "seq":

@@ -225,3 +225,12 @@ def test_einsum_gradient_is_an_einsum():
 ])
 def test_einsum_errors_are_clear(expr, message):
     assert message in fails("eval", expr, "--at", "A=[[1,2],[3,4]]")
+
+
+def test_methods_and_strings_in_scripts(tmp_path):
+    script = tmp_path / "m.ad"
+    script.write_text('def total(v):\n    return sum(v)\nx = [1, 2, 3]\nprint("sum", x.sum())\n'
+                      'assert x.sum() > 5, "too small"\nreturn x.max() + total(x)\n')
+    r = runner.invoke(app, ["eval", str(script)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "9.0\n" and "sum 6.0" in r.stderr

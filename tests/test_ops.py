@@ -216,8 +216,14 @@ def test_public_ops_cover_the_language():
                "atan atan2 sinh cosh tanh asinh acosh atanh sigmoid relu softplus floor ceil "
                "round maximum minimum clip where hypot sum mean prod max min norm logsumexp var "
                "std softmax dot matmul outer transpose trace det inv solve reshape concat stack "
-               "zeros ones eye full linspace arange").split():
+               "zeros ones eye full linspace arange "
+               "erf erfc erfinv lgamma digamma logit log_softmax cumsum cumprod diag tril triu "
+               "flip cross einsum argmax argmin mod floor_divide flatten").split():
         assert fn in names, fn
+    symbols = {s for o in public_ops() for s in o.symbol}
+    assert {"%", "//"} <= symbols
+    methods = {o.name for o in public_ops() if o.method}
+    assert set("sum mean prod max min std var reshape transpose flatten cumsum argmax".split()) <= methods
 
 
 @pytest.mark.parametrize("name", [o.name for o in OPS.values()
