@@ -1011,6 +1011,15 @@ def _einsum_shape(*shapes, subscripts=""):
     return tuple(d for t in out for d in (batch if t == "..." else (sizes[t],)))
 
 
+def _einsum_lengths(term, shape):
+    """The length of each letter of an einsum term on an operand of `shape`."""
+    if "..." not in term:
+        return dict(zip(term, shape))
+    i = term.index("...")
+    after = len(term) - i - 1
+    return {**dict(zip(term[:i], shape[:i])), **dict(zip(term[i + 1:], shape[len(shape) - after:]))}
+
+
 def _einsum_vjp(which):
     def rule(ns, g, y, a, b, subscripts=""):
         # <g, einsum(a, b)> is linear in each operand: the cotangent of one is the einsum
@@ -1018,31 +1027,25 @@ def _einsum_vjp(which):
         # has (summed in the forward pass) is broadcast back
         terms, out = _einsum_terms(subscripts, 2)
         mine, other = terms[which], terms[1 - which]
-        x, y_other = (a, b) if which == 0 else (b, a)
+        x, rest = (a, b) if which == 0 else (b, a)
+        if "..." not in mine and "..." in out:
+            mine = ["..."] + mine             # the broadcast axes, summed away by the engine
         kept = [t for t in mine if t in out or t in other]
         if "..." in mine and "..." not in kept:
             raise ShapeError(f"einsum '{subscripts}': no derivative for '...' summed away")
-        ct = ns.einsum(g, y_other, subscripts=f"{''.join(out)},{''.join(other)}->{''.join(kept)}")
+        ct = ns.einsum(g, rest, subscripts=f"{''.join(out)},{''.join(other)}->{''.join(kept)}")
         if kept == mine:
             return ct
-        nbatch = ct.ndim - len([t for t in kept if t != "..."])
-        lengths = dict(zip([t for t in mine if t != "..."],
-                           [d for i, d in enumerate(x.shape) if i < mine.index("...")]
-                           + list(x.shape[len(x.shape) - (len(mine) - mine.index("...") - 1):]))
-                       if "..." in mine else zip(mine, x.shape))
-        where = {t: i for i, t in enumerate(kept)}
-        pos, shape, full = 0, [], []
+        lengths = _einsum_lengths(mine, x.shape)
+        nbatch = ct.ndim - len(kept) + ("..." in kept)
+        shape, full = [], []
         for t in mine:
             if t == "...":
-                start = where["..."] if "..." in where else 0
-                shape += list(ct.shape[start:start + nbatch])
-                full += list(ct.shape[start:start + nbatch])
-            elif t in where:
-                d = lengths[t]
-                shape.append(d)
-                full.append(d)
+                k = kept.index("...")         # letters before it are one axis each
+                shape += ct.shape[k:k + nbatch]
+                full += ct.shape[k:k + nbatch]
             else:
-                shape.append(1)
+                shape.append(lengths[t] if t in kept else 1)
                 full.append(lengths[t])
         return ns.broadcast_to(ns.reshape(ct, shape=tuple(shape)), shape=tuple(full))
     return rule

@@ -285,7 +285,7 @@ class Evaluator:
                 if tuple(p.shape) != covered:
                     raise ShapeError(f"a mask of shape {tuple(p.shape)} cannot index axes of "
                                      f"shape {covered}", pos=pos)
-                key.extend(self.graph.xp.nonzero(p.value))
+                key.extend(np.nonzero(np.asarray(p.value)))   # static: host integers
                 axis += p.ndim
                 continue
             axis += p is not None

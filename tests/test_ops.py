@@ -70,7 +70,9 @@ STRUCTURAL = {
                (((2, 3, 4), (4, 2)), {"subscripts": "...ij,...jk->...ik"}),
                (((3, 4), (4, 2)), {"subscripts": "ij,jk"}),                # implicit output
                (((3, 4), (4,)), {"subscripts": "ij,j->j"}),                # i summed in a alone
-               (((2, 3), (3, 4)), {"subscripts": "ij,kl->"})],
+               (((2, 3), (3, 4)), {"subscripts": "ij,kl->"}),
+               (((2, 3, 4), (4,)), {"subscripts": "...ij,j->...j"}),
+               (((4, 2, 3), (3,)), {"subscripts": "k...j,j->...k"})],
     "setindex": [(((5,), (2,)), {"key": (slice(0, 2),)}), (((5,), ()), {"key": (3,)}),
                  (((3, 4), (4,)), {"key": (slice(None), )}), (((3, 4), ()), {"key": (slice(None), 1)})],
 }
