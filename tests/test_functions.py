@@ -234,3 +234,45 @@ def test_methods_and_strings_in_scripts(tmp_path):
     r = runner.invoke(app, ["eval", str(script)])
     assert r.exit_code == 0, r.output
     assert r.stdout == "9.0\n" and "sum 6.0" in r.stderr
+
+
+# ---------------------------------------------------------------- numpy's semantics
+
+NUMPY_FORMS = [
+    ("cumsum", (3, 4), {"axis": None}, np.cumsum), ("cumsum", (3, 4), {"axis": -1}, np.cumsum),
+    ("cumprod", (2, 3, 2), {"axis": 1}, np.cumprod), ("cumprod", (5,), {}, np.cumprod),
+    ("flip", (2, 3), {}, np.flip), ("flip", (2, 3, 4), {"axis": (0, 2)}, np.flip),
+    ("diag", (4,), {"k": -1}, np.diag), ("diag", (3, 5), {"k": 2}, np.diag),
+    ("diag", (5, 3), {"k": -3}, np.diag), ("tril", (2, 3, 4), {"k": 1}, np.tril),
+    ("triu", (4, 3), {"k": -1}, np.triu), ("argmax", (3, 4), {"axis": 0}, np.argmax),
+    ("argmin", (3, 4), {"keepdims": True}, np.argmin),
+    ("log_softmax", (3, 4), {"axis": 0},
+     lambda x, axis: x - np.log(np.sum(np.exp(x), axis=axis, keepdims=True))),
+]
+
+
+@pytest.mark.parametrize("name, shape, attrs, numpy_form", NUMPY_FORMS)
+def test_structural_functions_follow_numpy(name, shape, attrs, numpy_form):
+    from adcli.graph import Graph
+    x = np.random.default_rng(7).normal(size=shape)
+    g = Graph()
+    got = g.emit(name, g.input("x", x), **attrs).value
+    want = numpy_form(x, **attrs)
+    assert np.shape(got) == np.shape(want)
+    close(got, want)
+
+
+@pytest.mark.parametrize("subscripts, sa, sb", [
+    ("ij,jk->ik", (3, 4), (4, 2)), ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)),
+    ("...ij,...jk->...ik", (2, 1, 3, 4), (5, 4, 2)), ("ij,kl", (2, 3), (4, 5)),
+    ("i,i", (4,), (4,)), ("ij,j->i", (3, 4), (4,)), ("k...j,j->...k", (4, 2, 3), (3,)),
+])
+def test_einsum_follows_numpy(subscripts, sa, sb):
+    from adcli.graph import Graph
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=sa), rng.normal(size=sb)
+    g = Graph()
+    got = g.emit("einsum", g.input("a", a), g.input("b", b), subscripts=subscripts).value
+    want = np.einsum(subscripts, a, b)
+    assert np.shape(got) == np.shape(want)
+    close(got, want)
