@@ -1011,6 +1011,18 @@ def _einsum_shape(*shapes, subscripts=""):
     return tuple(d for t in out for d in (batch if t == "..." else (sizes[t],)))
 
 
+def _einsum_cost(*shapes, subscripts=""):
+    """A multiply-add for every point of the index space: every letter's length times the
+    broadcast axes (what einsum without a contraction order does, the most it does)."""
+    terms, out = _einsum_terms(subscripts, len(shapes))
+    lengths, batch = {}, 1
+    for term, s in zip(terms, shapes):
+        lengths.update(_einsum_lengths(term, s))
+        if "..." in term:
+            batch = max(batch, math.prod(s) // max(1, math.prod(_einsum_lengths(term, s).values())))
+    return batch * math.prod(lengths.values())
+
+
 def _einsum_lengths(term, shape):
     """The length of each letter of an einsum term on an operand of `shape`."""
     if "..." not in term:
@@ -1059,7 +1071,7 @@ def _einsum_jvp(ns, t, y, a, b, subscripts=""):
 op("einsum", args=("a", "b"), attrs={"subscripts": REQUIRED}, string_attrs=("subscripts",),
    attrs_first=True, kind="linalg",
    fwd=lambda xp, a, b, subscripts="": xp.einsum(subscripts, a, b, optimize=True),
-   vjp=(_einsum_vjp(0), _einsum_vjp(1)), jvp=_einsum_jvp, shape=_einsum_shape,
+   vjp=(_einsum_vjp(0), _einsum_vjp(1)), jvp=_einsum_jvp, shape=_einsum_shape, cost=_einsum_cost,
    note="two operands, numpy's subscripts with '...'; no index repeated within an operand",
    doc="einsum('ij,jk->ik', a, b): numpy's Einstein summation of two arrays")
 

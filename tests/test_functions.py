@@ -276,3 +276,12 @@ def test_einsum_follows_numpy(subscripts, sa, sb):
     want = np.einsum(subscripts, a, b)
     assert np.shape(got) == np.shape(want)
     close(got, want)
+
+
+def test_einsum_is_charged_its_index_space():
+    # the same contraction as matmul: 100**3 multiply-adds, over a budget that the
+    # elementwise product of the same arrays fits in
+    args = ["--max-work", "500000"]
+    assert ok("eval", "sum(ones(100, 100) * ones(100, 100))", *args) == "10000.0\n"
+    err = fails("eval", "sum(einsum('ij,jk->ik', ones(100, 100), ones(100, 100)))", *args)
+    assert "einsum would bring the work of this run to 1,0" in err
