@@ -1155,6 +1155,19 @@ def _back(ns, r, back, shape):
     return ns.reshape(r, shape=tuple(shape)) if back is None else ns.transpose(r, axes=back)
 
 
+def _over_axes(f, xp, x, axis):
+    """f(x, axis) for one axis or None, and for a tuple of axes, which gradcheck's batches
+    ask of every reduction: one axis alone, or several flattened into one last axis."""
+    if not isinstance(axis, tuple):
+        return f(x, axis)
+    if len(axis) == 1:
+        return f(x, axis[0])
+    axes = axes_of(axis, x.ndim)
+    rest = [i for i in range(x.ndim) if i not in axes]
+    x = xp.reshape(xp.transpose(x, rest + list(axes)), tuple(x.shape[i] for i in rest) + (-1,))
+    return f(x, -1)
+
+
 def _scan_shape(s, axis=None):
     if axis is None:
         return (math.prod(s),)
@@ -1171,7 +1184,7 @@ def _cumsum_vjp(ns, g, y, x, axis=None):
     return r if axis is not None else ns.reshape(r, shape=x.shape)
 
 
-op("cumsum", fwd=lambda xp, x, axis=None: xp.cumsum(x, axis=axis), attrs={"axis": None},
+op("cumsum", fwd=lambda xp, x, axis=None: _over_axes(xp.cumsum, xp, x, axis), attrs={"axis": None},
    kind="reduction", vjp=(_cumsum_vjp,), method=True,
    jvp=lambda ns, t, y, x, axis=None: ns.cumsum(t[0], axis=axis), shape=_scan_shape,
    doc="cumsum(x, axis=None): running sums (flattened when axis is None)")
@@ -1211,7 +1224,7 @@ def _cumprod_jvp(ns, t, y, x, axis=None):
     return out if back is None else ns.transpose(out, axes=back)
 
 
-op("cumprod", fwd=lambda xp, x, axis=None: xp.cumprod(x, axis=axis), attrs={"axis": None},
+op("cumprod", fwd=lambda xp, x, axis=None: _over_axes(xp.cumprod, xp, x, axis), attrs={"axis": None},
    kind="reduction", vjp=(_cumprod_vjp,), jvp=_cumprod_jvp, shape=_scan_shape, method=True,
    note="exact at zeros (then, and for second derivatives, n^2 work per slice)",
    doc="cumprod(x, axis=None): running products (flattened when axis is None)")
@@ -1294,8 +1307,8 @@ def _arg_shape(s, axis=None, keepdims=False):
 
 
 for _name in ("argmax", "argmin"):
-    op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name:
-       getattr(xp, _n)(x, axis=axis, keepdims=keepdims),
+    op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name: _over_axes(
+       lambda v, a: getattr(xp, _n)(v, axis=a, keepdims=keepdims), xp, x, axis),
        attrs={"axis": None, "keepdims": False}, kind="reduction", differentiable=False,
        shape=_arg_shape, method=True, note="no derivative (an index, as a float)",
        doc=f"{_name}(x, axis=None): the index of the {'largest' if _name == 'argmax' else 'smallest'} "

@@ -285,3 +285,14 @@ def test_einsum_is_charged_its_index_space():
     assert ok("eval", "sum(ones(100, 100) * ones(100, 100))", *args) == "10000.0\n"
     err = fails("eval", "sum(einsum('ij,jk->ik', ones(100, 100), ones(100, 100)))", *args)
     assert "einsum would bring the work of this run to 1,0" in err
+
+
+@pytest.mark.parametrize("expr", ["sum(cumprod(A)**2)", "sum(cumsum(A, axis=1)**2)",
+                                  "argmax(A)*sum(A)", "argmin(A, axis=0) @ sum(A, axis=1)",
+                                  "einsum('ij,ij->', A, A)", "sum(log_softmax(A) * A)",
+                                  "erf(A[0, 0]) + logit(A[0, 1] / 5)", "sum(A[A > 1.5] ** 3)"])
+@pytest.mark.parametrize("method", ["central", "complex"])
+def test_gradcheck_agrees_on_the_new_functions(expr, method):
+    out = ok("gradcheck", expr, "--at", "A=[[1,2],[3,4.5]]", "--method", method, "--order", "2"
+             if method == "central" else "1")
+    assert "verdict\tpass" in out
