@@ -40,6 +40,12 @@ UNARY = {
     "acosh": ("acosh(1.5 + square({}))", lambda u: mp.acosh(1.5 + u * u)),
     "tan": ("tan(1.2*tanh({}))", lambda u: mp.tan(1.2 * mp.tanh(u))),
     "neg": ("-({})", lambda u: -u),
+    "erf": ("erf({})", mp.erf), "erfc": ("erfc({})", mp.erfc),
+    "erfinv": ("erfinv(0.9*tanh({}))", lambda u: mp.erfinv(0.9 * mp.tanh(u))),
+    "lgamma": ("lgamma(0.5 + square({}))", lambda u: mp.loggamma(0.5 + u * u)),
+    "digamma": ("digamma(0.5 + square({}))", lambda u: mp.digamma(0.5 + u * u)),
+    "logit": ("logit(0.5 + 0.4*tanh({}))",
+              lambda u: mp.log((0.5 + 0.4 * mp.tanh(u)) / (0.5 - 0.4 * mp.tanh(u)))),
 }
 BINARY = {
     "add": ("({}) + ({})", lambda a, b: a + b), "sub": ("({}) - ({})", lambda a, b: a - b),
