@@ -121,8 +121,9 @@ def _scalar(v, what, pos):
         if v.size != 1:
             raise InputError(f"{what} must be a number, got an array of shape {v.shape}", pos=pos)
         return v.value.reshape(()).item()
-    if isinstance(v, Seq):
-        raise InputError(f"{what} must be a number, got a list", pos=pos)
+    if isinstance(v, (Seq, str)):
+        raise InputError(f"{what} must be a number, got a {'list' if isinstance(v, Seq) else 'string'}",
+                         pos=pos)
     return v
 
 
@@ -169,8 +170,8 @@ class Evaluator:
             # flatten nested lists iteratively: stack innermost first
             return self._stack_seq(v, pos)
         if not isinstance(v, (int, float, np.ndarray, np.generic)):
-            what = (f"the function {v.name}" if hasattr(v, "params")
-                    else "None" if v is None else type(v).__name__)
+            what = (f"the function {v.name}" if hasattr(v, "params") else "None" if v is None
+                    else f"the string '{v[:20]}'" if isinstance(v, str) else type(v).__name__)
             raise InputError(f"{what} is not a value", pos=pos,
                              hint="call it: name(...)" if hasattr(v, "params") else None)
         return self.graph.const(v, pos)

@@ -199,7 +199,7 @@ def test_debug_keeps_exit_codes():
     ("1" * 5000, "number literal of 5,000 characters"),
     ("ones(10**12)", "1,000,000,000,000 elements"),
     ("__import__('os')", "unknown function '__import__'"),
-    ("'os' + x", "str is not a value"),
+    ("'os' + x", "the string 'os' is not a value"),
     ("x.__class__()", "unknown method '.__class__()'"),
     ("__import__(os)", "unknown function '__import__'"),
     ("x.__class__", "unknown attribute '.__class__'"),

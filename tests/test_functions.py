@@ -296,3 +296,15 @@ def test_gradcheck_agrees_on_the_new_functions(expr, method):
     out = ok("gradcheck", expr, "--at", "A=[[1,2],[3,4.5]]", "--method", method, "--order", "2"
              if method == "central" else "1")
     assert "verdict\tpass" in out
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("sum(x, axis='a')", "'axis' must be a number, got a string"),
+    ("x.sum(keepdims='a')", "'keepdims' must be a number, got a string"),
+    ("ones('a') + x", "'shape' must be a number, got a string"),
+    ("x['a':]", "a slice bound must be a number, got a string"),
+    ("x['a']", "indices must be integers, slices, None or a boolean mask"),
+    ("'abc' * x", "the string 'abc' is not a value"),
+])
+def test_a_string_where_a_number_belongs_is_bad_input(expr, message):
+    assert message in fails("eval", expr, "--at", "x=[1,2]")
