@@ -513,7 +513,7 @@ def _logit(xp, x):
     # log(x / (1 - x)) as 2 atanh(2x - 1) from 1/4 on, where 2x - 1 is exact: no cancellation
     # near x = 1/2 (where log of a rounded ratio near 1 loses every digit); below, the two
     # logarithms do not cancel
-    small = x < 0.25
+    small = x.real < 0.25              # (the real part: see _sigmoid)
     with np.errstate(divide="ignore", invalid="ignore"):
         return xp.where(small, xp.log(x) - xp.log1p(-x), 2.0 * xp.arctanh(2.0 * x - 1.0))
 
