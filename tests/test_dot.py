@@ -19,8 +19,9 @@ from adcli.dot import quote, repeated_runs
 ROOT = Path(__file__).resolve().parent.parent
 DOT = shutil.which("dot")
 needs_graphviz = pytest.mark.skipif(
-    DOT is None, reason="Graphviz's `dot` is not installed (apt install graphviz): "
-                        "the DOT text is checked, but not rendered")
+    DOT is None, reason="Graphviz (optional, see README's Quick start) is not installed: "
+                        "its `dot` program renders pictures; install it with apt install "
+                        "graphviz (or brew, conda) to run this test")
 runner = CliRunner()
 
 
@@ -288,6 +289,11 @@ def test_out_dot_writes_the_text(tmp_path):
 def test_out_with_an_unknown_type_is_refused(tmp_path):
     r = adcli("dot", "x", "--at", "x=1", "-o", str(tmp_path / "g.jpg"))
     assert r.exit_code == 2 and "unknown file type" in r.stderr and ".svg" in r.stderr
+
+
+def test_the_skip_reason_says_graphviz_is_not_installed():
+    reason = needs_graphviz.kwargs["reason"]
+    assert "Graphviz" in reason and "not installed" in reason and "optional" in reason
 
 
 def test_out_svg_without_graphviz_says_how_to_install_it(tmp_path, monkeypatch):
