@@ -64,8 +64,9 @@ def check_dtype(dtype):
 
 
 @_without_gc
-def trace(source, values, *, dtype="float64", limits=None, filename=None):
-    """Parse `source` and evaluate it at `values` (name -> array), recording the graph."""
+def trace(source, values, *, dtype="float64", limits=None, filename=None, seed=0):
+    """Parse `source` and evaluate it at `values` (name -> array), recording the graph;
+    `seed` seeds its randn, rand and randint, as in a script."""
     limits = limits or Limits()
     try:
         tree = parse(source)
@@ -92,7 +93,7 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None):
                 raise UnknownNameError(f"--at {extra}: the expression has no name '{extra}'",
                                        hint=close or ("its names are " + ", ".join(names)
                                                       if names else "it has no names"))
-        graph = Graph(dtype=check_dtype(dtype), limits=limits)
+        graph = Graph(dtype=check_dtype(dtype), limits=limits, seed=seed)
         inputs = {n: graph.input(n, values[n], pos=first_use(tree, n)) for n in given}
         out = Evaluator(graph, inputs)
         output = out.array(out.run(tree), tree[1])

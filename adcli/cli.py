@@ -32,11 +32,17 @@ OUT = typer.Option(None, "--out", metavar="FILE",
                    help="Save the results in full to .npy, .npz, .csv or .json (--at reads "
                         "them back); stdout gets a summary: names, shapes, dtypes.")
 QUIET = typer.Option(False, "--quiet", "-q", help="With --out: print no summary.")
-MAX_ELEMENTS = typer.Option(100_000_000, "--max-elements",
-                            help="Largest array allowed, checked before allocating.")
-MAX_NODES = typer.Option(2_000_000, "--max-nodes", help="Largest graph allowed.")
-SEED = typer.Option(0, "--seed", min=0, help="Seed of randn, rand and randint in scripts.")
-MAX_STEPS = typer.Option(1_000_000, "--max-steps", help="Most statements a script may run.")
+# Every count has a ceiling, so that no option can ask for unbounded work: arrays of
+# 10^10 elements are 80 GB, and a graph of 10^8 nodes takes some 20 GB.
+MAX_ELEMENTS = typer.Option(100_000_000, "--max-elements", min=1, max=10**10,
+                            help="Largest array allowed, checked before allocating "
+                                 "(at most 10^10).")
+MAX_NODES = typer.Option(2_000_000, "--max-nodes", min=1, max=10**8,
+                         help="Largest graph allowed (at most 10^8).")
+SEED = typer.Option(0, "--seed", min=0,
+                    help="Seed of randn, rand and randint in expressions and scripts.")
+MAX_STEPS = typer.Option(1_000_000, "--max-steps", min=1, max=10**9,
+                         help="Most statements a script may run (at most 10^9).")
 MAX_DEPTH = typer.Option(64, "--max-depth", min=1, max=1000,
                          help="Deepest nesting of script function calls (at most 1000).")
 MAX_MEMORY = typer.Option(None, "--max-memory", metavar="SIZE",
@@ -85,11 +91,12 @@ def _source(expr):
     return expr, None, False
 
 
-def _source_and_values(expr, at, dtype, limits):
-    """_source(expr) and the --at values; `@-` reads standard input unless it is the source."""
+def _source_and_values(expr, at, dtype, limits, seed=0):
+    """_source(expr) and the --at values; `@-` reads standard input unless it is the source;
+    `seed` seeds the randn, rand and randint of their expressions."""
     from . import values
     source, filename, script = _source(expr)
-    vals = values.resolve(at or [], dtype, limits, stdin_free=expr != "-")
+    vals = values.resolve(at or [], dtype, limits, stdin_free=expr != "-", seed=seed)
     return source, filename, script, vals
 
 
@@ -184,12 +191,13 @@ def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
            max_work):
     from . import api
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
-    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits)
+    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
+                                                        seed)
     if script:
         return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
                                 seed=seed, max_steps=max_steps, max_depth=max_depth)
     return api.trace(source.strip() if filename else source, vals, dtype=dtype, limits=limits,
-                     filename=filename)
+                     filename=filename, seed=seed)
 
 
 @app.command("eval", context_settings={"ignore_unknown_options": True},
@@ -374,8 +382,9 @@ def jvp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
     def compute(traced, dt, limits):
         if not tangent:
             raise InputError("jvp needs --tangent NAME=VALUE for at least one input")
-        return derivatives.jvp(traced, values.resolve(tangent, dt, limits, "--tangent",
-                                                      stdin_free=expr != "-"))
+        tangents = values.resolve(tangent, dt, limits, "--tangent", stdin_free=expr != "-",
+                                  seed=seed)
+        return derivatives.jvp(traced, tangents)
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute)
 
@@ -402,7 +411,8 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
     def compute(traced, dt, limits):
         if cotangent is None:
             raise InputError("vjp needs --cotangent VALUE (the shape of the value)")
-        w = values.value(cotangent, dt, limits, "", "--cotangent", stdin_free=expr != "-")
+        w = values.value(cotangent, dt, limits, "", "--cotangent", stdin_free=expr != "-",
+                         seed=seed)
         return derivatives.vjp(traced, w, _wrt_names(wrt))
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute)
@@ -431,7 +441,7 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
         if not vector:
             raise InputError("hvp needs --vector NAME=VALUE for at least one input")
         return derivatives.hvp(traced, values.resolve(vector, dt, limits, "--vector",
-                                                      stdin_free=expr != "-"))
+                                                      stdin_free=expr != "-", seed=seed))
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute)
 
@@ -446,21 +456,23 @@ def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth
     Returns (trace function, is_script)."""
     from . import api
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
-    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits)
+    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
+                                                        seed)
     if script:
         return (lambda: api.trace_script(source, vals, dtype=dtype, limits=limits,
                                          filename=filename, seed=seed, max_steps=max_steps,
                                          max_depth=max_depth)), True
     source = source.strip() if filename else source
-    return (lambda: api.trace(source, vals, dtype=dtype, limits=limits, filename=filename)), False
+    return (lambda: api.trace(source, vals, dtype=dtype, limits=limits, filename=filename,
+                              seed=seed)), False
 
 
 @app.command("profile", context_settings={"ignore_unknown_options": True},
              rich_help_panel="Seeing inside")
 def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
-             repeat: int = typer.Option(5, "--repeat", min=1, metavar="N",
+             repeat: int = typer.Option(5, "--repeat", min=1, max=10_000, metavar="N",
                                         help="Timed runs of the value and the gradient, after "
-                                             "one warm-up run."),
+                                             "one warm-up run (at most 10,000)."),
              sort: str = typer.Option("self", "--sort", metavar="self|calls|name",
                                       help="Order of the rows: self time, calls (most "
                                            "first) or op name."),
@@ -525,7 +537,8 @@ def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth, m
     from . import api
     from .dot import unset_names
     limits = _limits(max_elements, None, max_memory, max_work)
-    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits)
+    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
+                                                        seed)
     if script:
         return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
                                 seed=seed, max_steps=max_steps, max_depth=max_depth), []
@@ -534,7 +547,8 @@ def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth, m
     for name in guessed:
         vals[name] = 1.0
     try:
-        return api.trace(source, vals, dtype=dtype, limits=limits, filename=filename), guessed
+        return api.trace(source, vals, dtype=dtype, limits=limits, filename=filename,
+                         seed=seed), guessed
     except AdcliError as e:
         if guessed and not e.hint:
             e.hint = ("without --at, " + ", ".join(guessed) + " stood for the number 1; give "
@@ -556,7 +570,8 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
          out: Optional[str] = typer.Option(None, "-o", "--out", metavar="FILE",
                                            help="Write to FILE: .dot or .gv (DOT text), .svg, "
                                                 ".png or .pdf (rendered by Graphviz's dot)."),
-         max_nodes: int = typer.Option(500, "--max-nodes", help="Most nodes drawn."),
+         max_nodes: int = typer.Option(500, "--max-nodes", min=1, max=100_000,
+                                       help="Most nodes drawn (at most 100,000)."),
          dtype: str = DTYPE, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
          max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
          max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -686,9 +701,9 @@ def gradcheck_(
                                   help="2: also check second derivatives (Hessian-vector "
                                        "products)."),
         dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
-        seed: int = typer.Option(0, "--seed",
-                                 help="Seed of randn, rand and randint in scripts and of "
-                                      "gradcheck's random directions."),
+        seed: int = typer.Option(0, "--seed", min=0,
+                                 help="Seed of randn, rand and randint in expressions and "
+                                      "scripts and of gradcheck's random directions."),
         max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
         max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
         max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
@@ -702,7 +717,7 @@ def gradcheck_(
         from . import gradcheck, render
         from .errors import CHECK_FAILED
         limits = _limits(max_elements, max_nodes, max_memory, max_work)
-        source, filename, script, vals = _source_and_values(expr, at, np.float64, limits)
+        source, filename, script, vals = _source_and_values(expr, at, np.float64, limits, seed)
         names = _wrt_names(wrt)
         with render.progress_bar("numeric derivatives", sys.stderr) as progress:
             report = gradcheck.check(

@@ -819,7 +819,7 @@ class Check:
                 return api.trace_script(self.source, values, dtype=dtype, limits=self.limits,
                                         filename=self.filename, seed=self.seed,
                                         max_steps=self.max_steps, max_depth=self.max_depth)
-            return api.trace(self.source, values, dtype=dtype, limits=self.limits,
+            return api.trace(self.source, values, dtype=dtype, limits=self.limits, seed=self.seed,
                              filename=self.filename)
 
     def values_at(self, arrays):

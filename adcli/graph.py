@@ -115,6 +115,17 @@ def parse_count(text, option="--max-work"):
     return int(n)
 
 
+# Arrays have at most 32 dimensions: numpy's own limit is 64, but its broadcasting and
+# iterators stop at 32, and a Jacobian or Hessian has the dimensions of two arrays.
+MAX_NDIM = 32
+
+
+def check_ndim(ndim, what, pos=None):
+    """`what` names the array: "--at x: an array", "matmul would make an array"."""
+    if ndim > MAX_NDIM:
+        raise LimitError(f"{what} of {ndim} dimensions; the limit is {MAX_NDIM}", pos=pos)
+
+
 NO_ATTRS = MappingProxyType({})   # shared by the many nodes without static attributes
 
 
@@ -272,6 +283,7 @@ class Graph:
             a = a.astype(self.dtype)   # integers are promoted, never truncated
         if a.ndim == 0 and self.xp is np:
             return a[()]
+        check_ndim(a.ndim, "an array", self.pos)
         return a
 
     def lift(self, v):
@@ -340,6 +352,7 @@ class Graph:
         if type(value) is not scalar and type(value) is not self._array_type:
             value = self.as_array(value)
         if not all_scalars:
+            check_ndim(value.ndim, f"{entry.name} would make an array", self.pos)
             self._correct_held(entry, value, values, shape, nbytes)
         node = Node(self, entry, args, attrs or NO_ATTRS, value, self.pos)
         if entry.lint is not None:
@@ -382,6 +395,12 @@ class Graph:
         the shapes, and an oversized result is refused before any memory is taken.
         Returns the shape, or None for an op that cannot tell it in advance."""
         shapes = [a.value.shape for a in args]
+        for key, v in attrs.items():
+            # a shape, an index or axes longer than any array can be (x[None, None, ...]):
+            # refused before numpy sees it, as numpy's errors for them vary
+            if type(v) is tuple and len(v) > MAX_NDIM:
+                raise LimitError(f"{entry.label}: {len(v)} dimensions or indices given; arrays "
+                                 f"have at most {MAX_NDIM} dimensions", pos=self.pos)
         try:
             if entry.broadcasts:
                 first = shapes[0]
@@ -402,6 +421,7 @@ class Graph:
             else:
                 message = f"{entry.label}: {e}" + (f" (shapes {what})" if len(shapes) > 1 else "")
             raise ShapeError(message, pos=self.pos) from None
+        check_ndim(len(shape), f"{entry.name} would make an array", self.pos)
         n = math.prod(shape)
         if n > self.limits.max_elements:
             raise LimitError(
@@ -439,4 +459,4 @@ def format_ir(graph, outputs):
     return "\n".join(lines)
 
 
-__all__ = ["Graph", "Node", "Limits", "reachable", "format_ir"]
+__all__ = ["Graph", "Node", "Limits", "MAX_NDIM", "check_ndim", "reachable", "format_ir"]

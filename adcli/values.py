@@ -53,17 +53,18 @@ def parse_assignments(items, option="--at"):
     return out
 
 
-NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+NUMBER = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
 
 
-def evaluate_constant(text, dtype, limits, name, option="--at"):
-    """A value written in the language: a number, a list, linspace(0,1,5), pi/4, ..."""
+def evaluate_constant(text, dtype, limits, name, option="--at", seed=0):
+    """A value written in the language: a number, a list, linspace(0,1,5), pi/4, randn(3)
+    (seeded by `seed`), ..."""
     if len(text) <= 100 and NUMBER.fullmatch(text):
         return np.asarray(float(text), dtype=dtype)   # a plain number: no parser needed
     from .graph import Graph
     from .parse import parse
     from .trace import Evaluator
-    graph = Graph(dtype=dtype, limits=limits)
+    graph = Graph(dtype=dtype, limits=limits, seed=seed)
     try:
         tree = parse(text)
         node = Evaluator(graph, {}).array(Evaluator(graph, {}).run(tree))
@@ -245,12 +246,13 @@ def load_arrays(path, fmt, limits, name, option="--at", stdin_free=True, held=0)
             return _load_npz(source, limits, name, where, held)
         text = _read_text(source, fmt, limits, where, held)
         if fmt == "json":
-            return _from_json(text, limits, name)
+            return _from_json(text, limits, name, where)
         if text.startswith("name,index,value"):
             return _from_adcli_csv(text, limits, name)
-        return _from_text(text, fmt, limits, name)
+        return _from_text(text, fmt, limits, name, where)
     except READ_ERRORS as e:
-        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        # numpy's and Python's messages may quote a whole line of the file: keep them short
+        detail = _shorten(str(e).splitlines()[0], 80) if str(e) else type(e).__name__
         raise InputError(f"{where}: cannot read it as numbers ({detail})") from None
 
 
@@ -275,20 +277,28 @@ def _read_text(source, fmt, limits, where, held):
             raise _too_large(where, f"more than {limit:,}", fmt, limits, held)
     else:
         data = source.getvalue()
-    return data.decode("utf-8-sig")          # (a spreadsheet's BOM)
+    return _decode(data, where)
 
 
-def _npy_header(f):
-    version = np.lib.format.read_magic(f)
-    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0(f))
+def _npy_header(f, where):
+    """(shape, dtype) from a .npy header, which must be numpy's and of at most 32
+    dimensions; a damaged one is not quoted (numpy's messages would)."""
+    from .graph import check_ndim
+    try:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(f))
+    except READ_ERRORS:
+        raise InputError(f"{where}: cannot read it as numbers: not a .npy file, or its header "
+                         "is damaged", hint="write it with numpy.save") from None
+    check_ndim(len(shape), f"{where}: an array")
     return shape, dtype
 
 
 def _load_npy(source, limits, name, where, held):
     f = open(source, "rb") if isinstance(source, str) else source
     with f:
-        shape, dtype = _npy_header(f)
+        shape, dtype = _npy_header(f, where)
         start = f.tell()
         n = math.prod(shape)
         _check_size(n, limits, name)
@@ -313,7 +323,7 @@ def _load_npz(source, limits, name, where, held):
             for entry in z.namelist():
                 key = entry[:-4] if entry.endswith(".npy") else entry
                 with z.open(entry) as f:
-                    shape, dtype = _npy_header(f)
+                    shape, dtype = _npy_header(f, f"{where}: its array '{key}'")
                 n = math.prod(shape)
                 _check_size(n, limits, name or key)
                 if dtype.kind not in "biuf":
@@ -329,13 +339,33 @@ def _load_npz(source, limits, name, where, held):
     return out
 
 
-def _from_json(text, limits, name):
+def _from_json(text, limits, name, where):
     """A JSON array, or an object of arrays by name; adcli's own output (`--out r.json`)
-    gives value, grad_x, ...: the paths of its members joined by '_'."""
+    gives value, grad_x, ...: the paths of its members joined by '_'. Brackets nested
+    deeper than an array can have dimensions are refused before the JSON parser sees them
+    (it recurses); integers are read as floats (Python would make a 4,000-digit int and
+    fail to convert it)."""
     import json
-    data = json.loads(text)
+
+    from .graph import MAX_NDIM
+    code = np.frombuffer(text.encode("utf-8", "surrogateescape"), np.uint8)
+    at = np.flatnonzero((code == ord("[")) | (code == ord("]")) | (code == ord("{"))
+                        | (code == ord("}")))         # the brackets: few, beside the numbers
+    depth = np.cumsum(np.where((code[at] == ord("[")) | (code[at] == ord("{")), 1, -1))
+    if depth.size and depth.max() > MAX_NDIM:
+        byte = int(at[np.argmax(depth > MAX_NDIM)])
+        offset = len(code[:byte].tobytes().decode("utf-8", "surrogateescape"))
+        raise _located_error(where, text, offset, f"lists nested more than {MAX_NDIM} deep; "
+                             f"an array has at most {MAX_NDIM} dimensions")
+    try:
+        data = json.loads(text, parse_int=float)
+    except json.JSONDecodeError as e:
+        raise _located_error(where, text, e.pos, e.msg.lower()) from None
     if not isinstance(data, dict):
-        return _json_array(data, limits, name)
+        try:
+            return _json_array(data, limits, name)
+        except (ValueError, TypeError):
+            raise _json_problem(text, where) from None
     from .render import flat_members
     return flat_members(data, lambda path, v: _json_array(v, limits, path))
 
@@ -367,18 +397,124 @@ def _from_adcli_csv(text, limits, name):
     return out
 
 
-def _from_text(text, fmt, limits, name):
+def _from_text(text, fmt, limits, name, where):
+    """Numbers in rows and columns; `#` starts a comment. What is not a number is reported
+    by its line and column."""
     import io
     import warnings
     delim = "," if fmt == "csv" or ("," in text and fmt != "tsv") else None
     if not text.split("#", 1)[0].strip() and "\n" not in text.strip():
         arr = np.zeros(0)                             # an empty file: no numbers
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")           # "input contained no data"
-            arr = np.loadtxt(io.StringIO(text), delimiter=delim, ndmin=1, comments="#")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")       # "input contained no data"
+                arr = np.loadtxt(io.StringIO(text), delimiter=delim, ndmin=1, comments="#")
+        except ValueError:
+            raise _text_problem(text, where, delim) from None
     _check_size(arr.size, limits, name)
     return arr
+
+
+def _decode(raw, where):
+    """The text of a file, which must be UTF-8 (a spreadsheet's byte-order mark dropped)."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line, col = raw.count(b"\n", 0, e.start) + 1, e.start - raw.rfind(b"\n", 0, e.start)
+        raise InputError(f"{where}, line {line}, column {col}: byte 0x{raw[e.start]:02x} is "
+                         "not UTF-8 text", hint="give numbers as text, or a .npy file") from None
+
+
+def _shorten(token, n=20):
+    """At most n characters of a piece of a file, for a message: never a whole line."""
+    return token if len(token) <= n else token[:n] + "..."
+
+
+def _located_error(where, text, offset, what):
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return InputError(f"{where}, line {line}, column {col}: {what}")
+
+
+JSON_TOKEN = re.compile(r'\s*(?:([\[\]{},:])|("(?:[^"\\]|\\.)*"?)|([^\s\[\]{},:"]+))')
+STRICT_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"
+                           r"|[-+]?(nan|inf|infinity)", re.I)
+
+
+def _numeric(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _json_problem(text, where):
+    """Where valid JSON stops being an array of numbers: the first item that is not a
+    number, or the first list whose length or depth differs from the lists before it.
+    Called only once reading has failed, so its slowness costs nothing otherwise."""
+    lengths, leaf_depth, stack = {}, None, []      # stack: item counts of the open lists
+    for m in JSON_TOKEN.finditer(text):
+        punct, string, word = m.groups()
+        start = m.start(m.lastindex) if m.lastindex else m.end()
+        if punct == "[":
+            if stack:
+                stack[-1] += 1
+            stack.append(0)
+        elif punct == "]":
+            n, d = stack.pop(), len(stack)
+            if lengths.setdefault(d, n) != n:
+                return _located_error(where, text, start, f"a list of {n} item{'s' * (n != 1)} "
+                                      f"where the lists before it at this depth have "
+                                      f"{lengths[d]}")
+        elif punct in ("{", ":") or (string is not None and not _numeric(string[1:-1])):
+            token = string if string is not None else punct
+            return _located_error(where, text, start, f"{_shorten(token)!r} is not a number")
+        elif word is not None or string is not None:   # numpy reads "nan", null, true too
+            if stack:
+                stack[-1] += 1
+            if leaf_depth is None:
+                leaf_depth = len(stack)
+            if len(stack) != leaf_depth:
+                return _located_error(where, text, start, "a number where the items before it "
+                                      "are lists (or a list where they are numbers)")
+    return InputError(f"{where}: the lists do not make an array of numbers")
+
+
+def _fields(line, delim):
+    """(column, text) of each field of a line."""
+    if delim is None:
+        return [(m.start(), m.group()) for m in re.finditer(r"\S+", line)]
+    out, start = [], 0
+    for part in line.split(delim):
+        out.append((start, part))
+        start += len(part) + len(delim)
+    return out
+
+
+def _text_problem(text, where, delim):
+    """The first field that is not a number, or the first row whose number of fields
+    differs from the first row's, with its line and column."""
+    first, offset = None, 0
+    for line in text.splitlines(keepends=True):
+        body = line.split("#", 1)[0].rstrip("\r\n")
+        if body.strip():
+            fields = _fields(body, delim)
+            for col, field in fields:
+                token = field.strip()
+                if not STRICT_NUMBER.fullmatch(token):
+                    col += len(field) - len(field.lstrip())
+                    what = (f"{_shorten(token)!r} is not a number" if token
+                            else "an empty field, where a number belongs")
+                    return _located_error(where, text, offset + col, what)
+            if first is None:
+                first = len(fields)
+            elif len(fields) != first:
+                return _located_error(where, text, offset, f"{len(fields)} numbers in this row "
+                                      f"and {first} in the first")
+        offset += len(line)
+    return InputError(f"{where}: cannot read it as rows of numbers")
 
 
 def _check_size(n, limits, name, option="--at"):
@@ -387,9 +523,10 @@ def _check_size(n, limits, name, option="--at"):
                          hint="raise it with --max-elements")
 
 
-def resolve(items, dtype, limits, option="--at", stdin_free=True):
+def resolve(items, dtype, limits, option="--at", stdin_free=True, seed=0):
     """--at items (or --tangent, --vector ones) to arrays, by name, in the order given.
-    `stdin_free`: standard input is not the source, so `@-` may read it (once)."""
+    `stdin_free`: standard input is not the source, so `@-` may read it (once); `seed`
+    seeds the randn, rand and randint of their expressions."""
     out = {}
     for name, text in parse_assignments(items, option).items():
         reads_stdin = text == "@-" or text.startswith("@-:")
@@ -402,7 +539,7 @@ def resolve(items, dtype, limits, option="--at", stdin_free=True):
         elif name in out:
             raise InputError(f"{option} gives '{name}' twice")
         else:
-            out[name] = value(text, dtype, limits, name, option, stdin_free, held)
+            out[name] = value(text, dtype, limits, name, option, stdin_free, held, seed)
         if reads_stdin:       # standard input can be read once
             stdin_free = False
     return out
@@ -412,10 +549,10 @@ def _as(arr, dtype):
     return arr.astype(dtype) if arr.dtype == bool else arr
 
 
-def value(text, dtype, limits, name, option="--at", stdin_free=True, held=0):
+def value(text, dtype, limits, name, option="--at", stdin_free=True, held=0, seed=0):
     """One value: a constant of the language or @FILE."""
     if text.startswith("@"):
         arr = load_file(text[1:], limits, name, option, stdin_free, held)
     else:
-        arr = evaluate_constant(text, dtype, limits, name, option)
+        arr = evaluate_constant(text, dtype, limits, name, option, seed)
     return _as(arr, dtype)

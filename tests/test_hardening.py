@@ -1,0 +1,172 @@
+"""No input crashes adcli, and its messages are clear and safe (issue 10, sections 2 and 4).
+
+Each input here once ended in "internal error" (exit 3) or in a message that was wrong or
+unsafe; each now gets exit 2 and a message that says what is wrong and where."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adcli.cli import app
+
+runner = CliRunner()
+
+
+def adcli(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def ok(*args, input=None):
+    r = adcli(*args, input=input)
+    assert r.exit_code == 0, r.output + r.stderr
+    return r.stdout
+
+
+def fails(*args, code=2, input=None):
+    """The message of a command that must fail cleanly: the exit code, no traceback, no
+    internal error, and no hint line left empty."""
+    r = adcli(*args, input=input)
+    message = r.stderr
+    assert r.exit_code == code, r.output + message
+    assert "Traceback" not in message and "internal error" not in message, message
+    assert not any(line.strip() == "hint:" for line in message.splitlines()), message
+    return message
+
+
+# ---------------------------------------------------------------- too many dimensions
+
+def nested(depth):
+    return "[" * depth + "1" + "]" * depth
+
+
+def test_new_axes_beyond_the_dimension_limit_are_refused():
+    for n in (33, 65):
+        message = fails("eval", "x[" + ",".join(["None"] * n) + "]", "--at", "x=1")
+        assert "at most 32 dimensions" in message
+    assert ok("eval", "sum(x[" + ",".join(["None"] * 32) + "])", "--at", "x=1") == "1.0\n"
+
+
+def test_values_of_too_many_dimensions_are_refused(tmp_path):
+    for depth in (33, 65):
+        assert "33 dimensions; the limit is 32" in fails("eval", "sum(x)", "--at", f"x={nested(depth)}")
+    np.save(tmp_path / "nd40.npy", np.ones((1,) * 40))
+    np.save(tmp_path / "nd33.npy", np.ones((1,) * 33))
+    for command in (["hessian", "sum(y)"], ["grad", "sum(y)", "--order", "2"], ["jacobian", "y"]):
+        for f in ("nd40.npy", "nd33.npy"):
+            message = fails(*command, "--at", f"y=@{tmp_path / f}")
+            assert f"y=@{tmp_path / f}: an array of {f[2:4]} dimensions; the limit is 32" in message
+
+
+def test_results_of_too_many_dimensions_are_refused(tmp_path):
+    np.save(tmp_path / "nd32.npy", np.ones((1,) * 32))
+    assert "stack would make an array of 33 dimensions" in fails(
+        "eval", "stack([x, x])", "--at", f"x=@{tmp_path / 'nd32.npy'}")
+    assert "at most 32 dimensions" in fails("eval", "reshape(x, [" + ",".join(["1"] * 33) + "])",
+                                            "--at", "x=1")
+    assert ok("jacobian", "sum(y)", "--at", f"y=@{tmp_path / 'nd32.npy'}").startswith("value\t1.0")
+
+
+# ---------------------------------------------------------------- JSON files
+
+def test_deeply_nested_json_is_refused_with_its_place(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    message = fails("eval", "sum(x)", "--at", f"x=@{path}")
+    assert f"x=@{path}, line 1, column 33: lists nested more than 32 deep" in message
+
+
+def test_a_json_integer_of_4000_digits_is_a_float(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text("[" + "9" * 4000 + ", 1]")
+    r = adcli("eval", "x", "--at", f"x=@{path}")
+    assert r.exit_code == 0 and r.stdout == "[inf, 1.0]\n"
+    assert "comes from the input 'x'" in r.stderr
+    path.write_text("[12345678901234567890123, 2]")
+    assert ok("eval", "x", "--at", f"x=@{path}") == "[1.2345678901234568e+22, 2.0]\n"
+
+
+# ---------------------------------------------------------------- options
+
+def test_gradcheck_refuses_a_negative_seed():
+    assert "-1 is not in the range" in fails("gradcheck", "x*x", "--at", "x=1", "--seed", "-1")
+
+
+@pytest.mark.parametrize("args", [
+    ["profile", "x*x", "--at", "x=1", "--repeat", "100000000000000000000"],
+    ["profile", "x*x", "--at", "x=1", "--repeat", "10001"],
+    ["grad", "x", "--at", "x=1", "--max-nodes", "100000001"],
+    ["grad", "x", "--at", "x=1", "--max-nodes", "0"],
+    ["grad", "x", "--at", "x=1", "--max-elements", "10000000001"],
+    ["grad", "x", "--at", "x=1", "--max-elements", "-1"],
+    ["eval", "x", "--at", "x=1", "--max-steps", "1000000001"],
+    ["eval", "x", "--at", "x=1", "--max-depth", "1001"],
+    ["grad", "x", "--at", "x=1", "--order", "13"],
+    ["dot", "x", "--max-nodes", "100001"],
+    ["trace", "x", "--at", "x=1", "--max-nodes", "-5"],
+])
+def test_every_count_option_has_a_ceiling(args):
+    assert "is not in the range" in fails(*args)
+
+
+def test_the_largest_counts_allowed_are_accepted():
+    assert ok("profile", "x*x", "--at", "x=1", "--repeat", "1", "--max-nodes", "100000000",
+              "--max-elements", "10000000000", "--json")
+
+
+# ---------------------------------------------------------------- --seed
+
+def test_seed_applies_to_random_functions_in_expressions():
+    seed0 = json.loads(ok("eval", "randn(3)", "--json"))["value"]
+    seed1 = json.loads(ok("eval", "randn(3)", "--seed", "1", "--json"))["value"]
+    assert seed0 != seed1
+    np.testing.assert_allclose(seed1, np.random.default_rng(1).standard_normal(3), rtol=1e-12)
+    script = json.loads(ok("eval", "-", "--seed", "1", "--json", input="return randn(3)\n"))
+    assert script["value"] == seed1
+
+
+def test_seed_applies_to_random_values_given_with_at():
+    a = ok("eval", "x", "--at", "x=randn(2)", "--seed", "3")
+    assert a == ok("eval", "randn(2)", "--seed", "3") != ok("eval", "x", "--at", "x=randn(2)")
+
+
+def test_gradcheck_of_an_expression_with_randn_uses_its_seed():
+    out = ok("gradcheck", "sum(x*randn(3))", "--at", "x=[1,2,3]", "--seed", "5", "--json")
+    assert json.loads(out)["verdict"] == "pass"
+    g = json.loads(ok("grad", "sum(x*randn(3))", "--at", "x=[1,2,3]", "--seed", "5", "--json"))
+    np.testing.assert_allclose(g["grad"]["x"], np.random.default_rng(5).standard_normal(3),
+                               rtol=1e-12)
+
+
+# ---------------------------------------------------------------- what is wrong in an @ file
+
+@pytest.mark.parametrize("name,content,message", [
+    ("passwd", "root:x:0:0:root:/root:/bin/bash\n",
+     "line 1, column 1: 'root:x:0:0:root:/roo...' is not a number"),
+    ("e.csv", "1,2,3\n4,,6\n", "line 2, column 3: an empty field, where a number belongs"),
+    ("r.csv", "# a comment\n1,2,3\n4,5\n", "line 3, column 1: 2 numbers in this row and 3 in the first"),
+    ("w.txt", "1 2\n3   abc\n", "line 2, column 5: 'abc' is not a number"),
+    ("r.json", "[[1, 2],\n [3]]", "line 2, column 4: a list of 1 item where the lists before it "
+                                  "at this depth have 2"),
+    ("s.json", '[1, "' + "a" * 50 + '", 3]', "line 1, column 5: '\"" + "a" * 19 + "...' is not a number"),
+    ("m.json", "[[1, 2], 3]", "line 1, column 10: a number where the items before it are lists"),
+    ("o.json", '[{"x": 1}]', "line 1, column 2: '{' is not a number"),
+    ("q.json", '[[1, "nan"], [2]]', "line 1, column 16: a list of 1 item where the lists"),
+    ("bad.json", "[1,\n 2", "line 2, column 3: expecting ',' delimiter"),
+    ("bin.txt", b"1\n2 \xff\n", "line 2, column 3: byte 0xff is not UTF-8 text"),
+])
+def test_a_bad_file_is_reported_by_line_and_column_with_a_short_quote(tmp_path, name, content,
+                                                                      message):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    got = fails("eval", "sum(x)", "--at", f"x=@{path}")
+    assert got.startswith(f"input error: --at x=@{path}, {message}"), got
+    assert "root:/bin/bash" not in got and "a" * 21 not in got
+
+
+def test_good_files_still_read(tmp_path):
+    (tmp_path / "a.csv").write_text("\ufeff# x, y\n1,2\n3,4\n")
+    (tmp_path / "a.json").write_text("[[1, 2.5], [3, -4e0]]")
+    (tmp_path / "a.txt").write_text("1 2\n3 4  # the last row\n")
+    for f, total in (("a.csv", 10.0), ("a.json", 2.5), ("a.txt", 10.0)):
+        assert ok("eval", "sum(x)", "--at", f"x=@{tmp_path / f}") == f"{total}\n"
