@@ -75,7 +75,11 @@ def _source(expr):
     """(text, filename, is_script) for the EXPR argument."""
     from .parse import MAX_SOURCE, check_source_size
     if expr == "-":
-        text = sys.stdin.read(MAX_SOURCE + 1)      # no more than the limit is read
+        # bytes, so that text that is not UTF-8 gets a message from the parser with its
+        # place; no more than the limit is read (a character has at most 4 bytes)
+        stream = getattr(sys.stdin, "buffer", None)
+        text = (stream.read(4 * (MAX_SOURCE + 1)).decode("utf-8", "surrogateescape")
+                if stream is not None else sys.stdin.read(MAX_SOURCE + 1))
         check_source_size(text, "standard input")
         if not text.strip():
             raise InputError("nothing on standard input")
@@ -615,10 +619,12 @@ def _write_drawing(text, path):
     """.dot/.gv: the text; .svg/.png/.pdf: rendered by Graphviz's `dot` program."""
     import shutil
     import subprocess
+
+    from .files import replacing, writing
     ext = _drawing_format(path)
     if ext in ("dot", "gv"):
         try:
-            with open(path, "w", encoding="utf-8") as f:
+            with writing(path) as f:
                 f.write(text)
         except OSError as e:
             raise InputError(f"-o {path}: {e.strerror}") from None
@@ -628,11 +634,15 @@ def _write_drawing(text, path):
         raise InputError(f"-o {path}: rendering needs Graphviz's `dot` program, which is not "
                          "installed", hint="install Graphviz (apt install graphviz, brew install "
                          "graphviz, conda install graphviz), or write DOT text with -o FILE.dot")
-    proc = subprocess.run([exe, f"-T{ext}", "-o", path], input=text.encode("utf-8"),
-                          capture_output=True)
-    if proc.returncode != 0:
-        raise InputError(f"-o {path}: Graphviz's dot failed: "
-                         + proc.stderr.decode("utf-8", "replace").strip())
+    try:
+        with replacing(path) as tmp:
+            proc = subprocess.run([exe, f"-T{ext}", "-o", tmp], input=text.encode("utf-8"),
+                                  capture_output=True)
+            if proc.returncode != 0:
+                raise InputError(f"-o {path}: Graphviz's dot failed: "
+                                 + proc.stderr.decode("utf-8", "replace").strip()[:500])
+    except OSError as e:
+        raise InputError(f"-o {path}: {e.strerror}") from None
 
 
 @app.command("trace", context_settings={"ignore_unknown_options": True},
@@ -765,6 +775,10 @@ def run():
     process ends without tearing down its objects: freeing a graph of a million nodes one
     by one takes longer than the rest of a large run's output."""
     import os
+    for stream in (sys.stdout, sys.stderr):
+        # a name that is not UTF-8 (a file's, as Python keeps it) must not stop the output
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         _app_for(sys.argv)()
         code = 0

@@ -36,7 +36,9 @@ class AdcliError(Exception):
                      "   | " + " " * caret_col + "^" * max(1, min(width, 120 - caret_col))]
         if self.hint:
             lines.append(f"hint: {self.hint}")
-        return "\n".join(lines)
+        # bytes that were not UTF-8 (kept by Python as lone surrogates) shown as \udcff,
+        # so that the message can be printed anywhere
+        return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ParseError(AdcliError):

@@ -256,6 +256,20 @@ def check_nesting(text):
             depth -= 1
 
 
+def check_utf8(text):
+    """Bytes that are not UTF-8 reach adcli as lone surrogates (Python's surrogateescape,
+    for arguments and standard input): refused like any character the grammar does not
+    know, wherever they are, comments included, as Python refuses such a source file."""
+    import re
+    bad = re.search("[\ud800-\udfff]", text)
+    if bad:
+        i, code = bad.start(), ord(bad.group())
+        what = f"byte 0x{code - 0xdc00:02x}" if 0xdc80 <= code <= 0xdcff else "a character"
+        raise ParseError(f"{what} is not UTF-8 text",
+                         pos=(text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i), 1),
+                         hint="write the source in UTF-8")
+
+
 _TREES = {}   # (grammar, text) -> tree: profile and gradcheck trace one source many times
 
 
@@ -298,6 +312,7 @@ def _parse(text, grammar):
     if len(text) <= MAX_SOURCE:
         check_nesting(text)              # its message says more than a count of tokens
     check_source_size(text)
+    check_utf8(text)
     if text.startswith("\ufeff"):      # a byte-order mark that an editor wrote
         text = " " + text[1:]            # (kept one column wide, so columns still match)
     if grammar == "script":

@@ -393,8 +393,9 @@ def write_trace(p, path):
            "otherData": {"tool": f"adcli {__version__}", "source": p.label[:200],
                          "note": "the first timed run; op events after the first "
                                  f"{MAX_TRACE_EVENTS:,} are left out"}}
+    from .files import writing
     try:
-        with open(path, "w", encoding="utf-8") as f:
+        with writing(path) as f:
             json.dump(doc, f)
     except OSError as e:
         raise InputError(f"--trace {path}: {e.strerror}") from None

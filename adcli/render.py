@@ -356,11 +356,12 @@ def save(result, path):
     """Write the value and the results in full: .npy, .npz, .csv or .json. Returns the
     names of the arrays the file holds."""
     from .errors import InputError
+    from .files import writing
     arrays = {k: np.asarray(v) for k, v in named_arrays(result).items()}
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     try:
         if ext == "npz":
-            with open(path, "wb") as f:        # a file object: numpy adds no extension
+            with writing(path, "wb") as f:        # a file object: numpy adds no extension
                 np.savez(f, **arrays)
         elif ext == "npy":
             if len(arrays) > 1 and len(arrays) != 2:
@@ -368,10 +369,10 @@ def save(result, path):
                                  f"{len(arrays)} arrays")
             # with one gradient, the .npy file holds the gradient; otherwise the value
             arrays = dict([list(arrays.items())[-1]])
-            with open(path, "wb") as f:
+            with writing(path, "wb") as f:
                 np.save(f, next(iter(arrays.values())))
         elif ext == "csv":
-            with open(path, "w") as f:
+            with writing(path) as f:
                 f.write("name,index,value\n")
                 for k, a in arrays.items():
                     if a.ndim == 0:
@@ -379,7 +380,7 @@ def save(result, path):
                     for idx, v in zip(np.ndindex(a.shape) if a.ndim else (), a.ravel()):
                         f.write(f"{k},{' '.join(map(str, idx))},{number_text(v)}\n")
         elif ext == "json":
-            with open(path, "w") as f:
+            with writing(path) as f:
                 f.write(to_json(result) + "\n")
         else:
             raise InputError(f"--out {path}: unknown file type", hint="use .npy, .npz, .csv or .json")

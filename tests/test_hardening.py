@@ -170,3 +170,75 @@ def test_good_files_still_read(tmp_path):
     (tmp_path / "a.txt").write_text("1 2\n3 4  # the last row\n")
     for f, total in (("a.csv", 10.0), ("a.json", 2.5), ("a.txt", 10.0)):
         assert ok("eval", "sum(x)", "--at", f"x=@{tmp_path / f}") == f"{total}\n"
+
+
+# ---------------------------------------------------------------- no partial output files
+
+def test_a_source_that_is_not_utf8_is_refused_and_leaves_no_file(tmp_path):
+    out = tmp_path / "g.dot"
+    message = fails("dot", "x*2 # \udcff", "-o", out)
+    assert "syntax error: byte 0xff is not UTF-8 text" in message
+    assert "line 1, column 7" in message and "\\udcff" in message
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_standard_input_that_is_not_utf8_is_a_syntax_error():
+    r = runner.invoke(app, ["eval", "-", "--at", "x=1"], input=b"x*\xff2")
+    assert r.exit_code == 2 and "byte 0xff is not UTF-8 text" in r.stderr, r.output
+    assert "<stdin>, line 1, column 3" in r.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path):
+    import os
+    import subprocess
+    import sys
+    script = b"\xff.ad"
+    with open(os.fsencode(tmp_path) + b"/" + script, "w") as f:
+        f.write("input x\nreturn x\n")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    for args in ([b"dot", script, b"--at", b"x=1"], [b"dot", script, b"--at", b"x=1", b"-o", b"g.dot"]):
+        r = subprocess.run([sys.executable, b"-m", b"adcli", *args], capture_output=True, env=env,
+                           cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b"" or b'label="\\udcff.ad"' in r.stdout
+    assert b'label="\\udcff.ad"' in (tmp_path / "g.dot").read_bytes()
+
+
+def test_output_files_appear_whole_or_not_at_all(tmp_path):
+    from adcli.files import replacing, writing
+    target = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        with writing(target) as f:
+            f.write("{partial")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    target.write_text("old")
+    with pytest.raises(ValueError):
+        with replacing(target) as tmp:
+            open(tmp, "w").write("new, but not finished")
+            raise ValueError
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with writing(target) as f:
+        f.write("new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_output_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+    umask = os.umask(0o022)
+    try:
+        ok("grad", "sum(x)", "--at", "x=[1,2]", "--out", tmp_path / "g.npz")
+        ok("dot", "x*2", "-o", tmp_path / "g.dot")
+        ok("profile", "x*2", "--at", "x=1", "--repeat", "1", "--trace", tmp_path / "t.json")
+    finally:
+        os.umask(umask)
+    for f in ("g.npz", "g.dot", "t.json"):
+        assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o644, f
+
+
+def test_an_output_that_is_a_device_is_written_not_replaced():
+    import os
+    import stat
+    ok("profile", "x*2", "--at", "x=1", "--repeat", "1", "--trace", os.devnull)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
