@@ -27,14 +27,15 @@ class AdcliError(Exception):
         if self.pos and self.source is not None:
             line, col, width = self.pos
             where = f"{self.filename + ', ' if self.filename else ''}line {line}, column {col}"
-            text = self.source.splitlines()[line - 1] if self.source.splitlines() else ""
+            source_lines = self.source.splitlines()
+            text = source_lines[line - 1] if 0 < line <= len(source_lines) else ""
             # keep very long lines readable: a window around the column
             start = max(0, col - 60)
             snippet = ("..." if start else "") + text[start:start + 120] + ("..." if len(text) > start + 120 else "")
             caret_col = col - 1 - start + (3 if start else 0)
             lines = [f"{head}", f"  --> {where}", "   | " + snippet,
                      "   | " + " " * caret_col + "^" * max(1, min(width, 120 - caret_col))]
-        if self.hint:
+        if self.hint and self.hint.strip():
             lines.append(f"hint: {self.hint}")
         # bytes that were not UTF-8 (kept by Python as lone surrogates) shown as \udcff,
         # so that the message can be printed anywhere

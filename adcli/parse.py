@@ -328,16 +328,23 @@ def _parse(text, grammar):
     except VisitError as e:   # an error raised by a Builder method
         raise e.orig_exc from None
     except UnexpectedCharacters as e:
+        _check_brackets(text, e.pos_in_stream, e.line)
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        hint = ("numbers are written with the digits 0-9" if ch.isdigit()
+                else _expected(p, e.allowed))
         raise ParseError(f"unexpected character {ch!r}", pos=(e.line, e.column, 1),
-                         hint=_expected(p, e.allowed)) from None
+                         hint=hint) from None
     except UnexpectedToken as e:
         tok = e.token
         if tok.type == "$END":
             line, col = _end(text)
             what = "unexpected end of input"
             width = 1
+            unclosed = _check_brackets(text, len(text), None)
+            if unclosed:
+                what += f": the {unclosed} was never closed"
         elif tok.type in ("_INDENT", "_DEDENT"):
+            _check_brackets(text, tok.start_pos, tok.end_line)
             # the indenter dates these tokens from the line break before the offending line
             line, col, width = tok.end_line, tok.end_column, 1
             what = "unexpected indentation" if tok.type == "_INDENT" else "unexpected end of a block"
@@ -345,6 +352,7 @@ def _parse(text, grammar):
                              hint="indent only the bodies of if, elif, else, for, while, def and "
                                   "backward, each by the same amount") from None
         else:
+            _check_brackets(text, tok.start_pos, tok.line)
             line, col, width = tok.line, tok.column, max(1, len(tok.strip()))
             what = f"unexpected {_describe_token(tok)}"
         raise ParseError(what, pos=(line, col, width), hint=_expected(p, e.expected)) from None
@@ -366,6 +374,50 @@ def check_source_size(text, what="the source"):
             raise LimitError(f"{what} has {n:,} tokens (names, numbers and symbols); the limit "
                              f"is {MAX_TOKENS:,} (a second or two of parsing)",
                              hint="read data from a file with --at NAME=@FILE")
+
+
+_CLOSER = {"(": ")", "[": "]"}
+
+
+def _check_brackets(text, offset, line):
+    """Like Python, blame a bracket left open for a syntax error found past it: at the end
+    of the input, or on a later line (where a statement runs into the open bracket), and
+    a closing bracket that does not match the one open. `offset` is where the parser
+    stopped, on `line` (None: the end of the input; then the open bracket, if any, is
+    described for the caller's message: "'(' opened at line 1, column 3")."""
+    stack, i, ln, start = [], 0, 1, 0        # stack: (bracket, line, column) still open
+    quote = None
+    while i < offset:
+        ch = text[i]
+        if ch == "\n":
+            ln, start, quote = ln + 1, i + 1, None
+        elif quote:
+            quote = None if ch == quote else quote
+        elif ch == "#":
+            end = text.find("\n", i)
+            i = (end if end >= 0 else len(text))
+            continue
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([":
+            stack.append((ch, ln, i - start + 1))
+        elif ch in ")]" and stack:
+            stack.pop()
+        i += 1
+    if not stack:
+        return None
+    ch, open_line, open_col = stack[-1]
+    where = f"line {open_line}, column {open_col}"
+    closer = text[offset] if offset < len(text) else ""
+    if closer in ")]" and closer and closer != _CLOSER[ch]:
+        raise ParseError(f"'{closer}' does not match the '{ch}' opened at {where}",
+                         pos=(ln, offset - start + 1, 1), hint=f"close the '{ch}' with "
+                         f"'{_CLOSER[ch]}' first")
+    if line is None:
+        return f"'{ch}' opened at {where}"
+    if line > open_line:
+        raise ParseError(f"'{ch}' was never closed", pos=(open_line, open_col, 1),
+                         hint=f"close it with '{_CLOSER[ch]}'")
 
 
 def _describe_token(tok):

@@ -242,3 +242,55 @@ def test_an_output_that_is_a_device_is_written_not_replaced():
     import stat
     ok("profile", "x*2", "--at", "x=1", "--repeat", "1", "--trace", os.devnull)
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+# ---------------------------------------------------------------- unclosed brackets
+
+def test_an_unclosed_bracket_is_named_where_it_was_opened():
+    script = "input y = 1\nw = 2\nz = (y +\nreturn z\n"
+    message = fails("eval", "-", input=script)
+    assert message == ("syntax error: '(' was never closed\n  --> <stdin>, line 3, column 5\n"
+                       "   | z = (y +\n   |     ^\nhint: close it with ')'\n")
+
+
+@pytest.mark.parametrize("source,message", [
+    ("sin(x", "unexpected end of input: the '(' opened at line 1, column 4 was never closed"),
+    ("x*[1, (2", "unexpected end of input: the '(' opened at line 1, column 7 was never closed"),
+    ("(x]", "']' does not match the '(' opened at line 1, column 1"),
+    ("(x # )", "the '(' opened at line 1, column 1 was never closed"),
+    ("y = [x,\n  2\nreturn y\n", "'[' was never closed"),
+    ("print(\"(\")\ny = (x\nreturn y\n", "'(' was never closed\n  --> <stdin>, line 3, column 5"),
+])
+def test_bracket_messages(source, message):
+    """Expressions, and scripts (those with a `return`, after a line `input x = 1`)."""
+    if "return" in source:
+        assert message in fails("eval", "-", input="input x = 1\n" + source)
+    else:
+        assert message in fails("eval", source, "--at", "x=1")
+
+
+def test_a_parse_error_inside_balanced_brackets_keeps_its_place():
+    got = fails("eval", "sin(x y)", "--at", "x=1")
+    assert got.startswith("syntax error: unexpected name 'y'\n  --> line 1, column 7")
+
+
+def test_no_message_ends_in_an_empty_hint():
+    from adcli.errors import InputError
+    assert InputError("bad", hint="").render() == "input error: bad"
+    assert InputError("bad", hint="  ").render() == "input error: bad"
+    assert InputError("bad", pos=(9, 1, 1), source="x", hint=None).render().startswith(
+        "input error: bad\n  --> line 9, column 1")
+
+
+# ---------------------------------------------------------------- numbers are ASCII
+
+@pytest.mark.parametrize("args", [["eval", "١٢+1"], ["eval", "x", "--at", "x=١٢"],
+                                  ["eval", "x", "--at", "x=[1,٢]"], ["grad", "x**２", "--at", "x=1"]])
+def test_number_literals_are_ascii(args):
+    message = fails(*args)
+    assert "unexpected character" in message and "digits 0-9" in message
+
+
+def test_number_files_are_ascii(tmp_path):
+    (tmp_path / "a.csv").write_text("١,2\n")
+    assert "line 1, column 1: '١' is not a number" in fails("eval", "x", "--at", f"x=@{tmp_path / 'a.csv'}")
