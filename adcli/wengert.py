@@ -78,15 +78,42 @@ def op_text(node):
 
 
 def node_adjoints(traced):
-    """({id: adjoint}, note): the adjoint of every node, or None and a note saying why the
-    output has none (it is not one float number)."""
-    out = traced.output
+    """({id: adjoint}, note): the adjoint of every float node that the output depends on
+    and that depends on an input (0 where no differentiable path leads), or None and a
+    note saying why the output has none (it is not one float number). Constants, and
+    nodes computed from constants alone, have none: nobody differentiates with respect
+    to them (the adjoint of the exponent in (x-3)**2 would be the NaN of log(x-3))."""
+    graph, out = traced.graph, traced.output
     if out.dtype.kind != "f":
         return None, "note: the value is boolean, so there are no adjoints"
     if out.size != 1:
         return None, (f"note: the value has shape {tuple(out.shape)}; adjoints (gradients) "
                       "need a value that is one number: use sum(...) of it")
-    return autodiff.adjoints(traced.graph, out), None
+    adj, active = autodiff.adjoints(graph, out), set()
+    for i in reachable([out]):           # in topological order: arguments first
+        n = graph.nodes[i]
+        if n.is_input or any(a.id in active for a in n.args):
+            active.add(i)
+    return {i: adj[i] if i in adj else np.zeros(graph.nodes[i].shape, graph.nodes[i].dtype)
+            for i in active if graph.nodes[i].dtype.kind == "f"}, None
+
+
+def first_readers(graph, ids):
+    """{constant id: the first node among `ids` that reads it}. Tracing makes one node
+    per number (a loop's `2` is one constant, not one per iteration), dated where it
+    first appeared, which may be a line that the output does not depend on."""
+    out = {}
+    for i in ids:
+        for a in graph.nodes[i].args:
+            if a.op is None and not a.is_input and a.id not in out:
+                out[a.id] = graph.nodes[i]
+    return out
+
+
+def line_of(node, readers):
+    """The source line of a node; a constant's is that of the first node that reads it."""
+    node = readers.get(node.id, node)
+    return node.pos[0] if node.pos else None
 
 
 def wengert_list(traced):
@@ -95,20 +122,19 @@ def wengert_list(traced):
     graph = traced.graph
     adj, note = node_adjoints(traced)
     script = traced.label is not None          # only scripts are traced with a label
-    rows = []
-    for i in reachable([traced.output]):
+    rows, ids = [], reachable([traced.output])
+    readers = first_readers(graph, ids) if script else None
+    for i in ids:
         n = graph.nodes[i]
         row = {"id": i, "op": "input" if n.is_input else (n.op.name if n.op else "const"),
                "text": op_text(n), "inputs": [a.id for a in n.args],
                "shape": tuple(n.shape), "value": n.value, "adjoint": None}
         if n.is_input:
             row["name"] = n.name
-        if adj is not None and n.dtype.kind == "f":
-            g = adj.get(i)
-            # a node no differentiable path leads from has derivative 0
-            row["adjoint"] = g if g is not None else np.zeros(n.shape, dtype=n.dtype)
+        if adj is not None:
+            row["adjoint"] = adj.get(i)
         if script:
-            row["line"] = n.pos[0] if n.pos else None
+            row["line"] = line_of(n, readers)
         rows.append(row)
     return rows, note
 

@@ -294,3 +294,37 @@ def test_number_literals_are_ascii(args):
 def test_number_files_are_ascii(tmp_path):
     (tmp_path / "a.csv").write_text("١,2\n")
     assert "line 1, column 1: '١' is not a number" in fails("eval", "x", "--at", f"x=@{tmp_path / 'a.csv'}")
+
+
+# ---------------------------------------------------------------- constants have no adjoint
+
+def test_trace_shows_no_adjoint_for_constants():
+    out = ok("trace", "(x-3)**2", "--at", "x=1")
+    assert out == ("id\top\tinputs\tshape\tvalue\tadjoint\n"
+                   "%0\tinput x\t\tscalar\t1.0\t-4.0\n"
+                   "%1\tconst\t\tscalar\t3.0\t\n"
+                   "%2\tsub\t%0 %1\tscalar\t-2.0\t-4.0\n"
+                   "%3\tconst\t\tscalar\t2.0\t\n"
+                   "%4\tpow\t%2 %3\tscalar\t4.0\t1.0\n")
+    rows = json.loads(ok("trace", "(x-3)**2 + sum(ones(2)*2)", "--at", "x=1", "--json"))
+    active = set()       # the rows that depend on the input x
+    for r in rows:
+        if r["op"] == "input" or any(i in active for i in r["inputs"]):
+            active.add(r["id"])
+        assert (r["adjoint"] is not None) == (r["id"] in active), r
+    assert any(r["adjoint"] is None and r["op"] != "const" for r in rows)    # ones(2)*2
+    assert "nan" not in json.dumps(rows)
+
+
+def test_dot_values_labels_no_gradient_on_constants():
+    out = ok("dot", "(x-3)**2", "--at", "x=1", "--values")
+    assert "nan" not in out
+    assert 'n3 [label="2.0", fillcolor=white];' in out
+    assert 'n0 [label="x\\nscalar\\n= 1.0\\ngrad -4.0"' in out
+
+
+def test_a_shared_constant_is_on_the_line_that_uses_it():
+    script = "input x\nw = 5 * 2\nz = x * 2\nreturn z\n"    # w's 2 is not used by z
+    rows = json.loads(ok("trace", "-", "--at", "x=1", "--json", input=script))
+    const = [r for r in rows if r["op"] == "const"]
+    assert [(r["value"], r["line"]) for r in const] == [(2.0, 3)]

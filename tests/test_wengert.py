@@ -189,7 +189,8 @@ def test_every_adjoint_is_the_derivative_of_the_output_by_its_node(expr):
     h = 1e-6
     for r in rows:
         node = graph.nodes[r["id"]]
-        if node.dtype.kind != "f":
+        if node.dtype.kind != "f" or r["adjoint"] is None:
+            assert r["adjoint"] is None and (node.dtype.kind != "f" or r["op"] == "const")
             continue
         rng = np.random.default_rng(r["id"])
         u = rng.normal(size=node.shape)
