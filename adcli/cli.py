@@ -52,7 +52,8 @@ MAX_WORK = typer.Option(None, "--max-work", metavar="N",
                         help="Most element operations a run may do, linear algebra charged n^3 "
                              "(default 5e10, about a minute).")
 SOURCE = typer.Argument(..., metavar="EXPR|FILE.ad",
-                        help="An expression, a .ad script, or - to read either from stdin.")
+                        help="An expression, a script file (.ad, or any file that exists), "
+                             "or - to read either from stdin.")
 DEBUG = typer.Option(False, "--debug", help="Show Python tracebacks.")
 
 
@@ -84,10 +85,19 @@ def _source(expr):
         if not text.strip():
             raise InputError("nothing on standard input")
         return text, "<stdin>", _looks_like_script(text)
-    if expr.endswith(".ad"):
+    if expr.endswith(".ad") or _names_a_file(expr):
         import os
+        if os.path.isdir(expr):
+            raise InputError(f"{expr} is a folder, not a script file")
         if not os.path.isfile(expr):
-            raise InputError(f"no such script file: {expr}")
+            from .trace import ATTRIBUTES
+            attribute = "" if expr.endswith(".ad") else (
+                f"; as an expression, .{expr.rsplit('.', 1)[1]} would be an attribute, and "
+                "the only one" + (" is " if len(ATTRIBUTES) == 1 else "s are ")
+                + ", ".join("." + a for a in ATTRIBUTES))
+            raise InputError(f"no such script file: {expr}",
+                             hint="a script is a file that exists, with any extension, or - "
+                                  "for standard input" + attribute)
         with open(expr, encoding="utf-8", errors="replace") as f:
             text = f.read(MAX_SOURCE + 1)
         check_source_size(text, expr)
@@ -102,6 +112,21 @@ def _source_and_values(expr, at, dtype, limits, seed=0):
     source, filename, script = _source(expr)
     vals = values.resolve(at or [], dtype, limits, stdin_free=expr != "-", seed=seed)
     return source, filename, script, vals
+
+
+def _names_a_file(expr):
+    """Is the EXPR argument a file name? Yes when such a file exists and the name has a
+    dot or a slash (so a bare `x` stays an expression beside a file named x), and when
+    it can be nothing else: name.ext, which as an expression would be an attribute
+    other than .T (model.py, data/f.txt; not x.T, nor a number like 1.e5)."""
+    import os
+    import re
+
+    from .trace import ATTRIBUTES
+    if ("." in expr or "/" in expr) and os.path.exists(expr):
+        return True                   # (a folder, too: _source says it is one)
+    m = re.fullmatch(r"([\w./~-]*[A-Za-z_~][\w./~-]*)\.([A-Za-z]\w*)", expr)
+    return m is not None and m.group(2) not in ATTRIBUTES
 
 
 def _looks_like_script(text):

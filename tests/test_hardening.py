@@ -328,3 +328,27 @@ def test_a_shared_constant_is_on_the_line_that_uses_it():
     rows = json.loads(ok("trace", "-", "--at", "x=1", "--json", input=script))
     const = [r for r in rows if r["op"] == "const"]
     assert [(r["value"], r["line"]) for r in const] == [(2.0, 3)]
+
+
+# ---------------------------------------------------------------- a file is a script
+
+def test_a_file_is_a_script_whatever_its_extension(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.py").write_text("input x\nreturn x * x\n")
+    assert ok("grad", "model.py", "--at", "x=3") == "value\t9.0\nd/dx\t6.0\n"
+    (tmp_path / "model").write_text("input x\nreturn x * x\n")
+    assert ok("grad", "./model", "--at", "x=3") == "value\t9.0\nd/dx\t6.0\n"
+    (tmp_path / "x").write_text("input y\nreturn y\n")
+    assert ok("eval", "x", "--at", "x=2") == "2.0\n"          # a bare name: an expression
+    assert ok("eval", "x.T", "--at", "x=[[1,2]]") == "[[1.0], [2.0]]\n"
+    assert ok("eval", "1.e5") == "100000.0\n"
+
+
+def test_a_missing_script_file_says_how_to_name_a_script(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    message = fails("grad", "model.py", "--at", "x=1")
+    assert message.startswith("input error: no such script file: model.py\n")
+    assert "a script is a file that exists, with any extension" in message
+    assert "the only one is .T" in message or "the only ones are" in message
+    (tmp_path / "sub").mkdir()
+    assert "./sub is a folder, not a script file" in fails("eval", "./sub")
