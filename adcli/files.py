@@ -19,6 +19,7 @@ def replacing(path):
     if os.path.exists(path) and not os.path.isfile(path):
         yield path
         return
+    path = os.path.realpath(path)     # through a symbolic link: the link stays a link
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
     os.close(fd)

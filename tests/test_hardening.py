@@ -223,6 +223,15 @@ def test_output_files_appear_whole_or_not_at_all(tmp_path):
     assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
 
 
+def test_an_output_through_a_symbolic_link_writes_the_file_it_points_to(tmp_path):
+    (tmp_path / "real.dot").write_text("old")
+    (tmp_path / "link.dot").symlink_to(tmp_path / "real.dot")
+    ok("dot", "x*2", "-o", tmp_path / "link.dot")
+    assert (tmp_path / "link.dot").is_symlink()
+    assert (tmp_path / "real.dot").read_text().startswith("digraph adcli {")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.dot", "real.dot"]
+
+
 def test_output_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
