@@ -47,9 +47,12 @@ def error(text, code=2, **values):
     ("sine_detached.ad", [], "value\t0.479425538604203\nd/dx\t0.8775825618903728\n"),
 ])
 def test_sample_output(sample, args, expected):
+    """sin, cos and sums may differ in the last digit with the CPU's vector unit: numbers
+    are compared with a relative tolerance of 1e-12 (as the README's examples are)."""
+    from test_readme import same_output
     r = run("grad", SAMPLES / sample, *args)
     assert r.exit_code == 0, r.output
-    assert r.stdout == expected
+    assert same_output(r.stdout.splitlines(), expected.splitlines()), (r.stdout, expected)
 
 
 def test_every_sample_is_tested_and_runs():
