@@ -414,10 +414,13 @@ class Graph:
                 shape = entry.shape(*shapes, **attrs)
             else:
                 return None
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, IndexError) as e:
             what = " and ".join(str(tuple(s)) for s in shapes)
             if entry.broadcasts:
                 message = f"{entry.label}: shapes {what} do not broadcast"
+            elif isinstance(e, IndexError):   # a shape rule reading an axis the array lacks
+                message = f"{entry.label}: cannot take an array of shape {what}" if len(
+                    shapes) == 1 else f"{entry.label}: cannot take arrays of shapes {what}"
             else:
                 message = f"{entry.label}: {e}" + (f" (shapes {what})" if len(shapes) > 1 else "")
             raise ShapeError(message, pos=self.pos) from None

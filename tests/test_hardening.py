@@ -361,3 +361,9 @@ def test_a_missing_script_file_says_how_to_name_a_script(tmp_path, monkeypatch):
     assert "the only one is .T" in message or "the only ones are" in message
     (tmp_path / "sub").mkdir()
     assert "./sub is a folder, not a script file" in fails("eval", "./sub")
+
+
+def test_an_op_given_an_array_of_too_few_dimensions_is_a_shape_error():
+    message = fails("eval", "concat([2])")
+    assert message.startswith("shape error: concat: cannot take an array of shape ()")
+    assert "concat: cannot take arrays of shapes () and ()" in fails("eval", "concat([2, 3])")
