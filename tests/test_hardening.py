@@ -367,3 +367,17 @@ def test_an_op_given_an_array_of_too_few_dimensions_is_a_shape_error():
     message = fails("eval", "concat([2])")
     assert message.startswith("shape error: concat: cannot take an array of shape ()")
     assert "concat: cannot take arrays of shapes () and ()" in fails("eval", "concat([2, 3])")
+
+
+def test_a_damaged_npy_file_is_refused_without_quoting_it(tmp_path):
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones(3))
+    data = good.read_bytes()
+    for name, content in (("text.npy", b"root:x:0:0:root:/root:/bin/bash\n"),
+                          ("header.npy", data[:10] + b"x" * 30 + data[40:]),
+                          ("short.npy", data[:8])):
+        (tmp_path / name).write_bytes(content)
+        message = fails("eval", "x", "--at", f"x=@{tmp_path / name}")
+        assert message.startswith(f"input error: --at x=@{tmp_path / name}: cannot read it as "
+                                  "numbers: not a .npy file, or its header is damaged"), message
+        assert "bin/bash" not in message and "xxxx" not in message
