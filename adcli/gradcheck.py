@@ -1244,7 +1244,8 @@ def parse_expect(items, ck):
                                        "input", hint=suggest(u, list(inputs)) or
                                        "its inputs are " + ", ".join(inputs))
         vals = {u: inputs[u] for u in used if u in inputs}
-        t = api.trace(formula, vals, dtype="float64", limits=ck.limits, filename=f"--expect {name}")
+        t = api.trace(formula, vals, dtype="float64", limits=ck.limits, filename=f"--expect {name}",
+                      seed=ck.seed)
         value = np.asarray(t.output.value, dtype=np.float64)
         shape = ck.shapes[ck.names.index(name)]
         try:

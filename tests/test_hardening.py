@@ -381,3 +381,9 @@ def test_a_damaged_npy_file_is_refused_without_quoting_it(tmp_path):
         assert message.startswith(f"input error: --at x=@{tmp_path / name}: cannot read it as "
                                   "numbers: not a .npy file, or its header is damaged"), message
         assert "bin/bash" not in message and "xxxx" not in message
+
+
+def test_an_expect_formula_draws_with_the_same_seed():
+    out = ok("gradcheck", "sum(x*randn(3))", "--at", "x=[1,2,3]", "--expect", "x=randn(3)",
+             "--seed", "5", "--json")
+    assert json.loads(out)["verdict"] == "pass"
