@@ -115,15 +115,19 @@ def _source_and_values(expr, at, dtype, limits, seed=0):
 
 
 def _names_a_file(expr):
-    """Is the EXPR argument a file name? Yes when such a file exists and the name has a
-    dot or a slash (so a bare `x` stays an expression beside a file named x), and when
-    it can be nothing else: name.ext, which as an expression would be an attribute
-    other than .T (model.py, data/f.txt; not x.T, nor a number like 1.e5)."""
+    """Is the EXPR argument a file name? Yes when such a file exists and the name looks
+    like a path: it starts with ./, ../, / or ~, or its last part has an extension (so
+    `x` and `x/y` stay expressions beside files of those names); and when it can be
+    nothing else: name.ext, which as an expression would be an attribute other than .T
+    (model.py, data/f.txt; not x.T, nor a number like 1.e5)."""
     import os
     import re
 
     from .trace import ATTRIBUTES
-    if ("." in expr or "/" in expr) and os.path.exists(expr):
+    base = os.path.basename(expr)
+    pathlike = expr.startswith(("./", "../", "/", "~")) or (
+        "." in base and re.search("[A-Za-z_]", base) is not None)
+    if pathlike and os.path.exists(expr):
         return True                   # (a folder, too: _source says it is one)
     m = re.fullmatch(r"([\w./~-]*[A-Za-z_~][\w./~-]*)\.([A-Za-z]\w*)", expr)
     return m is not None and m.group(2) not in ATTRIBUTES

@@ -349,6 +349,11 @@ def test_a_file_is_a_script_whatever_its_extension(tmp_path, monkeypatch):
     assert ok("grad", "./model", "--at", "x=3") == "value\t9.0\nd/dx\t6.0\n"
     (tmp_path / "x").write_text("input y\nreturn y\n")
     assert ok("eval", "x", "--at", "x=2") == "2.0\n"          # a bare name: an expression
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").write_text("input y\nreturn y\n")
+    assert ok("eval", "a/b", "--at", "a=1,b=4") == "0.25\n"   # a division
+    (tmp_path / "1.5").write_text("input y\nreturn y\n")
+    assert ok("eval", "1.5") == "1.5\n"
     assert ok("eval", "x.T", "--at", "x=[[1,2]]") == "[[1.0], [2.0]]\n"
     assert ok("eval", "1.e5") == "100000.0\n"
 
