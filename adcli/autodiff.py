@@ -112,9 +112,10 @@ def adjoints(graph, output, cotangent=None):
     last column of a Wengert list. Nodes reached by no differentiable path are absent.
     It is the walk of `vjp`, started from every leaf, keeping each cotangent on the way.
     (A node of a non-differentiable op, detach(x) say, is a leaf here: it has an adjoint
-    but hands none on.)"""
-    leaves = [n for n in graph.nodes[:output.id + 1]
-              if not n.args or not n.op.differentiable]
+    but hands none on. So is a float node computed from booleans alone, abs(x < 1): a
+    comparison has no derivative, and its rules are not for booleans.)"""
+    leaves = [n for n in graph.nodes[:output.id + 1] if n.dtype.kind == "f" and (
+        not n.args or not n.op.differentiable or all(a.dtype.kind != "f" for a in n.args))]
     keep = {}
     _vjp(graph, output, leaves, cotangent, create_graph=False, safe=True, keep=keep)
     return keep

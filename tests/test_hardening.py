@@ -392,3 +392,10 @@ def test_an_expect_formula_draws_with_the_same_seed():
     out = ok("gradcheck", "sum(x*randn(3))", "--at", "x=[1,2,3]", "--expect", "x=randn(3)",
              "--seed", "5", "--json")
     assert json.loads(out)["verdict"] == "pass"
+
+
+def test_trace_of_a_function_of_a_comparison():
+    out = ok("trace", "-1 + abs(lt(tan(x), 2))*x", "--at", "x=1")
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    assert [(r[1], r[5]) for r in rows if r[1] in ("lt", "abs")] == [("lt", ""), ("abs", "1.0")]
+    assert "grad 2.0" in ok("dot", "abs(x < 1)*x", "--at", "x=2", "--values")
