@@ -173,7 +173,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         if graph_mode:
             y, args = node, node.args
         else:
-            y, args = node.value, [a.value for a in node.args]
+            y, args = node.value, _arguments(node)
         partials = op.partials
         ones = big and _is_broadcast_one(g)
         for i, a in enumerate(node.args):
@@ -221,6 +221,16 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     if mark is not None:
         mark(None)                             # the end of the last rule
     return [found.get(i) for i in wrt_ids]
+
+
+def _arguments(node):
+    """The argument values a node's rules see: booleans as numbers for arithmetic ops, as
+    the forward rule saw them (see Graph.emit)."""
+    values = [a.value for a in node.args]
+    if node.op.numeric and any(v.dtype == bool for v in values):
+        dtype = node.graph.dtype
+        values = [v.astype(dtype) if v.dtype == bool else v for v in values]
+    return values
 
 
 def _undefined(node, err):
@@ -281,7 +291,7 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
             continue
         if budget is not None:
             budget.charge(node)
-        y, args = mode.val(node), [mode.val(a) for a in node.args]
+        y, args = (node, node.args) if create_graph else (node.value, _arguments(node))
         if op.partials is not None:
             out = None
             for ti, d in zip(t, op.partials):

@@ -101,7 +101,7 @@ def axes_of(axis, ndim):
     axis = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for a in axis:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
         out.append(a % max(ndim, 1))
     return tuple(sorted(set(out)))
