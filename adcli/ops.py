@@ -101,7 +101,7 @@ def axes_of(axis, ndim):
     axis = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for a in axis:
-        if not -ndim <= a < ndim:
+        if not -max(ndim, 1) <= a < max(ndim, 1):   # a 0-d array takes 0 and -1, as in numpy
             raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
         out.append(a % max(ndim, 1))
     return tuple(sorted(set(out)))
@@ -779,7 +779,7 @@ op("softmax", fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True,
 
 
 def _count(x, axis):
-    return math.prod(x.shape[i] for i in axes_of(axis, x.ndim))
+    return math.prod(x.shape[i] for i in axes_of(axis, x.ndim) if i < x.ndim)
 
 
 op("mean", expand=lambda ns, x, axis=None, keepdims=False:
