@@ -101,6 +101,8 @@ def parse_size(text, option="--max-memory"):
     if not 1 <= size < math.inf:
         raise InputError(f"{option} '{text}': not a size",
                          hint="give bytes with a unit, for example 2GB, 512MB or 1GiB")
+    if size > MAX_OPTION:
+        raise InputError(f"{option} '{text}': at most 1e15 bytes (1 PB)")
     return int(size)
 
 
@@ -113,7 +115,12 @@ def parse_count(text, option="--max-work"):
     if not (1 <= n < math.inf):
         raise InputError(f"{option} '{text}': not a positive number",
                          hint="for example 5e10 or 1000000000")
+    if n > MAX_OPTION:
+        raise InputError(f"{option} '{text}': at most 1e15 (about a week of work)")
     return int(n)
+
+
+MAX_OPTION = 1e15   # the ceiling of --max-work and --max-memory
 
 
 # Arrays have at most 32 dimensions: numpy's own limit is 64, but its broadcasting and

@@ -257,9 +257,10 @@ def load_arrays(path, fmt, limits, name, option="--at", stdin_free=True, held=0)
 
 
 # what a broken file makes the readers raise: numpy's header parser a TokenError, zipfile
-# a NotImplementedError for an unknown compression, zlib its own error
+# a NotImplementedError for an unknown compression and a RuntimeError for a member marked
+# encrypted, zlib its own error
 READ_ERRORS = (ValueError, TypeError, OSError, EOFError, IndexError, OverflowError,
-               NotImplementedError, SyntaxError, tokenize.TokenError, zlib.error)
+               NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError, zlib.error)
 
 
 def _read_text(source, fmt, limits, where, held):

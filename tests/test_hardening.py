@@ -414,3 +414,21 @@ def test_the_axis_of_a_number():
     assert ok("eval", "sum(.5, axis=-1)") == "0.5\n"
     ok("gradcheck", "softmax(x)", "--at", "x=2", "--order", "2")
     assert "axis 1 is out of range" in fails("eval", "sum(.5, axis=1)")
+
+
+def test_the_budgets_have_a_ceiling():
+    assert "at most 1e15" in fails("eval", "1", "--max-work", "1e16")
+    assert "at most 1e15 bytes" in fails("eval", "1", "--max-memory", "2000TB")
+    assert ok("eval", "1", "--max-work", "1e15", "--max-memory", "1e15") == "1.0\n"
+
+
+def test_an_npz_member_marked_encrypted_is_bad_input(tmp_path):
+    # found by tests/fuzz.py: a flipped bit in a zip header means "encrypted"
+    path = tmp_path / "v.npz"
+    np.savez(path, x=np.ones(3))
+    raw = bytearray(path.read_bytes())
+    raw[6] |= 1                     # the general-purpose flag of the first local header
+    i = raw.rindex(b"PK\x01\x02")
+    raw[i + 8] |= 1                 # and of its central-directory entry
+    path.write_bytes(bytes(raw))
+    assert "v.npz" in fails("eval", "sum(x)", "--at", f"x=@{path}")
