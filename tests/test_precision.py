@@ -310,17 +310,9 @@ def test_every_elementwise_op_has_a_reference():
         assert name in ULP_BOUNDS, name
 
 
-@pytest.mark.parametrize("name", sorted(UNARY))
-def test_unary_precision(name):
-    worst, where = unary_errors(name)
-    for order, (e, bound) in enumerate(zip(worst, ULP_BOUNDS[name])):
-        assert e <= bound + 0.5, (f"{name}: order {order} is off by {e:.3g} ulps at x = "
-                                  f"{where[order]!r} (bound {bound})")
-
-
-@pytest.mark.parametrize("name", sorted(BINARY))
-def test_binary_precision(name):
-    worst, where = binary_errors(name)
+@pytest.mark.parametrize("name", sorted(UNARY) + sorted(BINARY))
+def test_precision(name):
+    worst, where = unary_errors(name) if name in UNARY else binary_errors(name)
     for order, (e, bound) in enumerate(zip(worst, ULP_BOUNDS[name])):
         assert e <= bound + 0.5, (f"{name}: order {order} is off by {e:.3g} ulps at "
                                   f"{where[order]!r} (bound {bound})")
