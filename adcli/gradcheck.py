@@ -201,7 +201,7 @@ class Replay:
                 dep.add(node.id)
                 self.steps.append(node)
                 # what one step needs, looked up once: the loop below is the hot path
-                self.plan.append((node.id, node.op.fwd, node.args, node.attrs, body,
+                self.plan.append((node.id, _forward(node), node.args, node.attrs, body,
                                   node.op.kind == "comparison" and retrace is not None, node))
         self.depends = dep
         self.flipped = None
@@ -331,7 +331,7 @@ class Replay:
         """node's op on other arguments; None if it cannot take them (the caller falls back
         to one column at a time), except that an op refusing complex numbers is an error."""
         try:
-            return node.op.fwd(np, *args, **{**node.attrs, **attrs})
+            return _forward(node)(np, *args, **{**node.attrs, **attrs})
         except (TypeError, ValueError, IndexError):
             if self.complex and any(np.iscomplexobj(a) for a in args):
                 raise InputError(f"--method complex: {node.op.name} does not take complex numbers",
@@ -375,6 +375,20 @@ class Replay:
                 kinks[nid] = op.kink(np, *[_real(a) for a in args], **attrs)
             vals[nid] = v
         return vals.get(self.output.id, self.output.value)
+
+
+def _forward(node):
+    """node's forward rule as the graph applied it: arithmetic on a boolean argument (a
+    comparison's result) sees it as 0 and 1 in the float type (see Graph.emit)."""
+    fwd = node.op.fwd
+    if not node.op.numeric or not any(a.value.dtype == bool for a in node.args):
+        return fwd
+    dtype = node.graph.dtype
+
+    def as_numbers(xp, *args, **attrs):
+        return fwd(xp, *[a.astype(dtype) if getattr(a, "dtype", None) == bool else a
+                         for a in args], **attrs)
+    return as_numbers
 
 
 def _located(err, traced):

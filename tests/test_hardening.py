@@ -432,3 +432,9 @@ def test_an_npz_member_marked_encrypted_is_bad_input(tmp_path):
     raw[i + 8] |= 1                 # and of its central-directory entry
     path.write_bytes(bytes(raw))
     assert "v.npz" in fails("eval", "sum(x)", "--at", f"x=@{path}")
+
+
+def test_gradcheck_of_arithmetic_on_a_comparison():
+    # found by tests/fuzz.py: gradcheck's replays gave neg a boolean
+    out = ok("gradcheck", "neg(1e308 < y) + y", "--at", "y=0.5")
+    assert "pass" in out
