@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ValueError_
-from .graph import OP_WORK
+from .graph import OP_WORK, as_numbers
 from .ops import IDENTITY, NEGATE, sum_to_shape
 
 
@@ -227,10 +227,7 @@ def _arguments(node):
     """The argument values a node's rules see: booleans as numbers for arithmetic ops, as
     the forward rule saw them (see Graph.emit)."""
     values = [a.value for a in node.args]
-    if node.op.numeric and any(v.dtype == bool for v in values):
-        dtype = node.graph.dtype
-        values = [v.astype(dtype) if v.dtype == bool else v for v in values]
-    return values
+    return as_numbers(values, node.graph.dtype) if node.op.numeric else values
 
 
 def _undefined(node, err):

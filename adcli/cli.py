@@ -222,15 +222,9 @@ def _limits(max_elements, max_nodes, max_memory, max_work):
 
 def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
            max_work):
-    from . import api
-    limits = _limits(max_elements, max_nodes, max_memory, max_work)
-    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
-                                                        seed)
-    if script:
-        return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
-                                seed=seed, max_steps=max_steps, max_depth=max_depth)
-    return api.trace(source.strip() if filename else source, vals, dtype=dtype, limits=limits,
-                     filename=filename, seed=seed)
+    """Read the source and the --at values, and trace it once."""
+    return _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
+                   max_memory, max_work)[0]()
 
 
 @app.command("eval", context_settings={"ignore_unknown_options": True},
@@ -484,9 +478,9 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
 
 def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
             max_work):
-    """Like _trace, but the source and the --at values are read once (stdin can only be
-    read once) and the tracing is a function, called once per profiled run.
-    Returns (trace function, is_script)."""
+    """The source and the --at values, read once (stdin can only be read once), and the
+    tracing as a function (profile calls it once per run). Returns (trace function,
+    is_script)."""
     from . import api
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
     source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
@@ -796,7 +790,6 @@ def _unwrapped(doc):
 
 for _info in app.registered_commands:
     _info.help = _unwrapped(_info.callback.__doc__)
-
 
 
 def run():

@@ -70,6 +70,7 @@ import numpy as np
 
 from . import autodiff
 from .errors import AdcliError, InputError, UnknownNameError, ValueError_, suggest
+from .graph import as_numbers
 from .ops import axes_of
 from .script import CustomRule
 
@@ -384,11 +385,7 @@ def _forward(node):
     if not node.op.numeric or not any(a.value.dtype == bool for a in node.args):
         return fwd
     dtype = node.graph.dtype
-
-    def as_numbers(xp, *args, **attrs):
-        return fwd(xp, *[a.astype(dtype) if getattr(a, "dtype", None) == bool else a
-                         for a in args], **attrs)
-    return as_numbers
+    return lambda xp, *args, **attrs: fwd(xp, *as_numbers(args, dtype), **attrs)
 
 
 def _located(err, traced):

@@ -134,6 +134,14 @@ def check_ndim(ndim, what, pos=None):
         raise LimitError(f"{what} of {ndim} dimensions; the limit is {MAX_NDIM}", pos=pos)
 
 
+def as_numbers(values, dtype):
+    """Argument values for arithmetic: booleans (from comparisons) as 0 and 1 in the float
+    type, as in sum(x > 0); numpy would compute exp(True) in float16 and True + True as
+    True. The forward rules (Graph.emit), the derivative rules (autodiff) and gradcheck's
+    replays all see them so."""
+    return [v.astype(dtype) if getattr(v, "dtype", None) == bool else v for v in values]
+
+
 NO_ATTRS = MappingProxyType({})   # shared by the many nodes without static attributes
 
 
@@ -336,9 +344,7 @@ class Graph:
             work, nbytes = self.cost(entry, [a.value.shape for a in args], attrs, shape)
             limits.work += work
             if entry.numeric:
-                # booleans (from comparisons) count as 0 and 1 in the float type, as in
-                # sum(x > 0); numpy would compute exp(True) in float16 and True + True as True
-                values = [v.astype(self.dtype) if v.dtype == bool else v for v in values]
+                values = as_numbers(values, self.dtype)
         # the budgets, checked before the op runs
         if limits.work > limits.max_work:
             limits.spend(0, entry.name, self.pos)

@@ -832,11 +832,16 @@ def _matmul_vjp(which):
     return rule
 
 
-def _matmul_jvp(ns, t, y, a, b):
-    parts = [ns.matmul(t[0], b) if t[0] is not None else None,
-             ns.matmul(a, t[1]) if t[1] is not None else None]
+def _add_tangents(parts):
+    """The tangent of a bilinear op: the sum of the parts that are there (None: that
+    argument does not move)."""
     parts = [p for p in parts if p is not None]
     return parts[0] + parts[1] if len(parts) == 2 else parts[0]
+
+
+def _matmul_jvp(ns, t, y, a, b):
+    return _add_tangents([ns.matmul(t[0], b) if t[0] is not None else None,
+                          ns.matmul(a, t[1]) if t[1] is not None else None])
 
 
 op("matmul", args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
@@ -1017,9 +1022,10 @@ def _einsum_cost(*shapes, subscripts=""):
     terms, out = _einsum_terms(subscripts, len(shapes))
     lengths, batch = {}, 1
     for term, s in zip(terms, shapes):
-        lengths.update(_einsum_lengths(term, s))
+        mine = _einsum_lengths(term, s)
+        lengths.update(mine)
         if "..." in term:
-            batch = max(batch, math.prod(s) // max(1, math.prod(_einsum_lengths(term, s).values())))
+            batch = max(batch, math.prod(s) // max(1, math.prod(mine.values())))
     return batch * math.prod(lengths.values())
 
 
@@ -1283,11 +1289,6 @@ def _cross_shape(sa, sb):
     if not sa or not sb or sa[-1] != 3 or sb[-1] != 3:
         raise ValueError(f"needs vectors of 3 elements along the last axis, got {sa} and {sb}")
     return tuple(np.broadcast_shapes(sa, sb))
-
-
-def _add_tangents(parts):
-    parts = [p for p in parts if p is not None]
-    return parts[0] + parts[1] if len(parts) == 2 else parts[0]
 
 
 op("cross", args=("a", "b"), fwd=lambda xp, a, b: xp.cross(a, b), kind="linalg",

@@ -260,7 +260,6 @@ def check_utf8(text):
     """Bytes that are not UTF-8 reach adcli as lone surrogates (Python's surrogateescape,
     for arguments and standard input): refused like any character the grammar does not
     know, wherever they are, comments included, as Python refuses such a source file."""
-    import re
     bad = re.search("[\ud800-\udfff]", text)
     if bad:
         i, code = bad.start(), ord(bad.group())

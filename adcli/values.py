@@ -53,7 +53,8 @@ def parse_assignments(items, option="--at"):
     return out
 
 
-NUMBER = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
+DECIMAL = r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"   # ASCII digits only
+NUMBER = re.compile(rf"\s*{DECIMAL}\s*")
 
 
 def evaluate_constant(text, dtype, limits, name, option="--at", seed=0):
@@ -439,8 +440,7 @@ def _located_error(where, text, offset, what):
 
 
 JSON_TOKEN = re.compile(r'\s*(?:([\[\]{},:])|("(?:[^"\\]|\\.)*"?)|([^\s\[\]{},:"]+))')
-STRICT_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"
-                           r"|[-+]?(nan|inf|infinity)", re.I)
+STRICT_NUMBER = re.compile(rf"{DECIMAL}|[-+]?(nan|inf|infinity)", re.I)
 
 
 def _numeric(text):

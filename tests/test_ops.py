@@ -275,12 +275,10 @@ def hessian(op, args, attrs, w):
 
 
 def symmetry_cases():
-    for op in OPS.values():
-        if not op.differentiable or op.kind == "constant" or op.name in TESTED_ELSEWHERE:
-            continue
-        for k, (args, attrs) in enumerate(cases(op)):
-            yield pytest.param(op.name, args, attrs, id=f"{op.name}-{k}")
-        for k, point in enumerate(SPECIAL_POINTS.get(op.name, [])):
+    yield from all_cases()
+    for name, points in SPECIAL_POINTS.items():
+        op = OPS[name]
+        for k, point in enumerate(points):
             args = [np.array(v) for v in point] if op.kind == "elementwise" else [np.array(point)]
             yield pytest.param(op.name, args, {}, id=f"{op.name}-special-{k}")
 
