@@ -625,7 +625,7 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
         for note in notes:
             print(note, file=sys.stderr)
         if out:
-            _write_drawing(text, out)
+            _write_drawing(text, out, traced.graph.limits.seconds_left())
         else:
             sys.stdout.write(text)
     _run(debug, work)
@@ -638,8 +638,9 @@ def _drawing_format(path):
     return ext
 
 
-def _write_drawing(text, path):
-    """.dot/.gv: the text; .svg/.png/.pdf: rendered by Graphviz's `dot` program."""
+def _write_drawing(text, path, seconds):
+    """.dot/.gv: the text; .svg/.png/.pdf: rendered by Graphviz's `dot` program, given no
+    more than `seconds` (some graphs take its layout minutes)."""
     import shutil
     import subprocess
 
@@ -659,8 +660,15 @@ def _write_drawing(text, path):
                          "graphviz, conda install graphviz), or write DOT text with -o FILE.dot")
     try:
         with replacing(path) as tmp:
-            proc = subprocess.run([exe, f"-T{ext}", "-o", tmp], input=text.encode("utf-8"),
-                                  capture_output=True)
+            try:
+                proc = subprocess.run([exe, f"-T{ext}", "-o", tmp], input=text.encode("utf-8"),
+                                      capture_output=True, timeout=seconds)
+            except subprocess.TimeoutExpired:
+                from .errors import LimitError
+                raise LimitError(f"-o {path}: Graphviz's dot took more than {seconds:.0f} s, "
+                                 "the time the work budget leaves", hint="raise it with "
+                                 "--max-work, draw fewer nodes with --max-nodes, or write DOT "
+                                 "text with -o FILE.dot") from None
             if proc.returncode != 0:
                 raise InputError(f"-o {path}: Graphviz's dot failed: "
                                  + proc.stderr.decode("utf-8", "replace").strip()[:500])

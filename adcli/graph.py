@@ -41,6 +41,7 @@ def default_max_memory():
 
 
 MAX_WORK = 50_000_000_000   # element operations: about a minute of numpy's work
+WORK_PER_SECOND = 1e9       # the rate that says so: what a budget allows another program
 OP_WORK = 5_000             # the fixed cost of one op, in element operations: Python's overhead
                             # of about 5 µs an op (measured in script loops) at ~1e9 elements/s
 NODE_BYTES = 200            # the memory of one node besides its value (measured: about 220)
@@ -61,6 +62,10 @@ class Limits:
             raise LimitError(f"{what} would bring the work of this run to {_count(self.work)} "
                              f"element operations; the limit is {_count(self.max_work)}", pos=pos,
                              hint="raise it with --max-work")
+
+    def seconds_left(self):
+        """The time the work budget leaves, for work adcli cannot count (Graphviz's)."""
+        return max(1.0, (self.max_work - self.work) / WORK_PER_SECOND)
 
     def check_memory(self, held, what, pos=None):
         """Refuse before allocating when the memory held would pass the budget."""

@@ -313,6 +313,18 @@ def test_out_renders_with_graphviz(tmp_path, ext, magic):
     assert path.read_bytes().startswith(magic)
 
 
+@needs_graphviz
+def test_graphviz_gets_the_time_the_work_budget_leaves(tmp_path):
+    # found by tests/fuzz.py: Graphviz lays out a chain that reads x 400 times for minutes
+    path = tmp_path / "g.svg"
+    chain = "1-" + "x*" * 400 + "x"
+    r = adcli("dot", chain, "--at", "x=1", "-o", str(path), "--max-work", "3e6")
+    assert r.exit_code == 2
+    assert "Graphviz's dot took more than 1 s, the time the work budget leaves" in r.stderr
+    assert "--max-work" in r.stderr and "-o FILE.dot" in r.stderr
+    assert not list(tmp_path.iterdir())          # no picture, no partial file
+
+
 # ---------------------------------------------------------------- the README's picture
 
 PICTURE = ["x*(x+y)", "--at", "x=2,y=3", "--backward", "--values"]
