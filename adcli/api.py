@@ -127,8 +127,23 @@ def trace_script(source, values, *, dtype="float64", limits=None, filename=None,
     return Traced(source, graph, output, interp.inputs, filename, label=filename or "<script>")
 
 
+def output_value(traced):
+    """The output's value at the traced point. Computed by the evaluator, which frees every
+    value once no later node reads it: a script's earlier steps do not stay in memory."""
+    graph, out = traced.graph, traced.output
+    v = graph.values[out.id]
+    if v is None:
+        from .evaluate import evaluate as run
+        try:
+            v = run(graph, [out], charge=False)[out.id]
+        except AdcliError as e:
+            raise e.located(traced.source, traced.filename)
+        graph.values[out.id] = v
+    return v
+
+
 def evaluate(traced):
-    res = Result(traced.label or traced.source, traced.output.value, dtype=traced.graph.dtype.name)
+    res = Result(traced.label or traced.source, output_value(traced), dtype=traced.graph.dtype.name)
     res.notes += nonfinite_notes(traced, traced.output, "value")
     res.notes += lints(traced)
     return res

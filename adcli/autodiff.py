@@ -146,7 +146,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     array = graph._array_type if not graph_mode else None
     # adcli profile: a mark as each node's rule starts; its time runs to the next mark.
     # (Numeric walks only: a graph-mode walk's rules add nodes, which emit times.)
-    mark = graph.profiler.mark if graph.profiler is not None and not graph_mode else None
+    mark = getattr(graph, "profiler", None)
+    mark = mark.mark if mark is not None and not graph_mode else None
     # graph mode: the rules' ops are charged as they are recorded
     budget = _Budget(graph) if not graph_mode else None
     if type(cotangent) is array:

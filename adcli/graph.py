@@ -151,20 +151,22 @@ NO_ATTRS = MappingProxyType({})   # shared by the many nodes without static attr
 
 
 class Node:
-    """One value in the graph: an input, a constant, or an op applied to earlier nodes."""
+    """One instruction of the program: an input, a literal, or an op applied to earlier
+    nodes, with the shape and dtype its op's shape rule gave. A node holds no value: the
+    values of the traced run sit beside the program, in `graph.values`, by node id."""
 
-    __slots__ = ("graph", "id", "op", "args", "attrs", "value", "pos", "name")
+    __slots__ = ("graph", "id", "op", "args", "attrs", "pos", "name", "shape", "dtype")
 
-    def __init__(self, graph, op, args, attrs, value, pos, name=None):
+    def __init__(self, graph, op, args, attrs, shape, dtype, pos, name=None):
         self.graph, self.op, self.args, self.attrs = graph, op, args, attrs
-        self.value, self.pos, self.name = value, pos, name
+        self.shape, self.dtype, self.pos, self.name = shape, dtype, pos, name
         self.id = len(graph.nodes)
         graph.nodes.append(self)
 
-    shape = property(lambda self: self.value.shape)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    dtype = property(lambda self: self.value.dtype)
+    # the value at the traced point, computed on first use (see Graph.value)
+    value = property(lambda self: self.graph.value(self))
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: math.prod(self.shape))
 
     @property
     def is_input(self):
@@ -235,10 +237,44 @@ class GraphNamespace:
         return f
 
 
+def forward(entry, xp, values, attrs, dtype, pos=None):
+    """Apply op `entry`'s forward rule to argument values: the one place an op runs, for
+    the tracer and the evaluator alike. Booleans (from comparisons) enter arithmetic as 0
+    and 1; linear-algebra and shape failures become adcli's errors at the node's place."""
+    if entry.numeric:
+        values = as_numbers(values, dtype)
+    try:
+        return entry.fwd(xp, *values, **attrs)
+    except np.linalg.LinAlgError as e:
+        raise ValueError_(f"{entry.name}: {e}", pos=pos) from None
+    except (ValueError, TypeError, IndexError) as e:
+        raise ShapeError(f"{entry.name}: {e}", pos=pos) from None
+
+
+def result_dtype(entry, args, dtype):
+    """The dtype of an op's result, before it runs: booleans from comparisons, the float
+    type from arithmetic, and the arguments' own type from the ops that move elements
+    (index, reshape, where's branches): boolean only if every one of them is."""
+    if entry.kind == "comparison":
+        return BOOL
+    if entry.numeric or entry.kind == "constant":
+        return dtype
+    moved = args[1:] if entry.name == "where" else args
+    return BOOL if moved and all(a.dtype == BOOL for a in moved) else dtype
+
+
+BOOL = np.dtype(bool)
+
+
 class Graph:
-    # `adcli profile` (adcli/profile.py) sets this while it runs: graphs made then time
-    # each op's forward rule. Off (None), it costs one attribute check per op.
-    profiler_for_new_graphs = None
+    """A program under construction, and the values of the run that records it.
+
+    `emit` records a node with the shape and dtype its op's shape rule gives, without
+    computing it: values are computed when something needs them (a branch of a script,
+    a printed value, the result), by the evaluator, which frees what no later node reads.
+    Scalars whose arguments are known are computed at once (the scalar loops of scripts),
+    and so are the literals: constants and the ops without arguments (zeros, randn), whose
+    values are part of the program. Decisions a run took on values are its guards."""
 
     def __init__(self, xp=np, dtype=np.float64, limits=None, seed=0):
         self.xp, self.dtype = xp, np.dtype(dtype)
@@ -249,16 +285,16 @@ class Graph:
         self.limits = limits or Limits()
         self._max_nodes = self.limits.max_nodes
         self._max_memory = self.limits.max_memory
-        self.held = 0              # bytes: the values of the nodes and the nodes themselves
+        self.held = 0              # bytes: the values held beside the program, and its nodes
         self.nodes: list[Node] = []
+        self.values = []           # by node id: the traced run's value, or None (not computed)
+        self.guards = {}           # node id -> (kind, value): what the run decided on it
         self._scalars = {}         # float -> const node: loops reuse their literals
         self.linted = []           # nodes of ops with a lint, in creation order
         self.pos = None            # the source place attributed to nodes created now
+        self.hooks = ()            # evaluator hooks for the values computed at the traced point
         self.ns = GraphNamespace(self)
         self.arrays = ArrayNamespace(xp, self.dtype)
-        self.profiler = Graph.profiler_for_new_graphs
-        if self.profiler is not None:
-            self.profiler.attach(self)   # learns the backend, to synchronise a device
 
     @property
     def rng(self):
@@ -272,7 +308,12 @@ class Graph:
     def input(self, name, value, pos=None):
         value = self.as_array(value)
         self.hold(NODE_BYTES + value.nbytes, f"the input '{name}'", pos)
-        return Node(self, None, (), {}, value, pos, name=name)
+        return self._leaf(value, pos, name)
+
+    def _leaf(self, value, pos, name=None):
+        node = Node(self, None, (), NO_ATTRS, tuple(value.shape), value.dtype, pos, name=name)
+        self.values.append(value)
+        return node
 
     def const(self, value, pos=None):
         if type(value) is float:
@@ -285,7 +326,7 @@ class Graph:
     def _const(self, value, pos):
         value = self.as_array(value)
         self.hold(NODE_BYTES + value.nbytes, "a constant", pos or self.pos)
-        return Node(self, None, (), {}, value, pos or self.pos)
+        return self._leaf(value, pos or self.pos)
 
     def hold(self, nbytes, what, pos=None):
         """Add nbytes to the memory this graph holds, refused if that passes the budget.
@@ -312,9 +353,27 @@ class Graph:
             return v
         return self.const(v)
 
+    # -------------------------------------------------------------- values
+    def value(self, node):
+        """The node's value at the traced point, computed now if it is not yet (with what
+        it needs that is not known either), and kept."""
+        v = self.values[node.id]
+        if v is None:
+            from .evaluate import force
+            v = force(self, node)
+        return v
+
+    def decide(self, node, kind="equal"):
+        """The value of `node`, which the run is about to take a decision on (a branch, a
+        static shape or index): recorded as a guard, so that an evaluation elsewhere can
+        tell whether the program still applies there."""
+        v = self.value(node)
+        self.guards[node.id] = (kind, v)
+        return v
+
     # -------------------------------------------------------------- ops
     def emit(self, name, *args, **attrs):
-        """Apply op `name` to nodes (or constants), evaluating it at once."""
+        """Record op `name` applied to nodes (or constants); its value comes when needed."""
         entry = OPS[name]
         if entry.rewrite is not None:
             better = entry.rewrite(*args, **attrs)
@@ -329,56 +388,55 @@ class Graph:
         if len(self.nodes) >= self._max_nodes:
             raise LimitError(f"the graph has more than {self.limits.max_nodes:,} nodes",
                              pos=self.pos, hint="raise the limit with --max-nodes")
-        nodes, values = [], []
-        scalar = self._scalar_type
+        nodes = []
         all_scalars = entry.broadcasts
         for a in args:               # a plain loop: this is the hot path of tracing
             if type(a) is not Node:
                 a = self.lift(a)
             nodes.append(a)
-            values.append(a.value)
-            if type(a.value) is not scalar:
+            if a.shape:
                 all_scalars = False
         args = tuple(nodes)
         limits = self.limits
         if all_scalars:              # scalars in, scalar out: nothing to check
             limits.work += OP_WORK + 1
-            nbytes = NODE_BYTES + 8
+            shape = ()
         else:
             shape = self.check_shape(entry, args, attrs)
-            work, nbytes = self.cost(entry, [a.value.shape for a in args], attrs, shape)
+            work, _ = self.cost(entry, [a.shape for a in args], attrs, shape)
             limits.work += work
-            if entry.numeric:
-                values = as_numbers(values, self.dtype)
-        # the budgets, checked before the op runs
+        # the work budget, checked before the op is recorded
         if limits.work > limits.max_work:
             limits.spend(0, entry.name, self.pos)
-        self.hold(nbytes, entry.name, self.pos)
-        constant = entry.kind == "constant"
-        if constant:
-            attrs = {**attrs, "dtype": self.dtype}
-            if entry.random:
-                attrs["rng"] = self.rng
-        try:
-            if self.profiler is None:
-                value = entry.fwd(self.xp, *values, **attrs)
-            else:                    # adcli profile: the forward rule alone, timed
-                value = self.profiler.forward(entry.fwd, self.xp, values, attrs, len(self.nodes))
-        except np.linalg.LinAlgError as e:
-            raise ValueError_(f"{entry.name}: {e}", pos=self.pos) from None
-        except (ValueError, TypeError, IndexError) as e:
-            raise ShapeError(f"{entry.name}: {e}", pos=self.pos) from None
-        if constant:
-            attrs.pop("dtype")
-            attrs.pop("rng", None)
-        if type(value) is not scalar and type(value) is not self._array_type:
-            value = self.as_array(value)
-        if not all_scalars:
-            check_ndim(value.ndim, f"{entry.name} would make an array", self.pos)
-            self._correct_held(entry, value, values, shape, nbytes)
-        node = Node(self, entry, args, attrs or NO_ATTRS, value, self.pos)
+        if entry.kind == "constant":   # a literal: computed now, part of the program
+            return self._literal(entry, attrs, shape)
+        values = self.values
+        node = Node(self, entry, args, attrs or NO_ATTRS, shape, result_dtype(entry, args, self.dtype),
+                    self.pos)
+        values.append(None)
+        self.held += NODE_BYTES
         if entry.lint is not None:
             self.linted.append(node)     # the few nodes whose op has a lint (api.lints)
+        if all_scalars and not self.hooks:
+            # a scalar of known scalars is computed now: scripts branch on such values, and
+            # recording them for later costs more than computing them
+            argv = [values[a.id] for a in args]
+            if None not in argv:
+                v = forward(entry, self.xp, argv, attrs, self.dtype, self.pos)
+                values[-1] = v if type(v) is self._scalar_type else self.as_array(v)
+        return node
+
+    def _literal(self, entry, attrs, shape):
+        what = f"{entry.name} would make an array"
+        n = math.prod(shape) if shape is not None else 1
+        self.hold(NODE_BYTES + n * self.dtype.itemsize, entry.name, self.pos)
+        kw = {**attrs, "dtype": self.dtype}
+        if entry.random:
+            kw["rng"] = self.rng
+        value = self.as_array(forward(entry, self.xp, [], kw, self.dtype, self.pos))
+        check_ndim(value.ndim, what, self.pos)
+        node = Node(self, entry, (), attrs or NO_ATTRS, tuple(value.shape), value.dtype, self.pos)
+        self.values.append(value)
         return node
 
     def cost(self, entry, shapes, attrs, shape):
@@ -398,25 +456,13 @@ class Graph:
 
     def node_cost(self, node):
         """The (work, bytes) of applying a node's op again: what a derivative rule costs."""
-        return self.cost(node.op, [a.value.shape for a in node.args], node.attrs, node.shape)
-
-    def _correct_held(self, entry, value, values, shape, nbytes):
-        """Once the value is there: an argument itself (detach) or a view of one (reshape,
-        transpose, a slice) took no memory, and a result of unknown shape takes what it
-        takes."""
-        xp, array = self.xp, self._array_type
-        if type(value) is array and any(v is value or (
-                value.base is not None and type(v) is array and xp.may_share_memory(value, v))
-                for v in values):
-            self.held -= nbytes - NODE_BYTES
-        elif shape is None:
-            self.hold(NODE_BYTES + value.nbytes - nbytes, entry.name, self.pos)
+        return self.cost(node.op, [a.shape for a in node.args], node.attrs, node.shape)
 
     def check_shape(self, entry, args, attrs):
         """Work out the result's shape before computing it: a mismatch is reported with
         the shapes, and an oversized result is refused before any memory is taken.
-        Returns the shape, or None for an op that cannot tell it in advance."""
-        shapes = [a.value.shape for a in args]
+        Every op has a shape rule (tests/test_ops.py checks each against its forward)."""
+        shapes = [a.shape for a in args]
         for key, v in attrs.items():
             # a shape, an index or axes longer than any array can be (x[None, None, ...]):
             # refused before numpy sees it, as numpy's errors for them vary
@@ -432,10 +478,8 @@ class Graph:
                     shape = first
                 else:
                     shape = np.broadcast_shapes(*shapes)
-            elif entry.shape is not None:
-                shape = entry.shape(*shapes, **attrs)
             else:
-                return None
+                shape = tuple(entry.shape(*shapes, **attrs))
         except (ValueError, TypeError, IndexError) as e:
             what = " and ".join(str(tuple(s)) for s in shapes)
             if entry.broadcasts:

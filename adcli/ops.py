@@ -68,6 +68,10 @@ class Op:
     lint: object = None           # lint(xp, *arrays) -> a warning about this point, or None
     cost: object = None           # cost(*shapes, **attrs): element operations, where that is not
                                   # the elements read and written (linear algebra)
+    batch: object = None          # batch(xp, *args, shapes, out, **attrs): the op at B points at
+                                  # once, every argument with a leading batch axis (shapes: the
+                                  # arguments' per-point shapes, out: the result's); None: the
+                                  # default of the op's kind (see adcli/evaluate.py)
 
     def __post_init__(self):
         # derived once: the engine reads these for every node it records or walks
@@ -105,6 +109,12 @@ def axes_of(axis, ndim):
             raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
         out.append(a % max(ndim, 1))
     return tuple(sorted(set(out)))
+
+
+def same_shape(shape, checked):
+    """The shape rule of an op whose result has its argument's shape, once `checked` (an
+    expression that raises when the arguments do not fit) has run."""
+    return tuple(shape)
 
 
 def kept_shape(shape, axis):
@@ -717,6 +727,7 @@ def _prod_pairs_masked(ns, v, x, axis):
 
 
 op("prod_others", fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True,
+   shape=lambda s, axis=None: same_shape(s, axes_of(axis, len(s))),
    # y_i = prod_{k != i} x_k: dy_i/dx_j = prod_{k != i, j} x_k for j != i, 0 for j = i
    vjp=(lambda ns, g, y, x, axis=None: _prod_pairs(ns, g, x, axis),),
    jvp=lambda ns, t, y, x, axis=None: _prod_pairs(ns, t[0], x, axis),
@@ -772,6 +783,7 @@ def _softmax(xp, x, axis=-1):
 
 
 op("softmax", fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True,
+   shape=lambda s, axis=-1: same_shape(s, axes_of(axis, len(s))),
    # J = diag(y) - y y^T, so J^T g = y * (g - <g, y>) and J t = y * (t - <t, y>)
    vjp=(lambda ns, g, y, x, axis=-1: y * (g - ns.sum(g * y, axis=axis, keepdims=True)),),
    jvp=lambda ns, t, y, x, axis=-1: y * (t[0] - ns.sum(t[0] * y, axis=axis, keepdims=True)),
@@ -1105,7 +1117,7 @@ op("broadcast_to", fwd=lambda xp, x, shape=(): xp.broadcast_to(x, shape), attrs=
    jvp=lambda ns, t, y, x, shape=(): ns.broadcast_to(t[0], shape=shape),
    shape=lambda s, shape=(): np.broadcast_shapes(s, _size_of(shape)) and _size_of(shape))
 op("sum_to", fwd=lambda xp, x, shape=(): sum_to_shape(xp, x, shape), attrs={"shape": REQUIRED},
-   kind="internal", internal=True,
+   kind="internal", internal=True, shape=lambda s, shape=(): tuple(shape),
    vjp=(lambda ns, g, y, x, shape=(): ns.broadcast_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.sum_to(t[0], shape=shape))
 op("index", fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="shape", internal=True,
@@ -1113,7 +1125,7 @@ op("index", fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="sha
    jvp=lambda ns, t, y, x, key=(): ns.index(t[0], key=key),
    shape=lambda s, key=(): index_key(key, s), doc="x[i], x[a:b:c], A[:, j]")
 op("unindex", fwd=unindex, attrs={"key": REQUIRED, "shape": REQUIRED}, kind="internal",
-   internal=True,
+   internal=True, shape=lambda s, key=(), shape=(): tuple(shape),
    vjp=(lambda ns, g, y, x, key=(), shape=(): ns.index(g, key=key),),
    jvp=lambda ns, t, y, x, key=(), shape=(): ns.unindex(t[0], key=key, shape=shape))
 
@@ -1373,13 +1385,16 @@ op("setindex", args=("x", "v"), fwd=_setindex, attrs={"key": REQUIRED}, kind="sh
    jvp=lambda ns, t, y, x, v, key=(): ns.setindex(
        t[0] if t[0] is not None else ns.zeros(shape=x.shape),
        t[1] if t[1] is not None else 0.0, key=key),
-   shape=lambda sx, sv, key=(): np.broadcast_shapes(index_key(key, sx), sv) and sx,
+   shape=lambda sx, sv, key=(): same_shape(sx, np.broadcast_shapes(index_key(key, sx), sv)),
    doc="y[key] = v in scripts, with value semantics")
-op("custom", args=("*xs",), fwd=lambda xp, *xs, rule=None: rule.value, attrs={"rule": REQUIRED},
-   kind="internal", internal=True,
-   # a script function with a `backward` block: the user's rule gives the cotangents
-   vjp=(lambda ns, g, y, *xs, argnum, rule=None: rule.vjp(ns, g, y, xs, argnum),),
-   jvp=lambda ns, t, y, *xs, rule=None: rule.jvp(ns, t, y, xs),
+op("custom", args=("*xs",), fwd=lambda xp, *xs, rule=None: xs[-1], attrs={"rule": REQUIRED},
+   kind="internal", internal=True, shape=lambda *shapes, rule=None: shapes[-1],
+   # a script function with a `backward` block: its arguments are the function's
+   # parameters and, last, the value its body computed; the user's rule gives the
+   # parameters' cotangents (and the body none: the rule stands for it)
+   vjp=(lambda ns, g, y, *xs, argnum, rule=None:
+        rule.vjp(ns, g, y, xs[:-1], argnum) if argnum < len(xs) - 1 else None,),
+   jvp=lambda ns, t, y, *xs, rule=None: rule.jvp(ns, t[:-1], y, xs[:-1]),
    doc="a function with a custom derivative rule")
 
 

@@ -83,8 +83,8 @@ class CustomRule:
     """The derivative of a function with a `backward` block: the user's rule, run as script
     code on graph nodes (so it can be differentiated again), or on numbers."""
 
-    def __init__(self, interp, fn, value, body=None):
-        self.interp, self.fn, self.value = interp, fn, value
+    def __init__(self, interp, fn, body=None):
+        self.interp, self.fn = interp, fn
         self.body = body        # the node the function's body returned (gradcheck replays it)
         self._last = None
 
@@ -189,7 +189,7 @@ class Interpreter:
         if v.size != 1:
             raise ShapeError(f"the condition of `{what}` has shape {v.shape}; it needs one value",
                              pos=tree[1], hint="reduce it, for example with max(...) or sum(...)")
-        return bool(v.value.reshape(()))
+        return bool(self.graph.decide(v, "truth").reshape(()))
 
     def exec_block(self, block, scope):
         for stmt in block:
@@ -274,7 +274,7 @@ class Interpreter:
     def do_assert(self, stmt, scope):
         _, pos, cond, message = stmt
         v = self.array(cond, scope)
-        if not bool(np.all(v.value)):
+        if not bool(np.all(self.graph.decide(v, "all"))):
             raise AssertionFailed(message or "the assertion does not hold", pos=cond[1])
 
     def do_print(self, stmt, scope):
@@ -394,7 +394,7 @@ class Interpreter:
         xs = [ev.array(scope[p[0]], pos) for p in fn.params]
         out = ev.array(out, pos)
         self.graph.pos = pos
-        return self.graph.emit("custom", *xs, rule=CustomRule(self, fn, out.value, body=out))
+        return self.graph.emit("custom", *xs, out, rule=CustomRule(self, fn, body=out))
 
     def run_body(self, fn, values):
         """The value node of fn's body at plain values of its parameters, with a fresh step

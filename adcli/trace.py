@@ -120,7 +120,7 @@ def _scalar(v, what, pos):
     if isinstance(v, Node):
         if v.size != 1:
             raise InputError(f"{what} must be a number, got an array of shape {v.shape}", pos=pos)
-        return v.value.reshape(()).item()
+        return v.graph.decide(v).reshape(()).item()
     if isinstance(v, (Seq, str)):
         raise InputError(f"{what} must be a number, got a {'list' if isinstance(v, Seq) else 'string'}",
                          pos=pos)
@@ -138,7 +138,7 @@ def _ints(v, what, pos):
     if isinstance(v, Seq):
         return tuple(_int(i, what, pos) for i in v)
     if isinstance(v, Node) and v.ndim == 1:
-        return tuple(_int(float(i), what, pos) for i in v.value)
+        return tuple(_int(float(i), what, pos) for i in v.graph.decide(v))
     return _int(v, what, pos)
 
 
@@ -286,7 +286,7 @@ class Evaluator:
                 if tuple(p.shape) != covered:
                     raise ShapeError(f"a mask of shape {tuple(p.shape)} cannot index axes of "
                                      f"shape {covered}", pos=pos)
-                key.extend(np.nonzero(np.asarray(p.value)))   # static: host integers
+                key.extend(np.nonzero(np.asarray(p.graph.decide(p))))   # static: host integers
                 axis += p.ndim
                 continue
             axis += p is not None

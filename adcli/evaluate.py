@@ -1,0 +1,212 @@
+"""The evaluator: one loop that runs a program at any inputs.
+
+A program is the list of nodes a trace recorded (adcli/graph.py): each has an op, its
+arguments, static attributes, a shape and a dtype, and no value. `evaluate` computes the
+nodes that the requested outputs need, in topological (id) order, on an array module
+(numpy; cupy later), and frees every value after its last reader unless asked to keep it.
+Inputs not given keep the values the trace recorded, and so do the nodes that depend on
+no given input; literals (constants, zeros(...), randn(...)) are part of the program.
+
+Batch axis. With `batch=B`, the given inputs listed in `batched` carry a leading axis of B
+points (or B tangents), and every node computed from them does too: one sweep evaluates
+the program at B points. Each op batches by its table entry's `batch` rule, or by the
+default of its kind: elementwise ops broadcast (the per-point shapes are aligned behind
+the batch axis), reductions shift their axes by one. An op with neither is a hard error,
+never a silent loop over the points.
+
+Hooks see every op as it runs: `hook(node, compute)` calls `compute()` for the value and
+returns it, so a hook can time the op (profile), watch for NaNs or probe a kink. Guards,
+the decisions the trace took on values, are checked as their nodes are computed: an
+evaluation where one comes out differently raises GuardFailed, naming the node.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import AdcliError
+from .graph import NODE_BYTES, OP_WORK, forward
+
+
+class GuardFailed(AdcliError):
+    """The program does not apply at these inputs: a decision the trace took on a value (a
+    branch, a data-dependent shape) comes out differently here."""
+
+    def __init__(self, node, points=None):
+        what = {"truth": "a condition", "all": "an assertion",
+                "equal": "a value the program depends on statically"}
+        kind = node.graph.guards[node.id][0]
+        super().__init__(f"{what.get(kind, 'a guard')} comes out differently here, so the traced "
+                         "program does not apply (the script takes another path)", pos=node.pos)
+        self.node, self.points = node, points
+
+
+class NotBatchable(AdcliError):
+    """An op without a batching rule met a batch axis."""
+
+
+def force(graph, node):
+    """The value of `node` at the traced point, computed with every unknown value it needs;
+    all of them are kept beside the program (graph.values), as the trace's own."""
+    known = graph.values
+    order, stack, seen = [], [node], set()
+    while stack:               # the unknown ancestors, without recursion
+        n = stack.pop()
+        if n.id in seen or known[n.id] is not None:
+            continue
+        seen.add(n.id)
+        order.append(n.id)
+        stack.extend(n.args)
+    order.sort()
+    vals = _run(graph, order, {}, known.__getitem__, keep=None, hooks=graph.hooks,
+                held=graph.held)
+    for i, v in vals.items():
+        known[i] = v
+        if not _a_view(v, [known[a.id] for a in graph.nodes[i].args]):
+            graph.held += _nbytes(v)
+    return known[node.id]
+
+
+def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), keep=(),
+             xp=None, charge=True):
+    """The values of `outputs` (nodes) with the inputs given in `inputs` ({node: value}),
+    as {node id: value}; `keep` names more nodes whose values to return. The work of the
+    nodes computed is charged to the run's budget before any runs."""
+    inputs = inputs or {}
+    given = {n.id: v for n, v in inputs.items()}
+    nodes, known = graph.nodes, graph.values
+    hi = max((o.id for o in outputs), default=-1)
+    # the nodes that depend on a given input: their recorded values do not hold here
+    moved = set(given)
+    if given:
+        for node in nodes[min(given):hi + 1]:
+            if node.id not in given and any(a.id in moved for a in node.args):
+                moved.add(node.id)
+    order, stack, seen = [], list(outputs), set()
+    while stack:
+        n = stack.pop()
+        if n.id in seen or n.id in given or (n.id not in moved and known[n.id] is not None):
+            continue
+        seen.add(n.id)
+        order.append(n.id)
+        stack.extend(n.args)
+    order.sort()
+    points = batch or 1
+    if charge and order:
+        work = sum(graph.node_cost(nodes[i])[0] for i in order) * points
+        graph.limits.spend(work, "this evaluation of the program", outputs[0].pos if outputs else None)
+    vals = dict(given)
+    wanted = {o.id for o in outputs} | {k.id for k in keep}
+    out = _run(graph, order, vals, known.__getitem__, keep=wanted, hooks=hooks, held=graph.held,
+               batch=batch, batched={n.id for n in batched}, xp=xp)
+    return {i: out[i] if i in out else known[i] for i in wanted}
+
+
+def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched=None, xp=None):
+    """The loop: compute the nodes `order` (ids, topological) into `vals`, reading other
+    values from `vals` or `recorded`. keep=None keeps every value; otherwise a value is
+    freed once its last reader in `order` has run, unless its id is in `keep`."""
+    nodes, dtype, limits = graph.nodes, graph.dtype, graph.limits
+    xp = xp or graph.xp
+    readers = {}
+    if keep is not None:
+        for i in order:
+            for a in nodes[i].args:
+                readers[a.id] = readers.get(a.id, 0) + 1
+    guards = graph.guards
+    live = 0                    # bytes of the values this loop holds
+    points = batch or 1
+    scalar, as_array = graph._scalar_type, graph.as_array
+    for i in order:
+        node = nodes[i]
+        entry = node.op
+        args = [vals[a.id] if a.id in vals else recorded(a.id) for a in node.args]
+        nbytes = math.prod(node.shape) * node.dtype.itemsize * points
+        if held + live + nbytes > limits.max_memory:
+            limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name, node.pos)
+        if batched and any(a.id in batched for a in node.args):
+            flags = [a.id in batched for a in node.args]
+            compute = (lambda e=entry, a=args, f=flags, n=node:
+                       batched_forward(e, xp, batch, a, f, n, dtype))
+            batched.add(i)
+        else:
+            compute = (lambda e=entry, a=args, n=node: forward(e, xp, a, n.attrs, dtype, n.pos))
+        v = compute() if not hooks else _hooked(hooks, node, compute)
+        if type(v) is not scalar:
+            v = as_array(v)
+            if v.dtype != node.dtype:     # what the shape rules promised (bool or the float type)
+                v = v.astype(node.dtype)
+            if not _a_view(v, args):
+                live += _nbytes(v)
+        vals[i] = v
+        if i in guards:
+            _check_guard(node, guards[i], v, batch if i in (batched or ()) else None)
+        if keep is not None:
+            for a in node.args:
+                left = readers[a.id] = readers[a.id] - 1
+                if left == 0 and a.id not in keep and a.id in vals:
+                    live -= _nbytes(vals.pop(a.id))
+    return vals
+
+
+def _a_view(v, args):
+    """Is v an argument itself (detach) or a view of one (reshape, transpose, a slice)?
+    Then it takes no memory of its own."""
+    return any(v is a or (v.base is not None and getattr(a, "ndim", 0) and np.may_share_memory(v, a))
+               for a in args)
+
+
+def _hooked(hooks, node, compute):
+    for hook in reversed(hooks):      # the first hook is the outermost
+        compute = (lambda h=hook, c=compute: h(node, c))
+    return compute()
+
+
+def _nbytes(v):
+    return getattr(v, "nbytes", 8) if getattr(v, "ndim", 0) else 8
+
+
+# what a decision of each kind read from a value: `if`/`while` its truth, `assert` whether
+# all of it holds, a static index or shape the value itself
+DECISIONS = {"truth": lambda v: v.astype(bool), "all": lambda v: v.astype(bool).all(axis=1),
+             "equal": lambda v: v}
+
+
+def _check_guard(node, guard, v, batch):
+    kind, expected = guard
+    decided = DECISIONS[kind]
+    per_point = np.asarray(v).reshape(batch or 1, -1)
+    bad = (decided(per_point) != decided(np.asarray(expected).reshape(1, -1)))
+    bad = bad.reshape(batch or 1, -1).any(axis=1)
+    if batch is None:
+        if bad.any():
+            raise GuardFailed(node)
+        return
+    if bad.any():
+        raise GuardFailed(node, points=np.flatnonzero(bad))
+
+
+# ---------------------------------------------------------------- the batch axis
+
+def batched_forward(entry, xp, batch, args, flags, node, dtype):
+    """Op `entry` at B points at once: the arguments flagged carry a leading batch axis."""
+    shapes = [a.shape for a in node.args]
+    if entry.batch is not None:
+        args = [a if f else xp.broadcast_to(a, (batch,) + s) for a, f, s in zip(args, flags, shapes)]
+        if entry.numeric:
+            args = [a.astype(dtype) if a.dtype == bool else a for a in args]
+        return entry.batch(xp, *args, shapes=shapes, out=node.shape, **node.attrs)
+    if entry.broadcasts:
+        # align each point's array behind the batch axis; unbatched ones broadcast as they are
+        r = len(node.shape)
+        args = [xp.reshape(a, (batch,) + (1,) * (r - len(s)) + s) if f else a
+                for a, f, s in zip(args, flags, shapes)]
+        return forward(entry, xp, args, node.attrs, dtype, node.pos)
+    if entry.kind == "reduction" and entry.arity == 1 and "axis" in node.attrs:
+        from .ops import axes_of
+        attrs = dict(node.attrs)
+        attrs["axis"] = tuple(a + 1 for a in axes_of(attrs["axis"], len(shapes[0])))
+        return forward(entry, xp, args, attrs, dtype, node.pos)
+    raise NotBatchable(f"{entry.name} has no batching rule: it cannot be evaluated at many "
+                       "points at once", pos=node.pos)
