@@ -14,8 +14,10 @@ default of its kind: elementwise ops broadcast (the per-point shapes are aligned
 the batch axis), reductions shift their axes by one. An op with neither is a hard error,
 never a silent loop over the points.
 
-Hooks see every op as it runs: `hook(node, compute)` calls `compute()` for the value and
-returns it, so a hook can time the op (profile), watch for NaNs or probe a kink. Guards,
+Hooks see every op as it runs: `hook(node, args, compute)` gets the node, its argument
+values and `compute(args) -> value`, and returns the value; so a hook can time the op
+(profile), watch for NaNs, probe a kink, or hand the op other arguments (the complex
+step gives comparisons the real parts). Guards,
 the decisions the trace took on values, are checked as their nodes are computed: an
 evaluation where one comes out differently raises GuardFailed, naming the node.
 """
@@ -127,12 +129,12 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
             limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name, node.pos)
         if batched and any(a.id in batched for a in node.args):
             flags = [a.id in batched for a in node.args]
-            compute = (lambda e=entry, a=args, f=flags, n=node:
+            compute = (lambda a, e=entry, f=flags, n=node:
                        batched_forward(e, xp, batch, a, f, n, dtype))
             batched.add(i)
         else:
-            compute = (lambda e=entry, a=args, n=node: forward(e, xp, a, n.attrs, dtype, n.pos))
-        v = compute() if not hooks else _hooked(hooks, node, compute)
+            compute = (lambda a, e=entry, n=node: forward(e, xp, a, n.attrs, dtype, n.pos))
+        v = compute(args) if not hooks else _hooked(hooks, node, args, compute)
         if type(v) is not scalar:
             v = as_array(v)
             if v.dtype != node.dtype:     # what the shape rules promised (bool or the float type)
@@ -157,10 +159,10 @@ def _a_view(v, args):
                for a in args)
 
 
-def _hooked(hooks, node, compute):
+def _hooked(hooks, node, args, compute):
     for hook in reversed(hooks):      # the first hook is the outermost
-        compute = (lambda h=hook, c=compute: h(node, c))
-    return compute()
+        compute = (lambda a, h=hook, c=compute: h(node, a, c))
+    return compute(args)
 
 
 def _nbytes(v):
