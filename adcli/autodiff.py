@@ -11,6 +11,8 @@ namespace, so the derivative is itself a graph that can be differentiated again.
 """
 from __future__ import annotations
 
+import dis
+
 import numpy as np
 
 from .errors import ValueError_
@@ -41,7 +43,7 @@ class _Budget:
         self.scalar = graph._scalar_type
 
     def charge(self, node):
-        if type(node.value) is self.scalar and node.op.cost is None:
+        if not node.shape and node.op.cost is None:
             work, nbytes = OP_WORK + 3, 8
         else:
             work, nbytes = self.graph.node_cost(node)
@@ -121,6 +123,110 @@ def adjoints(graph, output, cotangent=None):
     return keep
 
 
+# ---------------------------------------------------------------- what the rules read
+
+META = {"shape", "ndim", "size", "dtype"}   # a node tells these without its value
+
+
+def _uses(fn):
+    """How rule `fn` uses each parameter, read from its bytecode: {name: "value"} where the
+    value is used, "meta" where only its shape, ndim, size or dtype is, absent if unused.
+    (A parameter a nested function captures, or *args, counts as used.)"""
+    uses = getattr(fn, "_adcli_uses", None)
+    if uses is not None:
+        return uses
+    code = fn.__code__
+    uses = {name: "value" for name in code.co_cellvars}
+    ins = list(dis.get_instructions(code))
+    for k, i in enumerate(ins):
+        if i.opname.startswith("LOAD_FAST") or i.opname == "LOAD_DEREF":
+            names = i.argval if isinstance(i.argval, tuple) else (i.argval,)
+            after = ins[k + 1] if k + 1 < len(ins) else None
+            meta = len(names) == 1 and after is not None and after.opname == "LOAD_ATTR" \
+                and after.argval in META
+            for name in names:
+                if uses.get(name) != "value":
+                    uses[name] = "meta" if meta else "value"
+    if code.co_flags & inspect_VARARGS:
+        uses[code.co_varnames[code.co_argcount + code.co_kwonlyargcount]] = "value"
+    try:
+        fn._adcli_uses = uses
+    except AttributeError:
+        pass
+    return uses
+
+
+inspect_VARARGS = 0x04
+
+
+def rule_reads(op):
+    """What the reverse rules of `op` read of a node: (y, args), each "value", "meta" or
+    None: the forward values a reverse walk must keep (the output y, the arguments)."""
+    reads = op.__dict__.get("_reads")
+    if reads is not None:
+        return reads
+    rules = [r for r in (op.partials or op.vjp or ()) if callable(r)]
+    y = args = None
+    rank = {None: 0, "meta": 1, "value": 2}
+    for fn in rules:
+        code = fn.__code__
+        params = code.co_varnames[:code.co_argcount]
+        first = 1 if op.partials is not None else 2     # after (ns) or (ns, g)
+        uses = _uses(fn)
+        if len(params) > first:
+            y = max(y, uses.get(params[first]), key=rank.get)
+        for name in params[first + 1:first + 1 + (op.arity or 0)]:   # not the static attributes
+            args = max(args, uses.get(name), key=rank.get)
+        if op.arity is None or code.co_flags & inspect_VARARGS:
+            args = "value"
+    op._reads = reads = (y, args)
+    return reads
+
+
+class ForwardValues:
+    """The forward values a reverse walk reads, computed by the evaluator (which frees the
+    others as it goes) and dropped by the walk once the last rule reading them has run.
+    A node read for its shape only is handed to the rule as itself: it knows its shape."""
+
+    def __init__(self, graph, output, need, lo):
+        nodes, self.graph = graph.nodes, graph
+        self.reads = {}
+        last = {}                        # value id -> the smallest id of a rule reading it
+        for node in nodes[lo:output.id + 1]:
+            op = node.op
+            if node.id not in need or op is None or not op.differentiable or not node.args:
+                continue
+            y, args = rule_reads(op)
+            self.reads[node.id] = (y, args)
+            for kind, ids in ((y, (node.id,)), (args, [a.id for a in node.args])):
+                if kind == "value":
+                    for j in ids:
+                        last[j] = min(last.get(j, node.id), node.id)
+        kept = [nodes[j] for j in last]
+        from .evaluate import evaluate
+        self.values = evaluate(graph, kept, charge=False) if kept else {}
+        self.free_at = {}
+        for j, k in last.items():
+            self.free_at.setdefault(k, []).append(j)
+
+    def of(self, node):
+        """(y, args) for node's rules: values, or nodes where the shape is enough."""
+        y_kind, args_kind = self.reads.get(node.id, (None, None))
+        get = self.values.get
+        y = get(node.id, node) if y_kind == "value" else node
+        if args_kind == "value":
+            args = [get(a.id) if a.id in self.values else a.value for a in node.args]
+            args = as_numbers(args, self.graph.dtype) if node.op.numeric else args
+        else:
+            args = list(node.args)
+        return y, args
+
+    def done(self, node):
+        """The walk is past node: drop the values no rule still to run reads."""
+        for j in self.free_at.pop(node.id, ()):
+            self.values.pop(j, None)
+
+
 def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=None):
     # keep: a dict that receives every node's final cotangent (its adjoint), by id
     mode = _Mode(graph, create_graph, safe)
@@ -152,6 +258,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     budget = _Budget(graph) if not graph_mode else None
     if type(cotangent) is array:
         budget.live += cotangent.nbytes
+    fv = None if graph_mode else ForwardValues(graph, output, need, lo)
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:
@@ -174,7 +281,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         if graph_mode:
             y, args = node, node.args
         else:
-            y, args = node.value, _arguments(node)
+            y, args = fv.of(node)
         partials = op.partials
         ones = big and _is_broadcast_one(g)
         for i, a in enumerate(node.args):
@@ -200,8 +307,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                     raise _undefined(node, e) from None
                 if c is None:
                     continue
-            if c.shape != a.value.shape:
-                c, fresh = mode.sum_to(c, a.value.shape), True   # the adjoint of broadcasting
+            if tuple(c.shape) != a.shape:
+                c, fresh = mode.sum_to(c, a.shape), True   # the adjoint of broadcasting
             if watch is not None:
                 watch(node, i, g, c)
             prev = cts.get(a.id)
@@ -219,6 +326,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                 if type(total) is array:
                     owned.add(id(total))
                     budget.live += total.nbytes - (prev.nbytes if type(prev) is array else 0)
+        if fv is not None:
+            fv.done(node)
     if mark is not None:
         mark(None)                             # the end of the last rule
     return [found.get(i) for i in wrt_ids]
