@@ -261,8 +261,13 @@ def gradient(traced, wrt=None):
     out = traced.output
     wrt, nodes = choose_inputs(traced, wrt, required=False)
     scalar_output(traced, "grad")
+    from . import chunks
     try:
-        cts = autodiff.vjp(traced.graph, out, nodes)
+        plan = chunks.elementwise_sum(traced.graph, out, nodes)
+        if plan is not None:      # a large elementwise sum: by chunks, in bounded memory
+            traced.graph.values[out.id], cts = chunks.gradient(traced.graph, out, nodes, plan)
+        else:
+            cts = autodiff.vjp(traced.graph, out, nodes)
     except AdcliError as e:
         raise e.located(traced.source, traced.filename)
     res = evaluate(traced)

@@ -96,7 +96,8 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     order.sort()
     points = batch or 1
     if charge and order:
-        work = sum(graph.node_cost(nodes[i])[0] for i in order) * points
+        # an op's fixed cost once, its elements' at every point
+        work = sum(OP_WORK + (graph.node_cost(nodes[i])[0] - OP_WORK) * points for i in order)
         graph.limits.spend(work, "this evaluation of the program", outputs[0].pos if outputs else None)
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}

@@ -310,6 +310,13 @@ class Graph:
         self.hold(NODE_BYTES + value.nbytes, f"the input '{name}'", pos)
         return self._leaf(value, pos, name)
 
+    def placeholder(self, name, shape, dtype, pos=None):
+        """An input without a value: the program is evaluated with one given for it."""
+        self.held += NODE_BYTES
+        node = Node(self, None, (), NO_ATTRS, tuple(shape), np.dtype(dtype), pos, name=name)
+        self.values.append(None)
+        return node
+
     def _leaf(self, value, pos, name=None):
         node = Node(self, None, (), NO_ATTRS, tuple(value.shape), value.dtype, pos, name=name)
         self.values.append(value)

@@ -1,0 +1,103 @@
+"""Gradients of large elementwise sums in chunks: memory that does not grow with the input.
+
+For f(x) = sum(h(x)) with h elementwise (every step from x to the sum maps element k to
+element k), element k of the gradient depends on x[k] alone: df/dx[k] = h'(x[k]). So the
+program of one element, h at a number, and its derivative program (a VJP transform) are
+evaluated with the batch axis over chunks of x's elements; the value is the sum of the
+chunks' sums. The reverse walk over the whole arrays would hold several arrays of x's size
+at once (the forward values its rules read, cotangents); the chunked sweep holds the input,
+the gradient and a few arrays of one chunk.
+"""
+from __future__ import annotations
+
+import math
+
+from .graph import Graph
+
+CHUNK = 1 << 16            # elements per sweep: a few arrays of 512 KB
+LARGE = 1 << 20            # arrays from this size are differentiated in chunks
+
+
+def elementwise_sum(graph, output, wrt):
+    """The plan for a chunked gradient of `output` with respect to the `wrt` nodes, or None
+    when the program is not an elementwise sum of a large array. The plan lists the region
+    (the nodes between the arrays and the sum) and the region's leaves of the full shape."""
+    op = output.op
+    if op is None or op.name != "sum" or output.attrs.get("keepdims") or not output.args:
+        return None
+    (q,) = output.args
+    shape = q.shape
+    if math.prod(shape) < LARGE or output.attrs.get("axis") not in (None, tuple(range(len(shape)))):
+        return None
+    targets = {w.id for w in wrt}
+    moved = set(targets)                  # the nodes that depend on a target
+    for n in graph.nodes[min(targets, default=q.id + 1):q.id + 1]:
+        if any(a.id in moved for a in n.args):
+            moved.add(n.id)
+    region, leaves, stack, seen = [], [], [q], set()
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        if n.shape == () and n.id not in moved:
+            continue                      # a number: the same for every element
+        if n.shape != shape:
+            return None                   # broadcasting a smaller array: not elementwise
+        if n.id in targets or n.op is None or not n.args:
+            leaves.append(n)              # an input, a literal
+            continue
+        if not n.op.broadcasts:
+            return None                   # a reduction, a reshape, matmul...
+        region.append(n)
+        stack.extend(n.args)
+    if not any(leaf.id in targets for leaf in leaves):
+        return None
+    region.sort(key=lambda n: n.id)
+    leaves.sort(key=lambda n: n.id)
+    return q, region, leaves
+
+
+def gradient(graph, output, wrt, plan):
+    """(value, gradients) of the elementwise sum by chunks, gradients in wrt's order."""
+    from . import autodiff
+    from .evaluate import evaluate
+    q, region, leaves = plan
+    # the program of one element: the region replayed on numbers
+    one = Graph(xp=graph.xp, dtype=graph.dtype, limits=graph.limits, seed=graph.seed)
+    copy = {}
+    for leaf in leaves:
+        copy[leaf.id] = one.placeholder(f"%{leaf.id}", (), leaf.dtype)
+    for n in region:
+        one.pos = n.pos
+        args = [copy[a.id] if a.id in copy else one.const(graph.value(a)) for a in n.args]
+        copy[n.id] = one.emit(n.op.name, *args, **n.attrs)
+    element = copy[q.id]
+    wanted = [copy[w.id] for w in wrt if w.id in copy]
+    grads = autodiff.vjp(one, element, wanted, create_graph=True)
+    outputs = [element] + [g for g in grads if g is not None]
+    xp = graph.xp
+    flat = {leaf.id: xp.reshape(graph.value(leaf), -1) for leaf in leaves}
+    size = math.prod(q.shape)
+    result = {w.id: xp.zeros(size, graph.dtype) if w.id in copy else None for w in wrt}
+    total = 0.0
+    for start in range(0, size, CHUNK):
+        stop = min(start + CHUNK, size)
+        inputs = {copy[i]: v[start:stop] for i, v in flat.items()}
+        vals = evaluate(one, outputs, inputs, batch=stop - start, batched=list(inputs))
+        total = total + xp.sum(_batched(xp, vals[element.id], stop - start))
+        for w, g in zip([w for w in wrt if w.id in copy], grads):
+            if g is not None:
+                result[w.id][start:stop] = _batched(xp, vals[g.id], stop - start)
+    out = []
+    for w in wrt:
+        g = result[w.id]
+        out.append(None if g is None else xp.reshape(g, w.shape))
+    return graph.as_array(total), out
+
+
+def _batched(xp, v, n):
+    """A per-element value at n points: a value that did not depend on the point (a
+    derivative that is a constant) is broadcast."""
+    v = xp.asarray(v)
+    return v if v.shape == (n,) else xp.broadcast_to(v, (n,))
