@@ -1098,7 +1098,8 @@ op("einsum", args=("a", "b"), attrs={"subscripts": REQUIRED}, string_attrs=("sub
 op("transpose", fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes": None},
    kind="shape", method=True, shape_args=True,
    vjp=(lambda ns, g, y, x, axes=None:
-        ns.transpose(g, axes=None if axes is None else tuple(int(i) for i in np.argsort(axes))),),
+        ns.transpose(g, axes=None if axes is None
+                     else tuple(int(i) for i in np.argsort([a % x.ndim for a in axes]))),),
    jvp=lambda ns, t, y, x, axes=None: ns.transpose(t[0], axes=axes),
    shape=lambda s, axes=None: tuple(s[i] for i in (axes if axes is not None else range(len(s))[::-1]))
    if axes is None or sorted(a % max(len(s), 1) for a in axes) == list(range(len(s)))
