@@ -27,8 +27,8 @@ import math
 
 import numpy as np
 
-from .errors import AdcliError
-from .graph import NODE_BYTES, OP_WORK, forward
+from .errors import AdcliError, ShapeError, ValueError_
+from .graph import NODE_BYTES, OP_WORK, as_numbers, forward
 
 
 class GuardFailed(AdcliError):
@@ -125,10 +125,12 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         node = nodes[i]
         entry = node.op
         args = [vals[a.id] if a.id in vals else recorded(a.id) for a in node.args]
-        nbytes = math.prod(node.shape) * node.dtype.itemsize * points
+        many = batched and any(a.id in batched for a in node.args)
+        # the result's bytes, B times over for a node computed at B points
+        nbytes = math.prod(node.shape) * node.dtype.itemsize * (points if many else 1)
         if held + live + nbytes > limits.max_memory:
             limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name, node.pos)
-        if batched and any(a.id in batched for a in node.args):
+        if many:
             flags = [a.id in batched for a in node.args]
             compute = (lambda a, e=entry, f=flags, n=node:
                        batched_forward(e, xp, batch, a, f, n, dtype))
@@ -193,23 +195,28 @@ def _check_guard(node, guard, v, batch):
 # ---------------------------------------------------------------- the batch axis
 
 def batched_forward(entry, xp, batch, args, flags, node, dtype):
-    """Op `entry` at B points at once: the arguments flagged carry a leading batch axis."""
+    """Op `entry` at B points at once: the arguments flagged carry a leading batch axis.
+    Elementwise ops broadcast, with each point's arrays aligned behind the batch axis; every
+    other op has a rule in its table entry (reductions by default move their axes), which
+    gets all its arguments batched (the others broadcast along the batch axis)."""
     shapes = [a.shape for a in node.args]
-    if entry.batch is not None:
-        args = [a if f else xp.broadcast_to(a, (batch,) + s) for a, f, s in zip(args, flags, shapes)]
-        if entry.numeric:
-            args = [a.astype(dtype) if a.dtype == bool else a for a in args]
-        return entry.batch(xp, *args, shapes=shapes, out=node.shape, **node.attrs)
     if entry.broadcasts:
         # align each point's array behind the batch axis; unbatched ones broadcast as they are
         r = len(node.shape)
         args = [xp.reshape(a, (batch,) + (1,) * (r - len(s)) + s) if f else a
                 for a, f, s in zip(args, flags, shapes)]
         return forward(entry, xp, args, node.attrs, dtype, node.pos)
-    if entry.kind == "reduction" and entry.arity == 1 and "axis" in node.attrs:
-        from .ops import axes_of
-        attrs = dict(node.attrs)
-        attrs["axis"] = tuple(a + 1 for a in axes_of(attrs["axis"], len(shapes[0])))
-        return forward(entry, xp, args, attrs, dtype, node.pos)
-    raise NotBatchable(f"{entry.name} has no batching rule: it cannot be evaluated at many "
-                       "points at once", pos=node.pos)
+    if entry.batch is None:
+        raise NotBatchable(f"{entry.name} has no batching rule: it cannot be evaluated at many "
+                           "points at once", pos=node.pos)
+    args = [a if f else xp.broadcast_to(a, (batch,) + s) for a, f, s in zip(args, flags, shapes)]
+    if entry.numeric:
+        args = as_numbers(args, dtype)
+    try:
+        return entry.batch(xp, *args, shapes=shapes, out=node.shape, **node.attrs)
+    except NotImplementedError as e:     # a case the rule cannot batch
+        raise NotBatchable(f"{entry.name}: {e}", pos=node.pos) from None
+    except np.linalg.LinAlgError as e:
+        raise ValueError_(f"{entry.name}: {e}", pos=node.pos) from None
+    except (ValueError, TypeError, IndexError) as e:
+        raise ShapeError(f"{entry.name}: {e}", pos=node.pos) from None

@@ -71,7 +71,10 @@ class Op:
     batch: object = None          # batch(xp, *args, shapes, out, **attrs): the op at B points at
                                   # once, every argument with a leading batch axis (shapes: the
                                   # arguments' per-point shapes, out: the result's); None: the
-                                  # default of the op's kind (see adcli/evaluate.py)
+                                  # default of the op's kind: elementwise ops broadcast
+                                  # (adcli/evaluate.py), reductions move their axes
+    examples: tuple = ()          # (argument shapes, attributes) the op tests use; one shape
+                                  # stands for a single argument (elementwise ops: broadcasts)
 
     def __post_init__(self):
         # derived once: the engine reads these for every node it records or walks
@@ -79,6 +82,10 @@ class Op:
         self.broadcasts = self.kind in ("elementwise", "comparison") or self.name == "where"
         # arithmetic: boolean arguments are converted to numbers first
         self.numeric = self.kind in ("elementwise", "reduction", "linalg") and self.name != "where"
+        if self.batch is None and self.kind == "reduction":
+            self.batch = axes_moved()
+        if isinstance(self.batch, FromEntry):    # a rule made from the op's own forward rule
+            self.batch = self.batch.make(self)
 
     @property
     def label(self):
@@ -278,6 +285,145 @@ def _square_shape(s):
     if len(s) < 2 or s[-1] != s[-2]:
         raise ValueError(f"needs a square matrix, got shape {s}")
     return s
+
+
+# ---------------------------------------------------------------- helpers for batching rules
+# A batching rule computes the op at B points at once: every argument comes with a leading
+# batch axis, and the result is (B,) + the per-point result shape `out`. Most rules are
+# the op itself with its axes counted past the batch axis, or the op itself where it maps
+# over leading axes already (the matrix functions). A case that cannot batch raises
+# NotImplementedError, which the evaluator reports as NotBatchable.
+
+class FromEntry:
+    """A batching rule made from the entry it is given to (its forward rule, its defaults)."""
+
+    def __init__(self, make):
+        self.make = make
+
+
+def leading_axes():
+    """The rule of an op that maps over leading axes already (det, inv, trace, tril): itself."""
+    return FromEntry(lambda e: lambda xp, *args, shapes, out, **attrs: e.fwd(xp, *args, **attrs))
+
+
+def axes_moved(flat=False):
+    """The rule of an op whose `axis` names axes of its argument (the reductions, softmax,
+    flip): the op with those axes counted past the batch axis. axis=None names every axis
+    of a point; with flat=True it means the flattened array (cumsum, argmax), so each
+    point is flattened instead."""
+    def make(e):
+        def rule(xp, x, shapes, out, **attrs):
+            axis, nd, b = attrs.get("axis", e.attrs.get("axis")), len(shapes[0]), x.shape[0]
+            if axis is None and flat:
+                attrs["axis"] = 1
+                return xp.reshape(e.fwd(xp, xp.reshape(x, (b, -1)), **attrs), (b,) + tuple(out))
+            attrs["axis"] = tuple(a + 1 for a in axes_of(axis, nd)) if nd else ()
+            return e.fwd(xp, x, **attrs)
+        return rule
+    return FromEntry(make)
+
+
+def aligned(xp, args, shapes, rank=None):
+    """Batched arguments with each point's array aligned at the trailing axes of `rank`
+    dimensions (as broadcasting aligns them), so that broadcasting pairs point b with point b."""
+    rank = max(len(s) for s in shapes) if rank is None else rank
+    return [xp.reshape(a, a.shape[:1] + (1,) * (rank - len(s)) + tuple(s)) for a, s in zip(args, shapes)]
+
+
+def to_out(xp, x, shapes, out, **_):
+    """The rule of an op that only relabels a point's elements (reshape): the result shape."""
+    return xp.reshape(x, x.shape[:1] + tuple(out))
+
+
+def batched_key(key):
+    """A static index for arrays with a leading batch axis, and the axis of the result at
+    which numpy puts the batch axis: 0, or, when the index arrays (and integers among them)
+    are not next to each other, after their axes, which numpy then puts first."""
+    key = (slice(None),) + tuple(key)
+    fancy = [i for i, k in enumerate(key) if isinstance(k, np.ndarray)]
+    if not fancy:
+        return key, 0
+    fancy = [i for i, k in enumerate(key) if isinstance(k, (np.ndarray, int, np.integer))]
+    if fancy[-1] - fancy[0] == len(fancy) - 1:
+        return key, 0
+    return key, np.broadcast(*[key[i] for i in fancy]).ndim
+
+
+def _index_batch(xp, x, shapes, out, key=()):
+    bkey, at = batched_key(key)
+    return xp.moveaxis(x[bkey], at, 0) if at else x[bkey]
+
+
+def _put_batch(xp, y, bkey, at, v):
+    """y[bkey] = v for v laid out batch axis first (y is changed)."""
+    y[bkey] = xp.moveaxis(v, 0, at) if at else v
+    return y
+
+
+def _unindex_batch(xp, g, shapes, out, key=(), shape=()):
+    bkey, at = batched_key(key)
+    g = aligned(xp, [g], shapes, len(index_key(key, shape)))[0]
+    return _put_batch(xp, xp.zeros(g.shape[:1] + tuple(shape), dtype=g.dtype), bkey, at, g)
+
+
+def _setindex_batch(xp, x, v, shapes, out, key=()):
+    bkey, at = batched_key(key)
+    v = aligned(xp, [v], shapes[1:], len(index_key(key, shapes[0])))[0]
+    return _put_batch(xp, xp.array(x, copy=True), bkey, at, v)
+
+
+def _sum_to_batch(xp, x, shapes, out, shape=()):
+    # the leading axes of each point and its broadcast axes of length 1, past the batch axis
+    s, lead = shapes[0], len(shapes[0]) - len(out)
+    axes = tuple(range(1, lead + 1)) + tuple(
+        1 + lead + i for i, d in enumerate(out) if d == 1 and s[lead + i] != 1)
+    return xp.reshape(xp.sum(x, axis=axes), x.shape[:1] + tuple(out))
+
+
+def _transpose_batch(xp, x, shapes, out, axes=None):
+    nd = len(shapes[0])
+    axes = range(nd)[::-1] if axes is None else axes
+    return xp.transpose(x, (0,) + tuple(a % nd + 1 for a in axes))
+
+
+def _matmul_batch(xp, a, b, shapes, out):
+    # a vector is a one-row (a) or one-column (b) matrix, so that the batch axis is never
+    # taken for a matrix's rows
+    sa, sb = shapes
+    if len(sa) == 1:
+        a, sa = a[:, None, :], (1,) + tuple(sa)
+    if len(sb) == 1:
+        b, sb = b[..., None], tuple(sb) + (1,)
+    a, b = aligned(xp, [a, b], [sa, sb])
+    return xp.reshape(xp.matmul(a, b), a.shape[:1] + tuple(out))
+
+
+def _solve_batch(xp, a, b, shapes, out):
+    # a vector right-hand side (one for every matrix) as a one-column matrix
+    sa, sb = shapes
+    if len(sb) == 1:
+        b, sb = b[..., None], tuple(sb) + (1,)
+    a, b = aligned(xp, [a, b], [sa, sb])
+    return xp.reshape(xp.linalg.solve(a, b), a.shape[:1] + tuple(out))
+
+
+def _einsum_batch(xp, a, b, shapes, out, subscripts=""):
+    # one more index, free in every operand and in the result: the batch axis
+    terms, result = _einsum_terms(subscripts, 2)
+    free = [c for c in "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in subscripts]
+    if not free:
+        raise NotImplementedError(f"einsum '{subscripts}' uses every letter: none is left for "
+                                  "the batch axis")
+    z = free[0]
+    text = ",".join(z + "".join(t) for t in terms) + "->" + z + "".join(result)
+    return xp.einsum(text, a, b, optimize=True)
+
+
+def _diag_batch(xp, x, shapes, out, k=0):
+    if len(shapes[0]) == 1:    # vectors onto diagonal k of B matrices
+        y = xp.zeros(x.shape[:1] + tuple(out), dtype=x.dtype)
+        return _put_batch(xp, y, *batched_key(_diag_key(out, k)), x)
+    return _index_batch(xp, x, shapes, out, key=_diag_key(shapes[0], k))
 
 
 # ---------------------------------------------------------------- elementwise: arithmetic
@@ -656,11 +802,14 @@ for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", 
 
 R = dict(attrs={"axis": None, "keepdims": False}, kind="reduction", shape=reduced_shape, method=True)
 
-op("sum", fwd=lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
+op("sum", examples=[((3, 4), {}), ((3, 4), {"axis": 0}), ((2, 3, 4), {"axis": (0, 2), "keepdims": True}),
+                     ((2, 3), {"keepdims": True})],
+   fwd=lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False: unreduce(ns, g, x.shape, axis, keepdims),),
    jvp=lambda ns, t, y, x, axis=None, keepdims=False: ns.sum(t[0], axis=axis, keepdims=keepdims),
    **R)
-op("prod", fwd=lambda xp, x, axis=None, keepdims=False: xp.prod(x, axis=axis, keepdims=keepdims),
+op("prod", examples=[((5,), {}), ((3, 4), {"axis": 1})],
+   fwd=lambda xp, x, axis=None, keepdims=False: xp.prod(x, axis=axis, keepdims=keepdims),
    # d prod / d x_i = product of the other elements (exact at zeros)
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
         unreduce(ns, g, x.shape, axis, keepdims) * ns.prod_others(x, axis=axis),),
@@ -726,7 +875,9 @@ def _prod_pairs_masked(ns, v, x, axis):
     return q / xs * (no_other * (a - (1.0 - m) * v / xs) + one_other * (b - m * v))
 
 
-op("prod_others", fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True,
+op("prod_others", batch=axes_moved(),
+   examples=[((4,), {}), ((3, 4), {"axis": 1})],
+   fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True,
    shape=lambda s, axis=None: same_shape(s, axes_of(axis, len(s))),
    # y_i = prod_{k != i} x_k: dy_i/dx_j = prod_{k != i, j} x_k for j != i, 0 for j = i
    vjp=(lambda ns, g, y, x, axis=None: _prod_pairs(ns, g, x, axis),),
@@ -747,7 +898,8 @@ def _top_gap(xp, x, axis=None):
 
 
 for _name in ("max", "min"):
-    op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name:
+    op(_name, examples=[((6,), {}), ((3, 4), {"axis": 0}), ((3, 4), {"axis": -1, "keepdims": True})],
+       fwd=lambda xp, x, axis=None, keepdims=False, _n=_name:
        getattr(xp, _n)(x, axis=axis, keepdims=keepdims),
        vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
             unreduce(ns, g, x.shape, axis, keepdims) * max_weights(ns, x, y, axis, keepdims),),
@@ -766,7 +918,8 @@ def _lse(xp, x, axis=None, keepdims=False):
     return out if keepdims else xp.reshape(out, reduced_shape(x.shape, axis))
 
 
-op("logsumexp", fwd=_lse,
+op("logsumexp", examples=[((5,), {}), ((3, 4), {"axis": 1})],
+   fwd=_lse,
    # d lse / dx = softmax(x), computed as exp(x - max) / sum(exp(x - max)) rather than
    # exp(x - lse), which carries the rounding of a large lse into every weight
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
@@ -782,7 +935,8 @@ def _softmax(xp, x, axis=-1):
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-op("softmax", fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True,
+op("softmax", examples=[((5,), {}), ((3, 4), {"axis": 0})],
+   fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True,
    shape=lambda s, axis=-1: same_shape(s, axes_of(axis, len(s))),
    # J = diag(y) - y y^T, so J^T g = y * (g - <g, y>) and J t = y * (t - <t, y>)
    vjp=(lambda ns, g, y, x, axis=-1: y * (g - ns.sum(g * y, axis=axis, keepdims=True)),),
@@ -794,14 +948,17 @@ def _count(x, axis):
     return math.prod(x.shape[i] for i in axes_of(axis, x.ndim) if i < x.ndim)
 
 
-op("mean", expand=lambda ns, x, axis=None, keepdims=False:
+op("mean", examples=[((3, 4), {}), ((3, 4), {"axis": 1})],
+   expand=lambda ns, x, axis=None, keepdims=False:
    ns.sum(x, axis=axis, keepdims=keepdims) * (1.0 / _count(x, axis) if _count(x, axis) else math.nan),
    **R)
-op("var", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
+op("var", examples=[((6,), {}), ((3, 4), {"axis": 0, "ddof": 1})],
+   expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
    ns.sum(ns.square(x - ns.mean(x, axis=axis, keepdims=True)), axis=axis, keepdims=keepdims)
    * (1.0 / (_count(x, axis) - ddof) if _count(x, axis) > ddof else math.nan),
    **{**R, "attrs": {"axis": None, "keepdims": False, "ddof": 0}})
-op("std", expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
+op("std", examples=[((6,), {}), ((3, 4), {"axis": 1})],
+   expand=lambda ns, x, axis=None, keepdims=False, ddof=0:
    ns.sqrt(ns.var(x, axis=axis, keepdims=keepdims, ddof=ddof)),
    note="gradient 0 where all elements are equal",
    **{**R, "attrs": {"axis": None, "keepdims": False, "ddof": 0}})
@@ -812,7 +969,8 @@ def _norm_scale(xp, x, axis=None, keepdims=False):
     return xp.where((m > 0) & (m < math.inf), m, 1.0)
 
 
-op("norm_scale", fwd=_norm_scale, differentiable=False, internal=True,
+op("norm_scale", examples=[((5,), {}), ((3, 4), {"axis": 0, "keepdims": True})],
+   fwd=_norm_scale, differentiable=False, internal=True,
    note="a constant: norm's result does not depend on it", **R)
 
 
@@ -826,7 +984,8 @@ def _norm(ns, x, axis=None, keepdims=False):
     return ns.sqrt(inner) * ns.norm_scale(x, axis=axis, keepdims=keepdims)
 
 
-op("norm", expand=_norm,
+op("norm", examples=[((5,), {}), ((3, 4), {"axis": 0})],
+   expand=_norm,
    note="Euclidean (Frobenius) norm, scaled against under- and overflow; gradient 0 at the "
         "origin", **R)
 
@@ -856,7 +1015,10 @@ def _matmul_jvp(ns, t, y, a, b):
                           ns.matmul(a, t[1]) if t[1] is not None else None])
 
 
-op("matmul", args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
+op("matmul", batch=_matmul_batch,
+   examples=[(((3, 4), (4, 2)), {}), (((4,), (4, 3)), {}), (((3, 4), (4,)), {}),
+             (((4,), (4,)), {}), (((2, 3, 4), (4, 2)), {})],
+   args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
    vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
    shape=matmul_shape, cost=matmul_cost, symbol=("@",), doc="a @ b, numpy's matmul")
 def _dot(ns, a, b):
@@ -882,11 +1044,15 @@ def _dot(ns, a, b):
     return ns.reshape(ns.matmul(a2, b2), shape=out)
 
 
-op("dot", args=("a", "b"), kind="linalg", expand=_dot, method=True,
+op("dot", examples=[(((3,), (3,)), {}), (((2, 3), (3,)), {})],
+   args=("a", "b"), kind="linalg", expand=_dot, method=True,
    doc="numpy's dot: scalars, vectors, matrices and N-d arrays")
-op("outer", args=("a", "b"), kind="linalg",
+op("outer", examples=[(((3,), (2,)), {})],
+   args=("a", "b"), kind="linalg",
    expand=lambda ns, a, b: ns.reshape(a, shape=(-1, 1)) * ns.reshape(b, shape=(1, -1)))
-op("trace", fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
+op("trace", batch=leading_axes(),
+   examples=[((3, 3), {})],
+   fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=g.shape + (1, 1))
         * ns.eye(n=x.shape[-2], m=x.shape[-1]),),
    jvp=lambda ns, t, y, x: ns.trace(t[0]),
@@ -909,13 +1075,17 @@ def _cofactor(xp, x):
     return sign[..., None, None] * xp.matmul(u * prod_others(xp, sv, axis=-1)[..., None, :], vt)
 
 
-op("det", fwd=lambda xp, x: xp.linalg.det(x), kind="linalg",
+op("det", batch=leading_axes(),
+   examples=[((3, 3), {})],
+   fwd=lambda xp, x: xp.linalg.det(x), kind="linalg",
    # Jacobi's formula: d det(X) = tr(adj(X) dX) = sum(cofactor(X) * dX)
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=y.shape + (1, 1)) * ns.cofactor(x),),
    jvp=lambda ns, t, y, x: ns.sum(ns.cofactor(x) * t[0], axis=(-2, -1)),
    shape=lambda s: _square_shape(s)[:-2], domain=((-2.0, 2.0),), cost=cubic_cost,
    note="exact also for singular matrices (their second derivatives need an inverse)")
-op("cofactor", fwd=_cofactor, kind="internal", internal=True,
+op("cofactor", batch=leading_axes(),
+   examples=[((3, 3), {}), ((2, 3, 3), {})],
+   fwd=_cofactor, kind="internal", internal=True,
    # C = det(X) X^-T: dC = C tr(X^-1 dX) - C dX^T X^-T, which needs an invertible X
    vjp=(lambda ns, g, y, x: ns.reshape(ns.sum(g * y, axis=(-2, -1)), shape=y.shape[:-2] + (1, 1))
         * swap_last(ns, ns.inv(x))
@@ -924,7 +1094,9 @@ op("cofactor", fwd=_cofactor, kind="internal", internal=True,
                                           shape=y.shape[:-2] + (1, 1))
    - ns.matmul(ns.matmul(y, swap_last(ns, t[0])), swap_last(ns, ns.inv(x))),
    shape=_square_shape, domain=((-2.0, 2.0),), cost=cubic_cost)
-op("inv", fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg",
+op("inv", batch=leading_axes(),
+   examples=[((3, 3), {})],
+   fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg",
    # d(X^-1) = -X^-1 dX X^-1
    vjp=(lambda ns, g, y, x: -ns.matmul(ns.matmul(swap_last(ns, y), g), swap_last(ns, y)),),
    jvp=lambda ns, t, y, x: -ns.matmul(ns.matmul(y, t[0]), y), shape=_square_shape,
@@ -972,7 +1144,10 @@ def _solve_shape(sa, sb):
     return _fail(f"cannot solve with shapes {sa} and {sb}")
 
 
-op("solve", args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg",
+op("solve", batch=_solve_batch,
+   examples=[(((3, 3), (3,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (3,)), {}),
+             (((2, 3, 3), (2, 3, 2)), {})],
+   args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg",
    # x = A^-1 b: dx = A^-1 (db - dA x); so b's cotangent is A^-T g and A's is -(A^-T g) x^T
    vjp=(_solve_vjp_a, _solve_vjp_b),
    jvp=_solve_jvp, shape=_solve_shape, cost=cubic_cost,
@@ -1086,7 +1261,19 @@ def _einsum_jvp(ns, t, y, a, b, subscripts=""):
                           ns.einsum(a, t[1], subscripts=subscripts) if t[1] is not None else None])
 
 
-op("einsum", args=("a", "b"), attrs={"subscripts": REQUIRED}, string_attrs=("subscripts",),
+op("einsum", batch=_einsum_batch,
+   examples=[(((3, 4), (4, 2)), {"subscripts": "ij,jk->ik"}),          # matmul
+             (((4,), (4,)), {"subscripts": "i,i->"}),                    # dot
+             (((3,), (2,)), {"subscripts": "i,j->ij"}),                  # outer
+             (((3, 4), (4, 3)), {"subscripts": "ij,ji->"}),              # trace(a @ b)
+             (((2, 3, 4), (2, 4, 2)), {"subscripts": "bij,bjk->bik"}),   # batched
+             (((2, 3, 4), (4, 2)), {"subscripts": "...ij,...jk->...ik"}),
+             (((3, 4), (4, 2)), {"subscripts": "ij,jk"}),                # implicit output
+             (((3, 4), (4,)), {"subscripts": "ij,j->j"}),                # i summed in a alone
+             (((2, 3), (3, 4)), {"subscripts": "ij,kl->"}),
+             (((2, 3, 4), (4,)), {"subscripts": "...ij,j->...j"}),
+             (((4, 2, 3), (3,)), {"subscripts": "k...j,j->...k"})],
+   args=("a", "b"), attrs={"subscripts": REQUIRED}, string_attrs=("subscripts",),
    attrs_first=True, kind="linalg",
    fwd=lambda xp, a, b, subscripts="": xp.einsum(subscripts, a, b, optimize=True),
    vjp=(_einsum_vjp(0), _einsum_vjp(1)), jvp=_einsum_jvp, shape=_einsum_shape, cost=_einsum_cost,
@@ -1095,7 +1282,9 @@ op("einsum", args=("a", "b"), attrs={"subscripts": REQUIRED}, string_attrs=("sub
 
 # ---------------------------------------------------------------- shapes
 
-op("transpose", fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes": None},
+op("transpose", batch=_transpose_batch,
+   examples=[((3, 4), {}), ((2, 3, 4), {"axes": (1, 2, 0)}), ((2, 3, 4), {"axes": (-1, 0, 1)})],
+   fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes": None},
    kind="shape", method=True, shape_args=True,
    vjp=(lambda ns, g, y, x, axes=None:
         ns.transpose(g, axes=None if axes is None
@@ -1105,27 +1294,45 @@ op("transpose", fwd=lambda xp, x, axes=None: xp.transpose(x, axes), attrs={"axes
    if axes is None or sorted(a % max(len(s), 1) for a in axes) == list(range(len(s)))
    else _fail(f"axes {tuple(axes)} is not a permutation of the {len(s)} axes of shape {tuple(s)}"),
    doc="transpose(x), also x.T")
-op("reshape", fwd=lambda xp, x, shape=(): xp.reshape(x, shape), attrs={"shape": REQUIRED},
+op("reshape", batch=to_out,
+   examples=[((3, 4), {"shape": (2, 6)}), ((6,), {"shape": (-1, 2)})],
+   fwd=lambda xp, x, shape=(): xp.reshape(x, shape), attrs={"shape": REQUIRED},
    kind="shape", method=True, shape_args=True,
    vjp=(lambda ns, g, y, x, shape=(): ns.reshape(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.reshape(t[0], shape=shape),
    shape=_reshape_shape, doc="reshape(x, shape), also x.reshape(2, 3)")
-op("flatten", expand=lambda ns, x: ns.reshape(x, shape=(-1,)), kind="shape", method=True,
+op("flatten", examples=[((3, 4), {})],
+   expand=lambda ns, x: ns.reshape(x, shape=(-1,)), kind="shape", method=True,
    doc="flatten(x): x as a vector, also x.flatten()")
-op("broadcast_to", fwd=lambda xp, x, shape=(): xp.broadcast_to(x, shape), attrs={"shape": REQUIRED},
+op("broadcast_to", batch=lambda xp, x, shapes, out, shape=(): xp.broadcast_to(
+       aligned(xp, [x], shapes, len(out))[0], x.shape[:1] + tuple(out)),
+   examples=[((3, 1), {"shape": (2, 3, 4)})],
+   fwd=lambda xp, x, shape=(): xp.broadcast_to(x, shape), attrs={"shape": REQUIRED},
    kind="shape",
    vjp=(lambda ns, g, y, x, shape=(): ns.sum_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.broadcast_to(t[0], shape=shape),
    shape=lambda s, shape=(): np.broadcast_shapes(s, _size_of(shape)) and _size_of(shape))
-op("sum_to", fwd=lambda xp, x, shape=(): sum_to_shape(xp, x, shape), attrs={"shape": REQUIRED},
+op("sum_to", batch=_sum_to_batch,
+   examples=[((2, 3, 4), {"shape": (3, 1)})],
+   fwd=lambda xp, x, shape=(): sum_to_shape(xp, x, shape), attrs={"shape": REQUIRED},
    kind="internal", internal=True, shape=lambda s, shape=(): tuple(shape),
    vjp=(lambda ns, g, y, x, shape=(): ns.broadcast_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.sum_to(t[0], shape=shape))
-op("index", fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="shape", internal=True,
+op("index", batch=_index_batch,
+   examples=[((5,), {"key": (slice(1, 4),)}), ((3, 4), {"key": (slice(None), 1)}),
+             ((6,), {"key": (slice(None, None, 2),)}), ((6,), {"key": (-1,)}),
+             ((6,), {"key": (np.array([0, 2, 3]),)}),                       # x[x > 0]
+             ((3, 4), {"key": (np.array([0, 1, 1]), np.array([1, 0, 3]))}),   # A[A > 0]
+             ((2, 3, 4), {"key": (np.array([0, 1]), slice(None), np.array([1, 3]))}),
+             ((3, 4), {"key": (None, slice(None), 1)})],
+   fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="shape", internal=True,
    vjp=(lambda ns, g, y, x, key=(): ns.unindex(g, key=key, shape=x.shape),),
    jvp=lambda ns, t, y, x, key=(): ns.index(t[0], key=key),
    shape=lambda s, key=(): index_key(key, s), doc="x[i], x[a:b:c], A[:, j]")
-op("unindex", fwd=unindex, attrs={"key": REQUIRED, "shape": REQUIRED}, kind="internal",
+op("unindex", batch=_unindex_batch,
+   examples=[((3,), {"key": (slice(1, 4),), "shape": (5,)}),
+             ((3,), {"key": (np.array([0, 2, 3]),), "shape": (5,)})],
+   fwd=unindex, attrs={"key": REQUIRED, "shape": REQUIRED}, kind="internal",
    internal=True, shape=lambda s, key=(), shape=(): tuple(shape),
    vjp=(lambda ns, g, y, x, key=(), shape=(): ns.index(g, key=key),),
    jvp=lambda ns, t, y, x, key=(), shape=(): ns.unindex(t[0], key=key, shape=shape))
@@ -1146,11 +1353,16 @@ def _fill(ns, t, xs):
     return [ti if ti is not None else ns.zeros(shape=x.shape) for ti, x in zip(t, xs)]
 
 
-op("concat", args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.concatenate(xs, axis=axis),
+op("concat", batch=lambda xp, *xs, shapes, out, axis=0:
+   xp.concatenate(xs, axis=axes_of(axis, len(out))[0] + 1),
+   examples=[(((2,), (3,)), {}), (((2, 3), (1, 3)), {"axis": 0})],
+   args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.concatenate(xs, axis=axis),
    attrs={"axis": 0}, kind="shape", vjp=(_concat_vjp,),
    jvp=lambda ns, t, y, *xs, axis=0: ns.concat(*_fill(ns, t, xs), axis=axis),
    shape=_concat_shape, doc="concat([a, b, ...], axis=0)")
-op("stack", args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.stack(xs, axis=axis),
+op("stack", batch=lambda xp, *xs, shapes, out, axis=0: xp.stack(xs, axis=axes_of(axis, len(out))[0] + 1),
+   examples=[(((3,), (3,)), {}), (((2,), (2,), (2,)), {"axis": 0})],
+   args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.stack(xs, axis=axis),
    attrs={"axis": 0}, kind="shape",
    vjp=(lambda ns, g, y, *xs, argnum, axis=0:
         ns.index(g, key=(slice(None),) * axes_of(axis, y.ndim)[0] + (argnum,)),),
@@ -1203,7 +1415,9 @@ def _cumsum_vjp(ns, g, y, x, axis=None):
     return r if axis is not None else ns.reshape(r, shape=x.shape)
 
 
-op("cumsum", fwd=lambda xp, x, axis=None: _over_axes(xp.cumsum, xp, x, axis), attrs={"axis": None},
+op("cumsum", batch=axes_moved(flat=True),
+   examples=[((5,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0}), ((2, 3), {})],
+   fwd=lambda xp, x, axis=None: _over_axes(xp.cumsum, xp, x, axis), attrs={"axis": None},
    kind="reduction", vjp=(_cumsum_vjp,), method=True,
    jvp=lambda ns, t, y, x, axis=None: ns.cumsum(t[0], axis=axis), shape=_scan_shape,
    doc="cumsum(x, axis=None): running sums (flattened when axis is None)")
@@ -1243,11 +1457,14 @@ def _cumprod_jvp(ns, t, y, x, axis=None):
     return out if back is None else ns.transpose(out, axes=back)
 
 
-op("cumprod", fwd=lambda xp, x, axis=None: _over_axes(xp.cumprod, xp, x, axis), attrs={"axis": None},
+op("cumprod", batch=axes_moved(flat=True),
+   examples=[((5,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0}), ((2, 3), {})],
+   fwd=lambda xp, x, axis=None: _over_axes(xp.cumprod, xp, x, axis), attrs={"axis": None},
    kind="reduction", vjp=(_cumprod_vjp,), jvp=_cumprod_jvp, shape=_scan_shape, method=True,
    note="exact at zeros (then, and for second derivatives, n^2 work per slice)",
    doc="cumprod(x, axis=None): running products (flattened when axis is None)")
-op("log_softmax", expand=lambda ns, x, axis=-1: x - ns.logsumexp(x, axis=axis, keepdims=True),
+op("log_softmax", examples=[((5,), {}), ((3, 4), {"axis": 0})],
+   expand=lambda ns, x, axis=-1: x - ns.logsumexp(x, axis=axis, keepdims=True),
    attrs={"axis": -1}, kind="reduction", method=True, note="computed stably: x - logsumexp(x)",
    doc="log_softmax(x, axis=-1)")
 
@@ -1260,6 +1477,8 @@ def _matrix_of(s, k=0):
 
 for _name, _f in (("tril", "tril"), ("triu", "triu")):
     op(_name, fwd=lambda xp, x, k=0, _f=_f: getattr(xp, _f)(x, k), attrs={"k": 0}, kind="shape",
+       batch=leading_axes(),
+       examples=[((3, 3), {}), ((3, 4), {"k": 1}), ((2, 3, 3), {"k": -1}), ((4, 3), {"k": -1})],
        vjp=(lambda ns, g, y, x, k=0, _n=_name: getattr(ns, _n)(g, k=k),),
        jvp=lambda ns, t, y, x, k=0, _n=_name: getattr(ns, _n)(t[0], k=k), shape=_matrix_of,
        doc=f"{_name}(A, k=0): the {'lower' if _name == 'tril' else 'upper'} triangle from "
@@ -1286,13 +1505,17 @@ def _diag_shape(s, k=0):
     raise ValueError(f"needs a vector or a matrix, got shape {tuple(s)}")
 
 
-op("diag", fwd=lambda xp, x, k=0: xp.diag(x, k), attrs={"k": 0}, kind="shape",
+op("diag", batch=_diag_batch,
+   examples=[((3,), {}), ((3,), {"k": 1}), ((3, 3), {}), ((3, 4), {"k": 1}), ((4, 3), {"k": -2})],
+   fwd=lambda xp, x, k=0: xp.diag(x, k), attrs={"k": 0}, kind="shape",
    # a vector's cotangent is the diagonal of g; a matrix's is g put on its diagonal
    vjp=(lambda ns, g, y, x, k=0: ns.diag(g, k=k) if x.ndim == 1
         else ns.unindex(g, key=_diag_key(x.shape, k), shape=x.shape),),
    jvp=lambda ns, t, y, x, k=0: ns.diag(t[0], k=k), shape=_diag_shape,
    doc="diag(v, k=0): a matrix with v on diagonal k; diag(A, k=0): that diagonal of A")
-op("flip", fwd=lambda xp, x, axis=None: xp.flip(x, axis), attrs={"axis": None}, kind="shape",
+op("flip", batch=axes_moved(),
+   examples=[((5,), {}), ((3, 4), {"axis": 1}), ((2, 3, 4), {"axis": (0, 2)}), ((2, 3), {})],
+   fwd=lambda xp, x, axis=None: xp.flip(x, axis), attrs={"axis": None}, kind="shape",
    vjp=(lambda ns, g, y, x, axis=None: ns.flip(g, axis=axis),),
    jvp=lambda ns, t, y, x, axis=None: ns.flip(t[0], axis=axis), method=True,
    shape=_same_shape, doc="flip(x, axis=None): reverse the order along the axes (all when None)")
@@ -1304,7 +1527,9 @@ def _cross_shape(sa, sb):
     return tuple(np.broadcast_shapes(sa, sb))
 
 
-op("cross", args=("a", "b"), fwd=lambda xp, a, b: xp.cross(a, b), kind="linalg",
+op("cross", batch=lambda xp, a, b, shapes, out: xp.cross(*aligned(xp, [a, b], shapes)),
+   examples=[(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((4, 3), (4, 3)), {})],
+   args=("a", "b"), fwd=lambda xp, a, b: xp.cross(a, b), kind="linalg",
    # <g, da x b> = <da, b x g> and <g, a x db> = <db, g x a>
    vjp=(lambda ns, g, y, a, b: ns.cross(b, g), lambda ns, g, y, a, b: ns.cross(g, a)),
    jvp=lambda ns, t, y, a, b: _add_tangents([ns.cross(t[0], b) if t[0] is not None else None,
@@ -1321,7 +1546,10 @@ def _arg_shape(s, axis=None, keepdims=False):
 
 
 for _name in ("argmax", "argmin"):
-    op(_name, fwd=lambda xp, x, axis=None, keepdims=False, _n=_name: _over_axes(
+    op(_name, batch=axes_moved(flat=True),
+       examples=[((6,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0, "keepdims": True}),
+                 ((2, 3), {"keepdims": True})],
+       fwd=lambda xp, x, axis=None, keepdims=False, _n=_name: _over_axes(
        lambda v, a: getattr(xp, _n)(v, axis=a, keepdims=keepdims), xp, x, axis),
        attrs={"axis": None, "keepdims": False}, kind="reduction", differentiable=False,
        shape=_arg_shape, method=True, note="no derivative (an index, as a float)",
@@ -1379,7 +1607,10 @@ def _setindex(xp, x, v, key=()):
     return out
 
 
-op("setindex", args=("x", "v"), fwd=_setindex, attrs={"key": REQUIRED}, kind="shape", internal=True,
+op("setindex", batch=_setindex_batch,
+   examples=[(((5,), (2,)), {"key": (slice(0, 2),)}), (((5,), ()), {"key": (3,)}),
+             (((3, 4), (4,)), {"key": (slice(None), )}), (((3, 4), ()), {"key": (slice(None), 1)})],
+   args=("x", "v"), fwd=_setindex, attrs={"key": REQUIRED}, kind="shape", internal=True,
    # y = x with y[key] = v: the overwritten part of x gets no gradient, v gets g[key]
    vjp=(lambda ns, g, y, x, v, key=(): ns.setindex(g, 0.0, key=key),
         lambda ns, g, y, x, v, key=(): ns.index(g, key=key)),
@@ -1388,7 +1619,8 @@ op("setindex", args=("x", "v"), fwd=_setindex, attrs={"key": REQUIRED}, kind="sh
        t[1] if t[1] is not None else 0.0, key=key),
    shape=lambda sx, sv, key=(): same_shape(sx, np.broadcast_shapes(index_key(key, sx), sv)),
    doc="y[key] = v in scripts, with value semantics")
-op("custom", args=("*xs",), fwd=lambda xp, *xs, rule=None: xs[-1], attrs={"rule": REQUIRED},
+op("custom", batch=lambda xp, *xs, shapes, out, rule=None: xs[-1],
+   args=("*xs",), fwd=lambda xp, *xs, rule=None: xs[-1], attrs={"rule": REQUIRED},
    kind="internal", internal=True, shape=lambda *shapes, rule=None: shapes[-1],
    # a script function with a `backward` block: its arguments are the function's
    # parameters and, last, the value its body computed; the user's rule gives the

@@ -18,64 +18,8 @@ from adcli.ops import OPS, public_ops
 
 RNG = np.random.default_rng(1234)
 
-# Shapes for non-elementwise ops: a list of (argument shapes, attributes) per op.
-STRUCTURAL = {
-    "sum": [((3, 4), {}), ((3, 4), {"axis": 0}), ((2, 3, 4), {"axis": (0, 2), "keepdims": True})],
-    "prod": [((5,), {}), ((3, 4), {"axis": 1})],
-    "max": [((6,), {}), ((3, 4), {"axis": 0})],
-    "min": [((6,), {}), ((3, 4), {"axis": -1, "keepdims": True})],
-    "mean": [((3, 4), {}), ((3, 4), {"axis": 1})],
-    "var": [((6,), {}), ((3, 4), {"axis": 0, "ddof": 1})],
-    "std": [((6,), {}), ((3, 4), {"axis": 1})],
-    "norm": [((5,), {}), ((3, 4), {"axis": 0})],
-    "logsumexp": [((5,), {}), ((3, 4), {"axis": 1})],
-    "softmax": [((5,), {}), ((3, 4), {"axis": 0})],
-    "matmul": [(((3, 4), (4, 2)), {}), (((4,), (4, 3)), {}), (((3, 4), (4,)), {}),
-               (((4,), (4,)), {}), (((2, 3, 4), (4, 2)), {})],
-    "dot": [(((3,), (3,)), {}), (((2, 3), (3,)), {})],
-    "outer": [(((3,), (2,)), {})],
-    "trace": [((3, 3), {})],
-    "det": [((3, 3), {})],
-    "cofactor": [((3, 3), {}), ((2, 3, 3), {})],
-    "inv": [((3, 3), {})],
-    "solve": [(((3, 3), (3,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (3,)), {}),
-              (((2, 3, 3), (2, 3, 2)), {})],
-    "transpose": [((3, 4), {}), ((2, 3, 4), {"axes": (1, 2, 0)})],
-    "reshape": [((3, 4), {"shape": (2, 6)}), ((6,), {"shape": (-1, 2)})],
-    "broadcast_to": [((3, 1), {"shape": (2, 3, 4)})],
-    "index": [((5,), {"key": (slice(1, 4),)}), ((3, 4), {"key": (slice(None), 1)}),
-              ((6,), {"key": (slice(None, None, 2),)}), ((6,), {"key": (-1,)}),
-              ((6,), {"key": (np.array([0, 2, 3]),)}),                       # x[x > 0]
-              ((3, 4), {"key": (np.array([0, 1, 1]), np.array([1, 0, 3]))})],  # A[A > 0]
-    "concat": [(((2,), (3,)), {}), (((2, 3), (1, 3)), {"axis": 0})],
-    "stack": [(((3,), (3,)), {}), (((2,), (2,), (2,)), {"axis": 0})],
-    "sum_to": [((2, 3, 4), {"shape": (3, 1)})],
-    "unindex": [((3,), {"key": (slice(1, 4),), "shape": (5,)}),
-                ((3,), {"key": (np.array([0, 2, 3]),), "shape": (5,)})],
-    "prod_others": [((4,), {}), ((3, 4), {"axis": 1})],
-    "cumsum": [((5,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0})],
-    "cumprod": [((5,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0})],
-    "log_softmax": [((5,), {}), ((3, 4), {"axis": 0})],
-    "tril": [((3, 3), {}), ((3, 4), {"k": 1}), ((2, 3, 3), {"k": -1})],
-    "triu": [((3, 3), {}), ((4, 3), {"k": -1})],
-    "diag": [((3,), {}), ((3,), {"k": 1}), ((3, 3), {}), ((3, 4), {"k": 1}), ((4, 3), {"k": -2})],
-    "flip": [((5,), {}), ((3, 4), {"axis": 1}), ((2, 3, 4), {"axis": (0, 2)})],
-    "cross": [(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((4, 3), (4, 3)), {})],
-    "flatten": [((3, 4), {})],
-    "einsum": [(((3, 4), (4, 2)), {"subscripts": "ij,jk->ik"}),          # matmul
-               (((4,), (4,)), {"subscripts": "i,i->"}),                    # dot
-               (((3,), (2,)), {"subscripts": "i,j->ij"}),                  # outer
-               (((3, 4), (4, 3)), {"subscripts": "ij,ji->"}),              # trace(a @ b)
-               (((2, 3, 4), (2, 4, 2)), {"subscripts": "bij,bjk->bik"}),   # batched
-               (((2, 3, 4), (4, 2)), {"subscripts": "...ij,...jk->...ik"}),
-               (((3, 4), (4, 2)), {"subscripts": "ij,jk"}),                # implicit output
-               (((3, 4), (4,)), {"subscripts": "ij,j->j"}),                # i summed in a alone
-               (((2, 3), (3, 4)), {"subscripts": "ij,kl->"}),
-               (((2, 3, 4), (4,)), {"subscripts": "...ij,j->...j"}),
-               (((4, 2, 3), (3,)), {"subscripts": "k...j,j->...k"})],
-    "setindex": [(((5,), (2,)), {"key": (slice(0, 2),)}), (((5,), ()), {"key": (3,)}),
-                 (((3, 4), (4,)), {"key": (slice(None), )}), (((3, 4), ()), {"key": (slice(None), 1)})],
-}
+# Shapes for non-elementwise ops: the table's examples, (argument shapes, attributes) per op.
+STRUCTURAL = {op.name: op.examples for op in OPS.values() if op.examples}
 # Ops tested elsewhere: `custom` carries a user's rule from a script (tests/test_scripts.py).
 TESTED_ELSEWHERE = {"custom"}
 BROADCAST = [((4,),), ((2, 3), (3,)), ((3, 1), (1, 4)), ((), (3,))]
