@@ -81,11 +81,14 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     hi = max((o.id for o in outputs), default=-1)
     # the nodes that depend on a given input: their recorded values do not hold here
     moved = set(given)
+    guards = graph.guards
     if given:
-        for node in nodes[min(given):hi + 1]:
+        last = max(hi, max(guards, default=-1))
+        for node in nodes[min(given):last + 1]:
             if node.id not in given and any(a.id in moved for a in node.args):
                 moved.add(node.id)
-    order, stack, seen = [], list(outputs), set()
+    # the decisions the trace took on values that move here are checked, needed or not
+    order, stack, seen = [], list(outputs) + [nodes[i] for i in guards if i in moved], set()
     while stack:
         n = stack.pop()
         if n.id in seen or n.id in given or (n.id not in moved and known[n.id] is not None):
