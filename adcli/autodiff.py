@@ -192,9 +192,11 @@ class ForwardValues:
         nodes, self.graph = graph.nodes, graph
         self.reads = {}
         last = {}                        # value id -> the smallest id of a rule reading it
-        for node in nodes[lo:output.id + 1]:
+        from .graph import reachable
+        for i in reachable([output]):    # the walk reaches these only
+            node = nodes[i]
             op = node.op
-            if node.id not in need or op is None or not op.differentiable or not node.args:
+            if i < lo or i not in need or op is None or not op.differentiable or not node.args:
                 continue
             y, args = rule_reads(op)
             self.reads[node.id] = (y, args)
@@ -389,7 +391,11 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
     lo = min(tans, default=graph.nodes and len(graph.nodes))
     hi = max((o.id for o in outputs), default=-1)
     budget = _Budget(graph) if not create_graph else None
+    from .graph import reachable
+    reach = set(reachable(outputs))      # the nodes an output depends on: the sweep's
     for node in graph.nodes[lo:hi + 1]:
+        if node.id not in reach:
+            continue
         op = node.op
         if op is None or not op.differentiable:
             continue

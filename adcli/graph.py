@@ -507,6 +507,22 @@ class Graph:
         return shape
 
 
+def substitute(graph, outputs, mapping):
+    """The outputs with the nodes of `mapping` ({node: node}) replaced: every node between
+    that depends on a replaced one is recorded again on the new arguments (a program
+    transform: a sub-program applied to other inputs). Returns the new output nodes."""
+    new = {old.id: n for old, n in mapping.items() if n is not old}
+    if not new:
+        return list(outputs)
+    hi = max(o.id for o in outputs)
+    for node in graph.nodes[min(new):hi + 1]:     # a copy of the list: emit appends to it
+        if node.op is not None and node.id not in new and any(a.id in new for a in node.args):
+            graph.pos = node.pos
+            new[node.id] = graph.emit(node.op.name, *[new.get(a.id, a) for a in node.args],
+                                      **node.attrs)
+    return [new.get(o.id, o) for o in outputs]
+
+
 def reachable(outputs):
     """Ids of the nodes the outputs depend on, in topological (creation) order."""
     seen, stack = set(), [o for o in outputs]

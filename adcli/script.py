@@ -15,7 +15,7 @@ import numpy as np
 
 from . import autodiff
 from .errors import AdcliError, InputError, LimitError, ShapeError, UnknownNameError, suggest
-from .graph import Node
+from .graph import Node, substitute
 from .trace import CALLABLE, CONSTANTS, Evaluator, Seq, static
 
 BREAK, CONTINUE = "break", "continue"
@@ -80,40 +80,36 @@ class ScriptEvaluator(Evaluator):
 
 
 class CustomRule:
-    """The derivative of a function with a `backward` block: the user's rule, run as script
-    code on graph nodes (so it can be differentiated again), or on numbers."""
+    """The derivative of a function with a `backward` block. The user's rule is recorded
+    once, on first use, as a sub-program of the graph: its inputs are the function's
+    parameters, its output `out` and a placeholder for the cotangent `g`; its outputs are
+    the parameters' cotangents. Reverse mode evaluates it (numbers) or records it again on
+    the cotangent node (graphs, so that it can be differentiated again)."""
 
-    def __init__(self, interp, fn, body=None):
-        self.interp, self.fn = interp, fn
-        self.body = body        # the node the function's body returned (gradcheck replays it)
+    def __init__(self, interp, fn, xs, body):
+        self.interp, self.fn, self.xs, self.body = interp, fn, list(xs), body
+        self.cotangent = self.cts = None
         self._last = None
 
-    def vjp(self, ns, g, y, xs, argnum):
-        # one run of the rule serves every argument of one node; the cache holds g and y
-        # themselves, so a later cotangent allocated at a freed one's address cannot hit it
-        last = self._last
-        if last is None or last[0] is not g or last[1] is not y:
-            last = self._last = (g, y, self._run(ns, g, y, xs))
-        return last[2][argnum]
-
-    def _run(self, ns, g, y, xs):
-        graph = self.interp.graph
-        numeric = not isinstance(g, Node)
-        lift = (lambda v: graph.const(v)) if numeric else (lambda v: v)
-        bw = self.fn.backward
+    def record(self):
+        if self.cts is not None:
+            return
+        graph, bw = self.interp.graph, self.fn.backward
         names = [p[0] for p in bw.params]
-        if len(names) != len(xs) + 2:
+        if len(names) != len(self.xs) + 2:
             raise InputError(f"backward {self.fn.name} must take the parameters of {self.fn.name}, "
                              "then the output and its cotangent", pos=bw.pos)
-        scope = dict(zip(names, [lift(x) for x in xs] + [lift(y), lift(g)]))
+        g = graph.placeholder(f"the cotangent of {self.fn.name}", self.body.shape, graph.dtype,
+                              pos=bw.pos)
+        scope = dict(zip(names, self.xs + [self.body, g]))
         out = self.interp.run_function_body(bw, scope, bw.pos)
         out = list(out) if isinstance(out, Seq) else [out]
-        if len(out) != len(xs):
+        if len(out) != len(self.xs):
             raise InputError(f"backward {self.fn.name} returns {len(out)} value(s); {self.fn.name} "
-                             f"has {len(xs)} parameter(s)", pos=bw.pos)
+                             f"has {len(self.xs)} parameter(s)", pos=bw.pos)
         ev = ScriptEvaluator(self.interp, {})
         out = [ev.array(o, bw.pos) for o in out]
-        for k, (o, x) in enumerate(zip(out, xs)):
+        for k, (o, x) in enumerate(zip(out, self.xs)):
             if tuple(o.shape) != tuple(x.shape):
                 try:
                     if np.broadcast_shapes(o.shape, x.shape) != tuple(x.shape):
@@ -125,28 +121,64 @@ class CustomRule:
                 # a number (or a broadcastable array) stands for the whole parameter's shape
                 graph.pos = bw.pos
                 out[k] = graph.emit("broadcast_to", o, shape=tuple(x.shape))
-        return [o.value for o in out] if numeric else out
+        self.cotangent, self.cts = g, out
+
+    def vjp(self, ns, g, y, xs, argnum):
+        # one evaluation of the rule serves every argument of one node; the cache holds g
+        # and y themselves, so a later cotangent allocated at a freed one's address cannot hit it
+        last = self._last
+        if last is None or last[0] is not g or last[1] is not y:
+            last = self._last = (g, y, self._run(g, y, xs))
+        return last[2][argnum]
+
+    def _run(self, g, y, xs):
+        self.record()
+        graph = self.interp.graph
+        if isinstance(g, Node):          # graph mode: the rule recorded on these nodes
+            return substitute(graph, self.cts, dict(zip(self._sources(), [g, y] + list(xs))))
+        from .evaluate import evaluate
+        inputs = dict(zip(self._sources(), [g, y] + list(xs)))
+        vals = evaluate(graph, self.cts, inputs)
+        return [vals[c.id] for c in self.cts]
+
+    def _sources(self):
+        return [self.cotangent, self.body] + self.xs
 
     def jvp(self, ns, t, y, xs):
         # Forward mode through a reverse-only rule: J t = sum_k e_k <J^T e_k, t>, one
-        # backward run per output element.
+        # evaluation of the rule per output element (all at once, with the batch axis,
+        # for numbers).
         if y.size > 1000:
             raise InputError(f"{self.fn.name} has only a backward rule; forward mode would need "
                              f"{y.size} backward runs", pos=self.fn.pos)
-        numeric = not isinstance(y, Node)
+        if not isinstance(y, Node):
+            return self._jvp_numbers(t, y, xs)
         out = None
         for k in range(y.size):
             e = np.zeros(y.size)
             e[k] = 1.0
-            e = e.reshape(y.shape)
-            g = e if numeric else self.interp.graph.const(e)
+            e = self.interp.graph.const(e.reshape(y.shape))
             self._last = None
-            cts = self._run(ns, g, y, xs)
+            cts = self._run(e, y, xs)
             for c, ti in zip(cts, t):
                 if ti is not None:
                     term = ns.sum(c * ti) * e
                     out = term if out is None else out + term
         return out
+
+    def _jvp_numbers(self, t, y, xs):
+        from .evaluate import evaluate
+        self.record()
+        n = max(y.size, 1)
+        basis = np.eye(n).reshape((n,) + tuple(np.shape(y)))
+        inputs = dict(zip(self._sources(), [basis, y] + list(xs)))
+        vals = evaluate(self.interp.graph, self.cts, inputs, batch=n, batched=[self.cotangent])
+        out = 0.0
+        for c, ti in zip(self.cts, t):
+            if ti is not None:
+                rows = np.broadcast_to(vals[c.id], (n,) + tuple(c.shape)).reshape(n, -1)
+                out = out + rows @ np.reshape(ti, -1)
+        return np.reshape(out, np.shape(y))
 
 
 class Interpreter:
@@ -394,7 +426,7 @@ class Interpreter:
         xs = [ev.array(scope[p[0]], pos) for p in fn.params]
         out = ev.array(out, pos)
         self.graph.pos = pos
-        return self.graph.emit("custom", *xs, out, rule=CustomRule(self, fn, body=out))
+        return self.graph.emit("custom", *xs, out, rule=CustomRule(self, fn, xs, out))
 
     def run_body(self, fn, values):
         """The value node of fn's body at plain values of its parameters, with a fresh step
