@@ -26,6 +26,34 @@ class Traced:
     filename: str = None
     label: str = None       # how results name the source: the expression, or the script file
 
+    def at(self, values, *, outputs=None, batch=None):
+        """The program evaluated with inputs at other values (name -> array; inputs not
+        named keep theirs), without parsing or tracing again: {output node id: value}
+        for `outputs` (default: the output). With batch=B, the values named carry a leading
+        axis of B points. Raises GuardFailed where the script would take another path."""
+        from .evaluate import evaluate as run
+        given = {}
+        for name, v in values.items():
+            if name not in self.inputs:
+                choose_inputs(self, [name], what="input")
+            given[self.inputs[name]] = self.graph.xp.asarray(v, dtype=self.graph.dtype)
+        outputs = outputs or [self.output]
+        try:
+            return run(self.graph, outputs, given, batch=batch,
+                       batched=list(given) if batch else ())
+        except AdcliError as e:
+            raise e.located(self.source, self.filename)
+
+    def gradient_program(self, wrt=None):
+        """The gradient as a program: the output's VJP transform, recorded as nodes of the
+        same graph (None for an input the output does not reach), for `at` to evaluate."""
+        _, nodes = choose_inputs(self, wrt)
+        scalar_output(self, "grad")
+        try:
+            return autodiff.vjp(self.graph, self.output, nodes, create_graph=True)
+        except AdcliError as e:
+            raise e.located(self.source, self.filename)
+
 
 @dataclass
 class Result:
