@@ -16,7 +16,7 @@ import dis
 import numpy as np
 
 from .errors import ValueError_
-from .graph import OP_WORK, as_numbers
+from .graph import BOOL, OP_WORK, as_numbers
 from .ops import IDENTITY, NEGATE, sum_to_shape
 
 
@@ -43,15 +43,18 @@ class _Budget:
         self.scalar = graph._scalar_type
 
     def charge(self, node):
+        limits = self.limits
         if not node.shape and node.op.cost is None:
-            work, nbytes = OP_WORK + 3, 8
+            limits.work += OP_WORK + 3
+            nbytes = 8
         else:
             work, nbytes = self.graph.node_cost(node)
-        what = f"the derivative of {node.op.name}"
-        self.limits.spend(work, what, node.pos)
+            limits.work += work
         held = self.graph.held + self.live + nbytes * len(node.args)
-        if held > self.limits.max_memory:
-            self.limits.check_memory(held, what, node.pos)
+        if limits.work > limits.max_work or held > limits.max_memory:
+            what = f"the derivative of {node.op.name}"
+            limits.spend(0, what, node.pos)
+            limits.check_memory(held, what, node.pos)
 
 
 class _Mode:
@@ -162,7 +165,7 @@ inspect_VARARGS = 0x04
 def rule_reads(op):
     """What the reverse rules of `op` read of a node: (y, args), each "value", "meta" or
     None: the forward values a reverse walk must keep (the output y, the arguments)."""
-    reads = op.__dict__.get("_reads")
+    reads = op._reads
     if reads is not None:
         return reads
     rules = [r for r in (op.partials or op.vjp or ()) if callable(r)]
@@ -184,49 +187,63 @@ def rule_reads(op):
 
 
 class ForwardValues:
-    """The forward values a reverse walk reads, computed by the evaluator (which frees the
-    others as it goes) and dropped by the walk once the last rule reading them has run.
-    A node read for its shape only is handed to the rule as itself: it knows its shape."""
+    """The forward values a reverse walk reads. Those the trace has (a script's scalars) are
+    read from it; the others are computed by the evaluator (which frees the rest as it
+    goes), and dropped by the walk once the last rule reading them has run. A node read
+    for its shape only is handed to the rule as itself: it knows its shape."""
 
     def __init__(self, graph, output, need, lo):
-        nodes, self.graph = graph.nodes, graph
-        self.reads = {}
-        last = {}                        # value id -> the smallest id of a rule reading it
-        from .graph import reachable
-        for i in reachable([output]):    # the walk reaches these only
-            node = nodes[i]
+        nodes, known = graph.nodes, graph.values
+        self.known, self.dtype = known, graph.dtype
+        last = {}                        # unknown value id -> the smallest id of a rule reading it
+        for node in nodes[lo:output.id + 1]:
             op = node.op
-            if i < lo or i not in need or op is None or not op.differentiable or not node.args:
+            if op is None or not node.args or node.id not in need or not op.differentiable:
                 continue
             y, args = rule_reads(op)
-            self.reads[node.id] = (y, args)
-            for kind, ids in ((y, (node.id,)), (args, [a.id for a in node.args])):
-                if kind == "value":
-                    for j in ids:
-                        last[j] = min(last.get(j, node.id), node.id)
-        kept = [nodes[j] for j in last]
-        from .evaluate import evaluate
-        self.values = evaluate(graph, kept, charge=False) if kept else {}
-        self.free_at = {}
-        for j, k in last.items():
-            self.free_at.setdefault(k, []).append(j)
+            if y == "value" and known[node.id] is None:
+                last[node.id] = node.id
+            if args == "value":
+                for a in node.args:
+                    if known[a.id] is None:
+                        last[a.id] = min(last.get(a.id, node.id), node.id)
+        self.values, self.free_at = {}, {}
+        if last:
+            # only what the walk reaches: a rule's sub-program (custom) may sit in between
+            from .graph import reachable
+            reach = set(reachable([output]))
+            last = {j: k for j, k in last.items() if k in reach}
+            from .evaluate import evaluate
+            self.values = evaluate(graph, [nodes[j] for j in last], charge=False)
+            for j, k in last.items():
+                self.free_at.setdefault(k, []).append(j)
 
     def of(self, node):
         """(y, args) for node's rules: values, or nodes where the shape is enough."""
-        y_kind, args_kind = self.reads.get(node.id, (None, None))
-        get = self.values.get
-        y = get(node.id, node) if y_kind == "value" else node
-        if args_kind == "value":
-            args = [get(a.id) if a.id in self.values else a.value for a in node.args]
-            args = as_numbers(args, self.graph.dtype) if node.op.numeric else args
-        else:
-            args = list(node.args)
+        op = node.op
+        y_kind, args_kind = op._reads or rule_reads(op)
+        known = self.known
+        y = node
+        if y_kind == "value":
+            y = known[node.id]
+            if y is None:
+                y = self.values[node.id]
+        if args_kind != "value":
+            return y, node.args
+        args = [known[a.id] for a in node.args]
+        if self.values:
+            args = [self.values[a.id] if v is None else v for a, v in zip(node.args, args)]
+        if op.numeric:
+            for k, a in enumerate(node.args):
+                if a.dtype is BOOL:      # a comparison's result, as a number (see Graph.emit)
+                    args[k] = args[k].astype(self.dtype)
         return y, args
 
     def done(self, node):
         """The walk is past node: drop the values no rule still to run reads."""
-        for j in self.free_at.pop(node.id, ()):
-            self.values.pop(j, None)
+        if self.free_at:
+            for j in self.free_at.pop(node.id, ()):
+                self.values.pop(j, None)
 
 
 def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=None):

@@ -396,40 +396,45 @@ class Graph:
             raise LimitError(f"the graph has more than {self.limits.max_nodes:,} nodes",
                              pos=self.pos, hint="raise the limit with --max-nodes")
         nodes = []
+        # the hot path of tracing: every argument a known number of the float type
         all_scalars = entry.broadcasts
-        for a in args:               # a plain loop: this is the hot path of tracing
+        dtype, values = self.dtype, self.values
+        for a in args:
             if type(a) is not Node:
                 a = self.lift(a)
             nodes.append(a)
-            if a.shape:
+            if a.shape or a.dtype is not dtype:
                 all_scalars = False
         args = tuple(nodes)
         limits = self.limits
         if all_scalars:              # scalars in, scalar out: nothing to check
             limits.work += OP_WORK + 1
             shape = ()
+            out_dtype = BOOL if entry.kind == "comparison" else dtype
         else:
             shape = self.check_shape(entry, args, attrs)
             work, _ = self.cost(entry, [a.shape for a in args], attrs, shape)
             limits.work += work
+            out_dtype = result_dtype(entry, args, dtype)
         # the work budget, checked before the op is recorded
         if limits.work > limits.max_work:
             limits.spend(0, entry.name, self.pos)
         if entry.kind == "constant":   # a literal: computed now, part of the program
             return self._literal(entry, attrs, shape)
-        values = self.values
-        node = Node(self, entry, args, attrs or NO_ATTRS, shape, result_dtype(entry, args, self.dtype),
-                    self.pos)
+        node = Node(self, entry, args, attrs or NO_ATTRS, shape, out_dtype, self.pos)
         values.append(None)
         self.held += NODE_BYTES
         if entry.lint is not None:
             self.linted.append(node)     # the few nodes whose op has a lint (api.lints)
         if all_scalars and not self.hooks:
-            # a scalar of known scalars is computed now: scripts branch on such values, and
-            # recording them for later costs more than computing them
+            # a number from known numbers is computed now: scripts branch on such values,
+            # and recording them for later costs more than computing them
             argv = [values[a.id] for a in args]
             if None not in argv:
-                v = forward(entry, self.xp, argv, attrs, self.dtype, self.pos)
+                try:
+                    v = entry.fwd(self.xp, *argv, **attrs)
+                except (ValueError, TypeError, IndexError, np.linalg.LinAlgError):
+                    v = forward(entry, self.xp, argv, attrs, dtype, self.pos)   # its error
                 values[-1] = v if type(v) is self._scalar_type else self.as_array(v)
         return node
 

@@ -77,6 +77,7 @@ class Op:
                                   # stands for a single argument (elementwise ops: broadcasts)
 
     def __post_init__(self):
+        self._reads = None            # what its reverse rules read (autodiff.rule_reads)
         # derived once: the engine reads these for every node it records or walks
         self.arity = None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
         self.broadcasts = self.kind in ("elementwise", "comparison") or self.name == "where"
