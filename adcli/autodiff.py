@@ -195,24 +195,25 @@ class ForwardValues:
     def __init__(self, graph, output, need, lo):
         nodes, known = graph.nodes, graph.values
         self.known, self.dtype = known, graph.dtype
-        last = {}                        # unknown value id -> the smallest id of a rule reading it
+        reads = []                       # (unknown value id, id of a rule reading it)
         for node in nodes[lo:output.id + 1]:
             op = node.op
             if op is None or not node.args or node.id not in need or not op.differentiable:
                 continue
             y, args = rule_reads(op)
             if y == "value" and known[node.id] is None:
-                last[node.id] = node.id
+                reads.append((node.id, node.id))
             if args == "value":
-                for a in node.args:
-                    if known[a.id] is None:
-                        last[a.id] = min(last.get(a.id, node.id), node.id)
+                reads.extend((a.id, node.id) for a in node.args if known[a.id] is None)
         self.values, self.free_at = {}, {}
-        if last:
-            # only what the walk reaches: a rule's sub-program (custom) may sit in between
+        if reads:
+            # only the rules the walk reaches: a rule's sub-program (custom) may sit between
             from .graph import reachable
             reach = set(reachable([output]))
-            last = {j: k for j, k in last.items() if k in reach}
+            last = {}                    # value id -> the smallest id of a rule reading it
+            for j, k in reads:
+                if k in reach:
+                    last[j] = min(last.get(j, k), k)
             from .evaluate import evaluate
             self.values = evaluate(graph, [nodes[j] for j in last], charge=False)
             for j, k in last.items():
