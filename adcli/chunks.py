@@ -23,7 +23,7 @@ def elementwise_sum(graph, output, wrt):
     when the program is not an elementwise sum of a large array. The plan lists the region
     (the nodes between the arrays and the sum) and the region's leaves of the full shape."""
     op = output.op
-    if op is None or op.name != "sum" or output.attrs.get("keepdims") or not output.args:
+    if op is None or not op.adds or output.attrs.get("keepdims") or not output.args:
         return None
     (q,) = output.args
     shape = q.shape

@@ -259,7 +259,7 @@ def result_dtype(entry, args, dtype):
         return BOOL
     if entry.numeric or entry.kind == "constant":
         return dtype
-    moved = args[1:] if entry.name == "where" else args
+    moved = [a for i, a in enumerate(args) if i not in entry.selects]
     return BOOL if moved and all(a.dtype == BOOL for a in moved) else dtype
 
 

@@ -68,6 +68,12 @@ class Op:
     lint: object = None           # lint(xp, *arrays) -> a warning about this point, or None
     cost: object = None           # cost(*shapes, **attrs): element operations, where that is not
                                   # the elements read and written (linear algebra)
+    selects: tuple = ()           # arguments that choose between the others (where's condition):
+                                  # kept boolean, never differentiated, real in the complex step
+    adds: bool = False            # a sum of its argument's elements: a program summing an
+                                  # elementwise expression splits into chunks (adcli/chunks.py)
+    attr_types: dict = None       # static attribute -> "ints" (axes, shapes), "int", "bool",
+                                  # "float" or "str"; by default from the attribute's name
     batch: object = None          # batch(xp, *args, shapes, out, **attrs): the op at B points at
                                   # once, every argument with a leading batch axis (shapes: the
                                   # arguments' per-point shapes, out: the result's); None: the
@@ -80,9 +86,12 @@ class Op:
         self._reads = None            # what its reverse rules read (autodiff.rule_reads)
         # derived once: the engine reads these for every node it records or walks
         self.arity = None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
-        self.broadcasts = self.kind in ("elementwise", "comparison") or self.name == "where"
-        # arithmetic: boolean arguments are converted to numbers first
-        self.numeric = self.kind in ("elementwise", "reduction", "linalg") and self.name != "where"
+        self.broadcasts = self.kind in ("elementwise", "comparison")
+        # arithmetic: boolean arguments are converted to numbers first (not an argument
+        # that selects, nor what it selects between: where(c, a, b) moves a's elements)
+        self.numeric = self.kind in ("elementwise", "reduction", "linalg") and not self.selects
+        self.attr_types = {**{k: ATTR_TYPES.get(k, "float") for k in self.attrs},
+                           **{k: "str" for k in self.string_attrs}, **(self.attr_types or {})}
         if self.batch is None and self.kind == "reduction":
             self.batch = axes_moved()
         if isinstance(self.batch, FromEntry):    # a rule made from the op's own forward rule
@@ -94,6 +103,11 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+
+# the type of a static attribute, by its name, where an entry does not say otherwise
+ATTR_TYPES = {"axis": "ints", "axes": "ints", "shape": "ints", "size": "ints", "n": "int",
+              "m": "int", "num": "int", "ddof": "int", "low": "int", "high": "int", "k": "int",
+              "keepdims": "bool"}
 
 
 def op(name, **kw):
@@ -786,7 +800,7 @@ def _where_lint(xp, c, a, b):
     return None
 
 
-op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b),
+op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b), selects=(0,),
    # the unselected branch gets exactly zero, even where its own derivative is inf or nan
    vjp=(None, lambda ns, g, y, c, a, b: ns.where(c, g, 0.0),
         lambda ns, g, y, c, a, b: ns.where(c, 0.0, g)),
@@ -804,7 +818,7 @@ for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", 
 R = dict(attrs={"axis": None, "keepdims": False}, kind="reduction", shape=reduced_shape, method=True)
 
 op("sum", examples=[((3, 4), {}), ((3, 4), {"axis": 0}), ((2, 3, 4), {"axis": (0, 2), "keepdims": True}),
-                     ((2, 3), {"keepdims": True})],
+                     ((2, 3), {"keepdims": True})], adds=True,
    fwd=lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False: unreduce(ns, g, x.shape, axis, keepdims),),
    jvp=lambda ns, t, y, x, axis=None, keepdims=False: ns.sum(t[0], axis=axis, keepdims=keepdims),

@@ -282,7 +282,7 @@ class Interpreter:
         for s in subs:
             if s[0] == "slice":
                 vals = [None if x is None else self.eval(x, scope) for x in s[2:]]
-                parts.append(slice(*(None if v is None else static("n", v, s[1]) for v in vals)))
+                parts.append(slice(*(None if v is None else static("n", v, s[1], "int") for v in vals)))
             else:
                 parts.append(self.eval(s, scope))
         return parts
@@ -348,7 +348,7 @@ class Interpreter:
             if tree[4] or not 1 <= len(tree[3]) <= 3:
                 raise InputError("range takes 1 to 3 integers: range(stop), range(start, stop[, step])",
                                  pos=tree[1])
-            bounds = [static("n", self.eval(a, scope), a[1]) for a in tree[3]]
+            bounds = [static("n", self.eval(a, scope), a[1], "int") for a in tree[3]]
             if len(bounds) == 3 and bounds[2] == 0:
                 raise InputError("range's step must not be 0", pos=tree[1])
             # plain numbers: a loop counter becomes a graph constant only where it is used

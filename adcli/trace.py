@@ -142,16 +142,19 @@ def _ints(v, what, pos):
     return _int(v, what, pos)
 
 
-def static(name, v, pos):
-    """Convert a static argument (axis, shape, sizes, bounds) to plain Python."""
+def static(name, v, pos, kind="float"):
+    """Convert a static argument (axis, shape, sizes, bounds) to plain Python, as the op
+    table's entry types it (Op.attr_types)."""
     what = f"'{name}'"
-    if name in ("axis", "axes", "shape", "size"):
-        return None if v is None else _ints(v, what, pos)
-    if name in ("n", "m", "num", "ddof", "low", "high", "k"):
-        return None if v is None else _int(v, what, pos)
-    if name == "keepdims":
+    if v is None:
+        return None
+    if kind == "ints":
+        return _ints(v, what, pos)
+    if kind == "int":
+        return _int(v, what, pos)
+    if kind == "bool":
         return bool(_scalar(v, what, pos))
-    return None if v is None else float(_scalar(v, what, pos))
+    return float(_scalar(v, what, pos))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -366,7 +369,7 @@ class Evaluator:
                                      hint=f"usage: {signature(entry)}")
                 attrs[key] = given[key]
             elif key in given:
-                attrs[key] = static(key, given[key], pos)
+                attrs[key] = static(key, given[key], pos, entry.attr_types[key])
             elif default is REQUIRED:
                 raise InputError(f"{fname}() is missing '{key}'", pos=pos,
                                  hint=f"usage: {signature(entry)}")
