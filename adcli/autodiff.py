@@ -81,18 +81,20 @@ class _Mode:
         return self.chain(g, d)
 
 
-def vjp(graph, output, wrt, cotangent=None, *, create_graph=False):
+def vjp(graph, output, wrt, cotangent=None, *, create_graph=False, mark=None):
     """Cotangents of `wrt` nodes for the cotangent of `output` (default: 1).
 
-    Returns a list with None for a node the output does not depend on."""
+    Returns a list with None for a node the output does not depend on.
+    mark: None, or a function the numeric walk calls with each node as its derivative rule
+    starts and with None when the walk ends (adcli profile times the rules with it)."""
     if create_graph:
         return _vjp(graph, output, wrt, cotangent, create_graph=True, safe=True)
-    out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=False)
+    out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=False, mark=mark)
     # Fast path first; if a NaN appeared (typically 0 * inf in the chain rule), redo the
     # walk with NaN-safe products so that a zero never becomes NaN.
     xp = graph.xp
     if any(g is not None and g.dtype.kind == "f" and bool(xp.isnan(g).any()) for g in out):
-        out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=True)
+        out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=True, mark=mark)
     return out
 
 
@@ -247,7 +249,7 @@ class ForwardValues:
                 self.values.pop(j, None)
 
 
-def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=None):
+def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=None, mark=None):
     # keep: a dict that receives every node's final cotangent (its adjoint), by id
     mode = _Mode(graph, create_graph, safe)
     wrt_ids = [w.id for w in wrt]
@@ -270,10 +272,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     xp = graph.xp
     # arrays this walk may own: not numpy scalars (immutable) and not nodes (graph mode)
     array = graph._array_type if not graph_mode else None
-    # adcli profile: a mark as each node's rule starts; its time runs to the next mark.
-    # (Numeric walks only: a graph-mode walk's rules add nodes, which emit times.)
-    mark = getattr(graph, "profiler", None)
-    mark = mark.mark if mark is not None and not graph_mode else None
+    # mark (adcli profile): called as each node's rule starts; its time runs to the next
+    # mark. (Numeric walks only: a graph-mode walk records nodes and computes nothing.)
     # graph mode: the rules' ops are charged as they are recorded
     budget = _Budget(graph) if not graph_mode else None
     if type(cotangent) is array:
@@ -385,25 +385,26 @@ def _rule(mode, op, i, g, y, args, attrs):
     return op.vjp[i](mode.ns, g, y, *args, **attrs)
 
 
-def jvp(graph, output, wrt, tangents, *, create_graph=False):
+def jvp(graph, output, wrt, tangents, *, create_graph=False, mark=None):
     """The tangent of `output` when the `wrt` nodes move along `tangents` (forward mode).
 
     `output` may be a list of nodes: one sweep gives all their tangents, as a list.
-    Returns None for an output that does not depend on the nodes moved."""
+    Returns None for an output that does not depend on the nodes moved.
+    mark: as for `vjp`, called as each node's tangent rule starts (numeric sweeps only)."""
     many = isinstance(output, (list, tuple))
     outputs = list(output) if many else [output]
     if create_graph:
         found = _jvp(graph, outputs, wrt, tangents, create_graph=True, safe=True)
     else:
         # plain products first; NaN-safe ones (a zero factor wins) only if a NaN came out
-        found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=False)
+        found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=False, mark=mark)
         xp = graph.xp
         if any(t is not None and t.dtype.kind == "f" and bool(xp.isnan(t).any()) for t in found):
-            found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=True)
+            found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=True, mark=mark)
     return found if many else found[0]
 
 
-def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
+def _jvp(graph, outputs, wrt, tangents, create_graph, safe, mark=None):
     mode = _Mode(graph, create_graph, safe=safe)
     tans = {w.id: t for w, t in zip(wrt, tangents)}
     lo = min(tans, default=graph.nodes and len(graph.nodes))
@@ -422,6 +423,8 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
             continue
         if budget is not None:
             budget.charge(node)
+        if mark is not None:
+            mark(node)
         y, args = (node, node.args) if create_graph else (node.value, _arguments(node))
         if op.partials is not None:
             out = None
@@ -440,4 +443,6 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe):
         tans[node.id] = out
         if budget is not None:
             budget.live += out.nbytes      # every tangent is kept to the end of the sweep
+    if mark is not None:
+        mark(None)                             # the end of the last rule
     return [tans.get(o.id) for o in outputs]

@@ -85,11 +85,12 @@ def _located(traced):
 # ---------------------------------------------------------------- first order
 
 @_without_gc
-def jacobian(traced, wrt=None, mode=None):
+def jacobian(traced, wrt=None, mode=None, *, mark=None):
     """d out / d x for each chosen input: arrays of shape out.shape + x.shape.
 
     mode "fwd" builds the Jacobian a column at a time (one JVP per input element), "rev" a
-    row at a time (one VJP per output element); by default the cheaper of the two."""
+    row at a time (one VJP per output element); by default the cheaper of the two.
+    mark: passed to every walk (autodiff.vjp), for adcli profile; so in the functions below."""
     graph, out = traced.graph, traced.output
     if out.dtype.kind != "f":
         raise InputError("the value is a boolean and has no derivative")
@@ -107,13 +108,13 @@ def jacobian(traced, wrt=None, mode=None):
         if mode == "fwd":
             for k, x in enumerate(nodes):
                 for i, e in _basis(xp, x.shape, dtype):
-                    t = autodiff.jvp(graph, out, [x], [e])
+                    t = autodiff.jvp(graph, out, [x], [e], mark=mark)
                     if t is not None:
                         reached[k] = True
                         jac[k][:, i] = xp.broadcast_to(t, out.shape).reshape(-1)
         else:
             for j, e in _basis(xp, out.shape, dtype):
-                for k, c in enumerate(autodiff.vjp(graph, out, nodes, cotangent=e)):
+                for k, c in enumerate(autodiff.vjp(graph, out, nodes, cotangent=e, mark=mark)):
                     if c is not None:
                         reached[k] = True
                         jac[k][j, :] = c.reshape(-1)
@@ -126,7 +127,7 @@ def jacobian(traced, wrt=None, mode=None):
 
 
 @_without_gc
-def jvp(traced, tangents):
+def jvp(traced, tangents, *, mark=None):
     """The forward-mode derivative of the output along `tangents` (name -> array; inputs
     not named move by 0)."""
     graph, out = traced.graph, traced.output
@@ -141,7 +142,7 @@ def jvp(traced, tangents):
                              f"shape {tuple(x.shape)}")
         ts.append(graph.xp.asarray(t))
     with _located(traced):
-        t = autodiff.jvp(graph, out, nodes, ts)
+        t = autodiff.jvp(graph, out, nodes, ts, mark=mark)
     res = evaluate(traced)
     if t is None:
         res.notes.append("note: the value does not depend on the inputs moved; the JVP is 0")
@@ -188,7 +189,7 @@ def _gradient_nodes(traced, nodes):
 
 
 @_without_gc
-def hvp(traced, vector):
+def hvp(traced, vector, *, mark=None):
     """H v, forward-over-reverse: the directional derivative of the gradient graph along
     `vector` (name -> array; inputs not named move by 0), for every input."""
     graph = traced.graph
@@ -208,7 +209,7 @@ def hvp(traced, vector):
     grads = _gradient_nodes(traced, nodes)
     present = [g for g in grads if g is not None]
     with _located(traced):
-        hv = autodiff.jvp(graph, present, moved, vs) if present else []
+        hv = autodiff.jvp(graph, present, moved, vs, mark=mark) if present else []
     hv = iter(hv)
     res = evaluate(traced)
     res.rows, res.extra = [], {"hvp": {}, "mode": "fwd-over-rev"}
@@ -223,7 +224,7 @@ def hvp(traced, vector):
 
 
 @_without_gc
-def hessian(traced, wrt=None):
+def hessian(traced, wrt=None, *, mark=None):
     """Every block d2 out / dx dy (shape x.shape + y.shape), forward-over-reverse: one
     forward sweep over the recorded gradient per input element."""
     graph, out = traced.graph, traced.output
@@ -238,7 +239,7 @@ def hessian(traced, wrt=None):
     with _located(traced):
         for b, y in zip(names, nodes):
             for i, e in _basis(xp, y.shape, dtype):
-                cols = iter(autodiff.jvp(graph, present, [y], [e]) if present else [])
+                cols = iter(autodiff.jvp(graph, present, [y], [e], mark=mark) if present else [])
                 for a, x, g in zip(names, nodes, grads):
                     col = next(cols) if g is not None else None
                     if col is not None:
