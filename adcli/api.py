@@ -92,9 +92,10 @@ def check_dtype(dtype):
 
 
 @_without_gc
-def trace(source, values, *, dtype="float64", limits=None, filename=None, seed=0):
+def trace(source, values, *, dtype="float64", limits=None, filename=None, seed=0, hooks=()):
     """Parse `source` and evaluate it at `values` (name -> array), recording the graph;
-    `seed` seeds its randn, rand and randint, as in a script."""
+    `seed` seeds its randn, rand and randint, as in a script. `hooks`: evaluator hooks for
+    the values computed at the traced point (graph.hooks; adcli profile times them)."""
     limits = limits or Limits()
     try:
         tree = parse(source)
@@ -122,6 +123,7 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None, seed=0
                                        hint=close or ("its names are " + ", ".join(names)
                                                       if names else "it has no names"))
         graph = Graph(dtype=check_dtype(dtype), limits=limits, seed=seed)
+        graph.hooks = tuple(hooks)
         inputs = {n: graph.input(n, values[n], pos=first_use(tree, n)) for n in given}
         out = Evaluator(graph, inputs)
         output = out.array(out.run(tree), tree[1])
@@ -132,8 +134,9 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None, seed=0
 
 @_without_gc
 def trace_script(source, values, *, dtype="float64", limits=None, filename=None, seed=0,
-                 max_steps=1_000_000, max_depth=64):
-    """Run a .ad script at `values`, recording its graph; its inputs are its `input` names."""
+                 max_steps=1_000_000, max_depth=64, hooks=()):
+    """Run a .ad script at `values`, recording its graph; its inputs are its `input` names.
+    `hooks`: as for `trace`."""
     from .script import Interpreter, check_structure, declared_inputs
     limits = limits or Limits()
     try:
@@ -147,6 +150,7 @@ def trace_script(source, values, *, dtype="float64", limits=None, filename=None,
                                            "its inputs are " + ", ".join(declared) if declared
                                            else "it declares no inputs: `input NAME`"))
         graph = Graph(dtype=check_dtype(dtype), limits=limits, seed=seed)
+        graph.hooks = tuple(hooks)
         interp = Interpreter(graph, source, filename, values, max_steps=max_steps, max_depth=max_depth)
         value = interp.run(tree)
         output = Evaluator(graph, {}).array(value, tree[-1][1])

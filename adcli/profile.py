@@ -1,31 +1,43 @@
-"""`adcli profile`: where the time of a value and its gradient goes, op by op.
+"""`adcli profile`: where the time of a value and its derivatives goes, op by op.
 
-One profile runs the work of `adcli grad` once untimed (the warm-up: caches, imports, and
-the checks that give the usual errors and notes), then `repeat` times timed. Each timed
-run traces the source again (parse, interpret, record the graph: the graph is
-define-by-run, so tracing is the forward pass) and walks the recorded graph back from the
-value to the inputs (reverse mode, `autodiff.vjp`).
+One profile runs the work of `adcli grad` (or, with `derivative`, of `adcli jacobian`,
+`hessian`, `jvp` or `hvp`) once untimed (the warm-up: caches, imports, and the checks that
+give the usual errors and notes), then `repeat` times timed. Each timed run traces the
+source again (parse, interpret, record the program), computes the value at the traced
+point with the evaluator (adcli/evaluate.py), and then does the derivative's work: for
+grad, the walk back from the value to the inputs (reverse mode, `autodiff.vjp`); for the
+other commands, their walks (`adcli/derivatives.py`: one JVP or VJP per basis vector, the
+recorded gradient of forward-over-reverse).
 
 What is timed, and how it adds up:
 
-* forward, per op: the op's forward rule alone, inside `Graph.emit`;
-* backward, per op: from the start of the node's derivative rule to the start of the next
-  node's, so a node's time includes the walk's bookkeeping of adding up its arguments'
-  cotangents and stepping over the nodes that have no rule to run;
-* `(tracing overhead)`: the whole trace minus its ops' forward rules: parsing, the script
-  interpreter, checking shapes and recording nodes;
-* `(backward overhead)`: the whole reverse walk minus its nodes' rules: finding the nodes
-  on a differentiable path, the NaN check (and the NaN-safe walk, when one is needed).
+* forward, per op: the op's forward rule alone, timed by an evaluator hook
+  (`hook(node, args, compute)`, adcli/evaluate.py). The traced graph carries the hook
+  from the start (`graph.hooks`), so every value computed at the traced point is timed:
+  those a script decides on while it runs and the rest when the value is computed;
+* backward (grad) or derivative (the other commands), per op: from the start of a node's
+  derivative rule to the start of the next node's, marked by the walks' `mark` callback,
+  so a node's time includes the walk's bookkeeping of adding up its arguments'
+  cotangents (or tangents) and stepping over the nodes that have no rule to run. A value
+  first needed by a rule (a node of the recorded gradient, for --hessian) is computed
+  within that rule's time;
+* `(tracing overhead)`: the trace and the value minus the ops' forward rules: parsing, the
+  script interpreter, checking shapes, recording nodes, the evaluator's loop, and the
+  literals (constants, zeros(...), randn(...): computed as they are recorded);
+* `(backward overhead)` / `(derivative overhead)`: the rest of the derivative's work:
+  finding the nodes on a differentiable path, the NaN check (and the NaN-safe walk, when
+  one is needed); for the other commands also the basis vectors, filling in the result,
+  recording the gradient graph (--hessian, --hvp) and the result's notes.
 
 So the rows add up to the wall time of the timed runs: the total of the table is what the
 same work costs unprofiled, plus the profiler's own bookkeeping (two clock readings per op
-forward, one per node backward: about 15% on an unrolled scalar loop, a few percent on
-array work; `benchmarks/bench_profile_overhead.py` measures it).
+forward, one per node backward; `benchmarks/bench_profile_overhead.py` measures it).
 
-Hooks. Off, profiling costs almost nothing: `Graph.emit` checks `graph.profiler` once per
-op, and the reverse walk reads it once per walk and then checks a local once per node.
-While `profile` runs, `Graph.profiler_for_new_graphs` is set, so the graphs it traces carry
-the profiler; nothing else changes.
+Hooks. Nothing global: off, a graph's hooks are empty (the evaluator checks once per op)
+and the walks' `mark` is None (checked once per node). While profiling, the timed graphs
+are traced with `hooks=(timing hook,)` (api.trace's argument), so that Graph.emit leaves
+even all-scalar nodes to the evaluator, which times them; the hooks are taken off the
+graph before the derivative's work, which runs as it does unprofiled, with `mark` passed.
 
 GPU backends. Array libraries for GPUs return from a call when the kernel is queued, not
 when it has run, so a plain clock would time the launch. Every clock reading of the
@@ -48,13 +60,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import Graph
-
 clock = time.perf_counter_ns          # integer nanoseconds: sums stay exact
-PHASES = ("forward", "backward")
+PHASES = ("forward", "backward", "derivative")
+OVERHEAD = {"forward": "(tracing overhead)", "backward": "(backward overhead)",
+            "derivative": "(derivative overhead)"}
+TRACING, BACKWARD_OVERHEAD = OVERHEAD["forward"], OVERHEAD["backward"]
+DERIVATIVES = ("jacobian", "hessian", "jvp", "hvp")   # commands whose work profile can time
 SORT_KEYS = ("self", "calls", "name")
 FORMATS = ("table", "csv", "json")
-TRACING, BACKWARD_OVERHEAD = "(tracing overhead)", "(backward overhead)"
 MAX_TRACE_EVENTS = 100_000            # op events written by --trace (first timed run only)
 SHAPES_SHOWN = 3                      # distinct input-shape signatures shown in a table cell
 SHAPES_KEPT = 20                      # ... and listed in JSON
@@ -82,39 +95,36 @@ def sync_hook(xp):
 # ---------------------------------------------------------------- recording
 
 class Profiler:
-    """The raw records of one timed run. `Graph.emit` calls `forward` for every op and
-    `autodiff._vjp` calls `mark` (None: not timing) as each node's rule starts. Both are
-    small functions made for the phase being timed, so that the timed path does no more
-    than read the clock and append."""
+    """The raw records of one timed run. In the forward phase `hook` is the evaluator hook
+    that times each op; in the backward or derivative phase `mark` is the walks' callback
+    (None: not timing). Both are small functions made for the phase being timed, so that
+    the timed path does no more than read the clock and append."""
 
     def __init__(self):
         self.sync = None
         self.notes = []
-        self.phase = None          # "forward" while tracing, "backward" during the walk
-        self.forward_records = []  # (node id, start, end) of each forward rule, in ns
-        self.marks = []            # node, ns, node, ns, ...: a backward rule starts;
-        #                            None, ns: a walk ends
-        self.forward, self.mark = _untimed, None
+        self.phase = None          # "forward", "backward", "derivative" or None
+        self.forward_records = []  # (node, start, end) of each forward rule, in ns
+        self.marks = []            # node, ns, node, ns, ...: a rule starts; None, ns: a walk ends
+        self.hook, self.mark = None, None
 
-    def attach(self, graph):
-        """Called by each graph made while profiling: pick its backend's sync hook."""
-        self.sync = sync_hook(graph.xp)
-        if self.sync is None and graph.xp is not np:
-            name = getattr(graph.xp, "__name__", "this backend")
+    def attach(self, xp):
+        """Time work on array module `xp`: pick its backend's sync hook."""
+        self.sync = sync_hook(xp)
+        if self.sync is None and xp is not np:
+            name = getattr(xp, "__name__", "this backend")
             note = (f"note: {name} has no synchronize hook (adcli.profile.register_sync): "
                     "times may measure kernel launches, not the device's work")
             if note not in self.notes:
                 self.notes.append(note)
-        self.begin(self.phase)
 
     def begin(self, phase):
-        """Time `phase` ("forward", "backward") from now on; None stops timing. Forward
-        rules run outside the forward phase (those a custom backward rule adds) are not
-        timed on their own: they are part of that rule's backward time."""
+        """Time `phase` from now on; None stops timing."""
         self.phase = phase
-        self.forward = _untimed if phase != "forward" else _forward_timer(
+        self.hook = None if phase != "forward" else _forward_timer(
             self.forward_records.append, self.sync)
-        self.mark = None if phase != "backward" else _marker(self.marks.append, self.sync)
+        self.mark = None if phase not in ("backward", "derivative") else _marker(
+            self.marks.append, self.sync)
 
     def now(self):
         if self.sync is not None:
@@ -126,32 +136,28 @@ class Profiler:
         self.marks.clear()
 
 
-def _untimed(fwd, xp, values, attrs, node_id):
-    return fwd(xp, *values, **attrs)
-
-
 def _forward_timer(append, sync):
-    """forward(fwd, xp, values, attrs, node id): run one op's forward rule, timed."""
+    """The evaluator hook hook(node, args, compute): run one op's forward rule, timed."""
     if sync is None:
-        def forward(fwd, xp, values, attrs, node_id):
+        def hook(node, args, compute):
             start = clock()
-            value = fwd(xp, *values, **attrs)
-            append((node_id, start, clock()))
+            value = compute(args)
+            append((node, start, clock()))
             return value
-        return forward
+        return hook
 
-    def forward_synced(fwd, xp, values, attrs, node_id):
+    def hook_synced(node, args, compute):
         sync()
         start = clock()
-        value = fwd(xp, *values, **attrs)
+        value = compute(args)
         sync()
-        append((node_id, start, clock()))
+        append((node, start, clock()))
         return value
-    return forward_synced
+    return hook_synced
 
 
 def _marker(append, sync):
-    """mark(node): a backward rule starts now (None: the walk ends)."""
+    """mark(node): a rule starts now (None: the walk ends)."""
     if sync is None:
         def mark(node):
             append(node)
@@ -163,17 +169,6 @@ def _marker(append, sync):
         append(node)
         append(clock())
     return mark_synced
-
-
-@contextlib.contextmanager
-def profiling(profiler):
-    """Graphs made inside this block carry `profiler`."""
-    before = Graph.profiler_for_new_graphs
-    Graph.profiler_for_new_graphs = profiler
-    try:
-        yield profiler
-    finally:
-        Graph.profiler_for_new_graphs = before
 
 
 # ---------------------------------------------------------------- results
@@ -215,7 +210,13 @@ class Profile:
     events: list = None          # Chrome trace events of the first timed run (--trace)
     dropped_events: int = 0
     notes: list = field(default_factory=list)
-    backward: bool = True        # False when the value is not a scalar: no gradient
+    derivative: str = "grad"     # the command whose work was timed after the value, or None
+    #                              (the value is not a scalar: the value only)
+
+    @property
+    def backward(self):
+        """Was a gradient profiled (a backward phase)?"""
+        return self.derivative == "grad"
 
     @property
     def total_ns(self):
@@ -229,12 +230,12 @@ class Profile:
 class _Totals:
     """Adds the records of each timed run into rows, by op and by source line."""
 
-    def __init__(self, source_lines):
+    def __init__(self, source_lines, after):
         self.rows = {}                # (op name, phase) -> Row
         self.lines = {} if source_lines is not None else None   # (line, phase) -> LineRow
         self.source_lines = source_lines
-        self.overhead = {TRACING: Row(TRACING, "forward"),
-                         BACKWARD_OVERHEAD: Row(BACKWARD_OVERHEAD, "backward")}
+        self.after = after            # the phase after the forward one, or None
+        self.overhead = [Row(OVERHEAD[p], p) for p in ("forward", after) if p]
 
     def add(self, node, phase, ns, first_run):
         row = self.rows.get((node.op.name, phase))
@@ -243,7 +244,7 @@ class _Totals:
         row.calls += 1
         row.self_ns += ns
         if first_run:                 # every timed run traces the same graph again
-            row.shapes[tuple([a.value.shape for a in node.args])] = None
+            row.shapes[tuple([a.shape for a in node.args])] = None
         if self.lines is not None:
             line = node.pos[0] if node.pos else None
             lr = self.lines.get((line, phase))
@@ -257,107 +258,126 @@ class _Totals:
             return "(no source line)"
         return self.source_lines[line - 1].strip()
 
-    def add_run(self, profiler, graph, spans, first_run):
-        """spans: (trace start, trace end, walk start, walk end), or the walk's None."""
-        nodes = graph.nodes
+    def add_run(self, profiler, spans, first_run):
+        """spans: (trace start, value end, derivative start, derivative end), or the
+        derivative's None."""
         forward = 0
-        for node_id, start, end in profiler.forward_records:
+        for node, start, end in profiler.forward_records:
             forward += end - start
-            self.add(nodes[node_id], "forward", end - start, first_run)
-        backward = 0
-        for node, start, end in _backward_intervals(profiler.marks):
-            backward += end - start
-            self.add(node, "backward", end - start, first_run)
+            self.add(node, "forward", end - start, first_run)
+        after = 0
+        for node, start, end in _rule_intervals(profiler.marks):
+            after += end - start
+            self.add(node, self.after, end - start, first_run)
         t0, t1, t2, t3 = spans
-        self._overhead(TRACING, (t1 - t0) - forward)
+        self._overhead(0, (t1 - t0) - forward)
         if t2 is not None:
-            self._overhead(BACKWARD_OVERHEAD, (t3 - t2) - backward)
+            self._overhead(1, (t3 - t2) - after)
 
-    def _overhead(self, name, ns):
-        row = self.overhead[name]
+    def _overhead(self, k, ns):
+        row = self.overhead[k]
         row.calls += 1
         row.self_ns += ns
 
 
-def _backward_intervals(marks):
+def _rule_intervals(marks):
     """(node, start, end) for each rule of the walks recorded in `marks`: from its mark to
-    the next. A None mark ends a walk (vjp walks twice when the first walk gives a NaN)."""
+    the next. A None mark ends a walk (vjp walks twice when the first walk gives a NaN; a
+    Jacobian walks once per basis vector)."""
     for k in range(0, len(marks) - 2, 2):
         if marks[k] is not None:
             yield marks[k], marks[k + 1], marks[k + 3]
 
 
 def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False,
-            max_events=MAX_TRACE_EVENTS, progress=None):
-    """Profile the value and the gradient of what `make_traced()` traces (an api.Traced),
-    `repeat` times after one warm-up. wrt: the input names to differentiate (default all).
-    A value that is not a scalar is profiled without a gradient, with a note.
+            max_events=MAX_TRACE_EVENTS, progress=None, derivative=None):
+    """Profile the value and the gradient of what `make_traced(hooks=())` traces (an
+    api.Traced, its graph carrying the evaluator hooks given), `repeat` times after one
+    warm-up. wrt: the input names to differentiate (default all). A value that is not a
+    scalar is profiled without a gradient, with a note.
+    derivative: instead of the gradient, (command name, run) where run(traced, mark) does
+    that command's work (a function of adcli/derivatives.py, passing `mark` to its walks)
+    and returns its api.Result.
     progress(done, repeat) is called after each timed run, outside the timings."""
     from . import api, autodiff
+    from .evaluate import evaluate
     traced = make_traced()                                  # warm-up, and the usual checks
-    backward = traced.output.size == 1 and traced.output.dtype.kind == "f"
-    if backward:
+    if derivative is not None:
+        name, run_derivative = derivative
+        result, after = run_derivative(traced, None), "derivative"
+    elif traced.output.size == 1 and traced.output.dtype.kind == "f":
+        name, after = "grad", "backward"
         result = api.gradient(traced, wrt)
         wrt = list(result.grad)
     else:
+        name = after = None
         result = api.evaluate(traced)
         result.notes.insert(0, f"note: the value has shape {tuple(traced.output.shape)}: "
                                "profiling the value only, without a gradient "
                                "(profile sum(...) of it for the backward pass)")
     notes = list(result.notes)
     label = traced.label or traced.source
-    totals = _Totals(traced.source.splitlines() if script else None)
+    totals = _Totals(traced.source.splitlines() if script else None, after)
+    profiler, events, dropped = Profiler(), None, 0
+    profiler.attach(traced.graph.xp)
     del traced, result
     gc.collect()
 
-    profiler, events, dropped = Profiler(), None, 0
     for run in range(repeat):
         traced = None
         was_enabled = gc.isenabled()
         gc.disable()                # as in api.trace and api.gradient
         try:
             # a script's print() would repeat once per run: the warm-up has shown it
-            with profiling(profiler), contextlib.redirect_stderr(io.StringIO()):
+            with contextlib.redirect_stderr(io.StringIO()):
                 profiler.begin("forward")
                 t0 = profiler.now()
-                traced = make_traced()
+                traced = make_traced(hooks=(profiler.hook,))
+                graph, out = traced.graph, traced.output
+                if after is not None:
+                    graph.value(out)      # computed and kept: the walks read the values
+                else:                     # as api.evaluate: freed after their last reader
+                    graph.values[out.id] = evaluate(graph, [out], hooks=graph.hooks,
+                                                    charge=False)[out.id]
                 t1 = profiler.now()
+            graph.hooks = ()            # the derivative's work runs as unprofiled, marked
             t2 = t3 = None
-            if backward:
-                nodes = [traced.inputs[w] for w in wrt]
-                profiler.begin("backward")
+            if after is not None:
+                profiler.begin(after)
                 t2 = profiler.now()
                 with np.errstate(all="ignore"):
-                    autodiff.vjp(traced.graph, traced.output, nodes)
+                    if derivative is None:
+                        autodiff.vjp(graph, out, [traced.inputs[w] for w in wrt],
+                                     mark=profiler.mark)
+                    else:
+                        run_derivative(traced, profiler.mark)
                 t3 = profiler.now()
         finally:
             profiler.begin(None)
             if was_enabled:
                 gc.enable()
         spans = (t0, t1, t2, t3)
-        totals.add_run(profiler, traced.graph, spans, first_run=run == 0)
+        totals.add_run(profiler, spans, first_run=run == 0)
         if run == 0 and trace_events:
-            events, dropped = chrome_events(profiler, traced.graph, spans, max_events)
+            events, dropped = chrome_events(profiler, spans, max_events, name)
         profiler.clear()
-        del traced
-        nodes = None
+        del traced, graph, out
         gc.collect()                # the graph's nodes and graph refer to each other
         if progress is not None:
             progress(run + 1, repeat)
-    rows = list(totals.rows.values()) + [totals.overhead[TRACING]]
-    if backward:
-        rows.append(totals.overhead[BACKWARD_OVERHEAD])
+    rows = list(totals.rows.values()) + totals.overhead
     lines = list(totals.lines.values()) if totals.lines is not None else None
-    return Profile(label, repeat, rows, lines, events, dropped, notes + profiler.notes, backward)
+    return Profile(label, repeat, rows, lines, events, dropped, notes + profiler.notes, name)
 
 
 # ---------------------------------------------------------------- Chrome trace events
 
-def chrome_events(profiler, graph, spans, max_events):
+def chrome_events(profiler, spans, max_events, derivative="grad"):
     """Trace events of one run (Chrome's trace-event format, which Perfetto and
-    chrome://tracing open): a "trace" and a "gradient" slice, and inside them one complete
-    event ("ph": "X") per op execution, at most max_events of them. Times in microseconds
-    from the start of the run. Returns (events, number of op events left out)."""
+    chrome://tracing open): a "trace" slice and a "gradient" one (or one named after the
+    derivative command profiled), and inside them one complete event ("ph": "X") per op
+    execution, at most max_events of them. Times in microseconds from the start of the
+    run. Returns (events, number of op events left out)."""
     t0, t1, t2, t3 = spans
     us = lambda ns: round((ns - t0) / 1000.0, 3)                # noqa: E731
     base = {"pid": 1, "tid": 1}
@@ -365,18 +385,17 @@ def chrome_events(profiler, graph, spans, max_events):
               dict(base, name="thread_name", ph="M", args={"name": "main"}),
               dict(base, name="trace", cat="run", ph="X", ts=0.0, dur=us(t1),
                    args={"what": "parse, interpret, record and evaluate the graph"})]
+    phase = "backward" if derivative == "grad" else "derivative"
     if t2 is not None:
-        events.append(dict(base, name="gradient", cat="run", ph="X", ts=us(t2),
-                           dur=round((t3 - t2) / 1000.0, 3),
-                           args={"what": "reverse-mode walk from the value to the inputs"}))
-    ops = []
-    for node_id, start, end in profiler.forward_records:
-        ops.append((graph.nodes[node_id], "forward", start, end))
-    for node, start, end in _backward_intervals(profiler.marks):
-        ops.append((node, "backward", start, end))
+        span, what = ("gradient", "reverse-mode walk from the value to the inputs") if (
+            phase == "backward") else (derivative, f"the work of adcli {derivative}")
+        events.append(dict(base, name=span, cat="run", ph="X", ts=us(t2),
+                           dur=round((t3 - t2) / 1000.0, 3), args={"what": what}))
+    ops = [(node, "forward", start, end) for node, start, end in profiler.forward_records]
+    ops += [(node, phase, start, end) for node, start, end in _rule_intervals(profiler.marks)]
     for node, phase, start, end in ops[:max_events]:
         args = {"node": f"%{node.id}", "phase": phase,
-                "shapes": _signature_text(tuple([a.value.shape for a in node.args]))}
+                "shapes": _signature_text(tuple([a.shape for a in node.args]))}
         if node.pos:
             args["line"], args["column"] = node.pos[0], node.pos[1]
         events.append(dict(base, name=node.op.name, cat=phase, ph="X", ts=us(start),
@@ -480,7 +499,8 @@ def _trim(text, width=60):
 
 def _heading(p, unit):
     runs = f"{p.repeat} run{'s' if p.repeat != 1 else ''}"
-    what = "" if p.backward else " (the value only)"
+    what = ("" if p.backward else " (the value only)" if p.derivative is None
+            else f" (the value and the work of adcli {p.derivative})")
     label = " ".join(p.label.split())           # an expression may span lines
     return f"{_trim(label, 80)}{what}: {runs} after a warm-up; times in {unit}"
 
@@ -583,7 +603,7 @@ def to_json(p, key="self"):
     """One JSON object; times in integer nanoseconds ("unit": "ns")."""
     total = p.total_ns
     obj = {"expr": p.label, "unit": "ns", "repeat": p.repeat, "warmup": 1,
-           "gradient": p.backward, "rows": [], "total": total}
+           "gradient": p.backward, "derivative": p.derivative, "rows": [], "total": total}
     for r in sorted_rows(p.rows, key):
         shapes = [[list(s) for s in sig] for sig in list(r.shapes)[:SHAPES_KEPT]]
         obj["rows"].append({"op": r.op, "phase": r.phase, "calls": r.calls,
@@ -599,5 +619,5 @@ def to_json(p, key="self"):
     return json.dumps(obj)
 
 
-__all__ = ["Profiler", "Profile", "profile", "profiling", "register_sync", "sync_hook",
+__all__ = ["Profiler", "Profile", "profile", "register_sync", "sync_hook", "DERIVATIVES",
            "write_trace", "to_plain", "to_rich", "to_csv", "to_json", "SORT_KEYS", "FORMATS"]

@@ -5,8 +5,10 @@
                                                 [--elements 1000000]
 
 The work is what one timed run of `adcli profile` does: trace the source (parse,
-interpret, record and evaluate the graph) and walk it back from the value to the inputs
-(`autodiff.vjp`), with Python's GC paused as in `adcli grad`. Three cases:
+interpret, record the graph), evaluate it, and walk it back from the value to the inputs
+(`autodiff.vjp`, which computes the values it reads), with Python's GC paused as in
+`adcli grad`. Profiled, the graph is traced with the timing hook (`hooks=`) and its value
+computed by the evaluator before the walk. Three cases:
 
   scalar loop   the issue-3 loop `y = y - 0.01*sin(y)*y + 0.001*y*y`, --loop iterations
                 in a .ad script (7 nodes an iteration: 14,000 nodes for 2,000);
@@ -25,7 +27,8 @@ Reported too: the whole `profile()` call per run (the warm-up, the aggregation o
 records and dropping each graph included) — what a user waits for, not what the table
 claims. Nothing here asserts on times; it prints figures and ratios measured in this run.
 (The cost of the hooks when profiling is off is measured by running
-benchmarks/bench_script_loop.py before and after: one attribute check per op and per node.)
+benchmarks/bench_script_loop.py before and after: the evaluator checks its hooks once per
+op, the walks their `mark` once per node.)
 """
 from __future__ import annotations
 
@@ -64,11 +67,13 @@ def cases(args):
     x = np.linspace(-2.0, 2.0, args.elements)
     return [
         (f"scalar loop, {args.loop:,} iterations",
-         lambda: api.trace_script(loop, {}, limits=limits, filename="loop.ad")),
+         lambda hooks=(): api.trace_script(loop, {}, limits=limits, filename="loop.ad",
+                                           hooks=hooks)),
         (f"vector loop (10,000 elements), {args.vector_loop:,} iterations",
-         lambda: api.trace_script(vloop, {}, limits=limits, filename="vloop.ad")),
+         lambda hooks=(): api.trace_script(vloop, {}, limits=limits, filename="vloop.ad",
+                                           hooks=hooks)),
         (f"vectorised expression, {args.elements:,} elements",
-         lambda: api.trace(VECTORISED, {"x": x}, limits=limits)),
+         lambda hooks=(): api.trace(VECTORISED, {"x": x}, limits=limits, hooks=hooks)),
     ]
 
 

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from adcli import api, profile
 from adcli.cli import app
-from adcli.graph import Graph
 
 runner = CliRunner()
 
@@ -226,8 +225,8 @@ def test_bad_options_exit_2(args):
 def test_errors_of_the_source_exit_2_and_leave_profiling_off():
     r = adcli("x*", "--at", "x=1")
     assert r.exit_code == 2 and "syntax error" in r.stderr
-    assert Graph.profiler_for_new_graphs is None
-    assert api.trace("x*2", {"x": np.float64(1.0)}).graph.profiler is None
+    # nothing global: a graph traced without hooks has none
+    assert api.trace("x*2", {"x": np.float64(1.0)}).graph.hooks == ()
 
 
 # ---------------------------------------------------------------- --trace
@@ -266,23 +265,40 @@ def test_library_profile_and_the_device_sync_hook():
     prof = profile.Profiler()
     prof.sync = lambda: calls.append(1)      # what a GPU backend's hook would do
     prof.begin("forward")
-    assert prof.forward(lambda xp, a, b: a * b, np, (2.0, 3.0), {}, 7) == 6.0
-    assert len(calls) == 2 and prof.forward_records[0][0] == 7
+    node = api.trace("x*3", {"x": np.float64(2.0)}).output
+    # the evaluator's hook: hook(node, args, compute) -> value
+    assert prof.hook(node, (2.0, 3.0), lambda args: args[0] * args[1]) == 6.0
+    assert len(calls) == 2 and prof.forward_records[0][0] is node
     prof.begin("backward")
     prof.mark(None)
     assert len(calls) == 3 and prof.marks[0] is None
     prof.begin(None)
-    assert prof.mark is None
+    assert prof.mark is None and prof.hook is None
     assert profile.sync_hook(np) is None
 
 
+def test_the_timing_hook_is_an_evaluator_hook():
+    from adcli.evaluate import evaluate
+    prof = profile.Profiler()
+    prof.begin("forward")
+    traced = api.trace("sum(sin(x) * x)", {"x": np.array([1.0, 2.0])})
+    got = evaluate(traced.graph, [traced.output], hooks=(prof.hook,))[traced.output.id]
+    assert got == pytest.approx(np.sum(np.sin([1.0, 2.0]) * [1.0, 2.0]))
+    assert [n.op.name for n, _, _ in prof.forward_records] == ["sin", "mul", "sum"]
+
+
 def test_library_profile_rows_add_up():
-    make = lambda: api.trace("x*x + 1", {"x": np.float64(3.0)})   # noqa: E731
+    # make_traced(hooks) traces with the evaluator hooks on the graph (nothing global)
+    made = []
+
+    def make(hooks=()):
+        made.append(api.trace("x*x + 1", {"x": np.float64(3.0)}, hooks=hooks))
+        return made[-1]
     p = profile.profile(make, None, 3)
     assert p.total_ns == sum(r.self_ns for r in p.rows)
     assert {(r.op, r.phase) for r in p.rows} >= {("mul", "forward"), ("mul", "backward"),
                                                  ("add", "forward"), ("add", "backward")}
-    assert Graph.profiler_for_new_graphs is None
+    assert made[0].graph.hooks == () and all(t.graph.hooks == () for t in made)
 
 
 def test_unit_is_chosen_for_readability():
@@ -293,7 +309,9 @@ def test_unit_is_chosen_for_readability():
 
 
 def test_trace_events_are_capped():
-    make = lambda: api.trace("sin(x) * x + x", {"x": np.float64(3.0)})   # noqa: E731
+    def make(hooks=()):
+        return api.trace("sin(x) * x + x", {"x": np.float64(3.0)}, hooks=hooks)
     p = profile.profile(make, None, 2, trace_events=True, max_events=2)
     ops = [e for e in p.events if e.get("cat") in ("forward", "backward")]
     assert len(ops) == 2 and p.dropped_events == 4      # 3 ops forward, 3 backward, once
+

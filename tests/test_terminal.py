@@ -263,7 +263,8 @@ def test_out_summary_on_a_terminal(tmp_path):
 def test_profile_reports_its_progress_after_each_run():
     from adcli import api, profile
     calls = []
-    profile.profile(lambda: api.trace("sum(x*x)", {"x": [1.0, 2.0]}), repeat=3,
+    make = lambda hooks=(): api.trace("sum(x*x)", {"x": [1.0, 2.0]}, hooks=hooks)  # noqa: E731
+    profile.profile(make, repeat=3,
                     progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
 
