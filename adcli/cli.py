@@ -479,19 +479,53 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
 def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
             max_work):
     """The source and the --at values, read once (stdin can only be read once), and the
-    tracing as a function (profile calls it once per run). Returns (trace function,
-    is_script)."""
+    tracing as a function of the evaluator hooks its graph carries (profile calls it once
+    per run). Returns (trace function, is_script)."""
     from . import api
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
     source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
                                                         seed)
     if script:
-        return (lambda: api.trace_script(source, vals, dtype=dtype, limits=limits,
-                                         filename=filename, seed=seed, max_steps=max_steps,
-                                         max_depth=max_depth)), True
+        return (lambda hooks=(): api.trace_script(source, vals, dtype=dtype, limits=limits,
+                                                  filename=filename, seed=seed,
+                                                  max_steps=max_steps, max_depth=max_depth,
+                                                  hooks=hooks)), True
     source = source.strip() if filename else source
-    return (lambda: api.trace(source, vals, dtype=dtype, limits=limits, filename=filename,
-                              seed=seed)), False
+    return (lambda hooks=(): api.trace(source, vals, dtype=dtype, limits=limits,
+                                       filename=filename, seed=seed, hooks=hooks)), False
+
+
+def _profiled_derivative(flags, wrt, mode, tangent, vector, stdin_free, seed):
+    """(command name, run(traced, mark)) of the derivative command that `adcli profile`
+    times instead of grad (flags: command name -> given), or None for grad."""
+    from . import derivatives, values
+    chosen = [name for name, given in flags.items() if given]
+    if len(chosen) > 1:
+        raise InputError("--" + " and --".join(chosen) + ": profile one derivative at a time")
+    name = chosen[0] if chosen else None
+    for option, given, owner in (("--mode", mode, "jacobian"), ("--tangent", tangent, "jvp"),
+                                 ("--vector", vector, "hvp")):
+        if given and name != owner:
+            raise InputError(f"{option} is for profile --{owner}")
+    if name is None:
+        return None
+    if name == "jvp" and not tangent:
+        raise InputError("profile --jvp needs --tangent NAME=VALUE for at least one input")
+    if name == "hvp" and not vector:
+        raise InputError("profile --hvp needs --vector NAME=VALUE for at least one input")
+    resolved = {}           # the vectors, read once (stdin can only be read once)
+
+    def vectors(traced, option, given):
+        if option not in resolved:
+            resolved[option] = values.resolve(given, traced.graph.dtype, traced.graph.limits,
+                                              option, stdin_free=stdin_free, seed=seed)
+        return resolved[option]
+    names = _wrt_names(wrt)
+    run = {"jacobian": lambda t, mark: derivatives.jacobian(t, names, mode, mark=mark),
+           "hessian": lambda t, mark: derivatives.hessian(t, names, mark=mark),
+           "jvp": lambda t, mark: derivatives.jvp(t, vectors(t, "--tangent", tangent), mark=mark),
+           "hvp": lambda t, mark: derivatives.hvp(t, vectors(t, "--vector", vector), mark=mark)}
+    return name, run[name]
 
 
 @app.command("profile", context_settings={"ignore_unknown_options": True},
@@ -510,6 +544,23 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                                  help="Also write a Chrome trace-event file of "
                                                       "the first timed run (Perfetto, "
                                                       "chrome://tracing)."),
+             as_jacobian: bool = typer.Option(False, "--jacobian",
+                                              help="Time the work of `adcli jacobian` instead "
+                                                   "of the gradient's."),
+             mode: Optional[str] = typer.Option(None, "--mode", metavar="fwd|rev",
+                                                help="With --jacobian: forward or reverse mode."),
+             as_hessian: bool = typer.Option(False, "--hessian",
+                                             help="Time the work of `adcli hessian`."),
+             as_jvp: bool = typer.Option(False, "--jvp", help="Time the work of `adcli jvp` "
+                                                              "along --tangent."),
+             tangent: Optional[List[str]] = typer.Option(
+                 None, "--tangent", metavar="NAME=VALUE,...",
+                 help="With --jvp: the direction each input moves in. May repeat."),
+             as_hvp: bool = typer.Option(False, "--hvp", help="Time the work of `adcli hvp` "
+                                                              "with --vector."),
+             vector: Optional[List[str]] = typer.Option(
+                 None, "--vector", metavar="NAME=VALUE,...",
+                 help="With --hvp: the vector v, by input. May repeat."),
              dtype: str = DTYPE, json: bool = typer.Option(False, "--json",
                                                            help="The same as --format json."),
              plain: bool = PLAIN, seed: int = SEED, max_elements: int = MAX_ELEMENTS,
@@ -517,7 +568,8 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
              max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
              max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
     """Time every op of the value and the gradient of EXPR, forward and backward, over
-    --repeat runs after a warm-up; for a script, also by source line.
+    --repeat runs after a warm-up; for a script, also by source line. With --jacobian,
+    --hessian, --jvp or --hvp, time that command's work instead of the gradient's.
 
     Example: adcli profile samples/two_layer_relu.ad --repeat 20
     """
@@ -529,11 +581,15 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
             raise InputError(f"--sort {sort}: unknown sort key", hint="use self, calls or name")
         if fmt_ not in profiling.FORMATS:
             raise InputError(f"--format {fmt_}: unknown format", hint="use table, csv or json")
+        derivative = _profiled_derivative(
+            {"jacobian": as_jacobian, "hessian": as_hessian, "jvp": as_jvp, "hvp": as_hvp},
+            wrt, mode, tangent, vector, stdin_free=expr != "-", seed=seed)
         make, script = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
                                max_depth, max_memory, max_work)
         with render.progress_bar("timed runs", sys.stderr) as progress:
             p = profiling.profile(make, _wrt_names(wrt), repeat, script=script,
-                                  trace_events=trace is not None, progress=progress)
+                                  trace_events=trace is not None, progress=progress,
+                                  derivative=derivative)
         if trace is not None:
             profiling.write_trace(p, trace)
             if p.dropped_events:

@@ -315,3 +315,64 @@ def test_trace_events_are_capped():
     ops = [e for e in p.events if e.get("cat") in ("forward", "backward")]
     assert len(ops) == 2 and p.dropped_events == 4      # 3 ops forward, 3 backward, once
 
+
+# ---------------------------------------------------------------- the derivative commands
+
+@pytest.mark.parametrize("flag, extra, expr, at, ops", [
+    ("--jacobian", (), "tanh(A @ x) + x", "A=[[1,2],[3,4]],x=[1,1]", {"matmul", "tanh", "add"}),
+    ("--jacobian", ("--mode", "rev"), "tanh(A @ x) + x", "A=[[1,2],[3,4]],x=[1,1]",
+     {"matmul", "tanh", "add"}),
+    ("--hessian", (), "sum(sin(x) * x)", "x=[1,2,3]", {"sin", "mul", "sum"}),
+    ("--jvp", ("--tangent", "x=[1,0]"), "tanh(A @ x) + x", "A=[[1,2],[3,4]],x=[1,1]",
+     {"matmul", "tanh", "add"}),
+    ("--hvp", ("--vector", "x=[1,0,0]"), "sum(sin(x) * x)", "x=[1,2,3]", {"sin", "mul", "sum"}),
+])
+def test_derivative_commands_are_profiled_op_by_op(flag, extra, expr, at, ops):
+    obj = profile_json(expr, "--at", at, flag, *extra, "--repeat", "2")
+    assert obj["derivative"] == flag[2:] and obj["gradient"] is False
+    rows = rows_by_key(obj)
+    for name in ops:
+        assert (name, "forward") in rows and (name, "derivative") in rows, name
+    assert {r["phase"] for r in obj["rows"]} == {"forward", "derivative"}
+    assert rows[("(derivative overhead)", "derivative")]["calls"] == 2
+    assert obj["total"] == sum(r["self_total"] for r in obj["rows"])
+    out = ok(expr, "--at", at, flag, *extra, "--repeat", "1", "--sort", "name")
+    assert f"the work of adcli {flag[2:]}" in out.splitlines()[0]
+    for name in ops:
+        assert any(line.split()[:2] == [name, "derivative"] for line in out.splitlines()), name
+
+
+def test_a_jacobian_walks_once_per_basis_vector():
+    # forward mode: one JVP per input element, so each op's rule runs 3 times a run
+    obj = profile_json("sin(x) * 2", "--at", "x=[1,2,3]", "--jacobian", "--mode", "fwd",
+                       "--repeat", "2")
+    assert rows_by_key(obj)[("sin", "derivative")]["calls"] == 6
+    assert rows_by_key(obj)[("sin", "forward")]["calls"] == 2
+
+
+def test_derivative_trace_events_and_script_lines(tmp_path):
+    path = tmp_path / "f.ad"
+    path.write_text(SCRIPT)
+    out = tmp_path / "t.json"
+    obj = profile_json(str(path), "--hessian", "--repeat", "1", "--trace", str(out))
+    assert {(r["line"], r["phase"]) for r in obj["lines"]} >= {(2, "forward"), (2, "derivative")}
+    events = json.loads(out.read_text())["traceEvents"]
+    assert {e["name"] for e in events if e.get("cat") == "run"} == {"trace", "hessian"}
+    assert {"sin", "mul"} <= {e["name"] for e in events if e.get("cat") == "derivative"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--jacobian", "--hessian"), "one derivative at a time"),
+    (("--jvp",), "needs --tangent"),
+    (("--hvp",), "needs --vector"),
+    (("--tangent", "x=1"), "--tangent is for profile --jvp"),
+    (("--mode", "fwd"), "--mode is for profile --jacobian"),
+])
+def test_derivative_options_that_do_not_fit_exit_2(args, message):
+    r = adcli("x*y", "--at", "x=1,y=2", *args)
+    assert r.exit_code == 2 and message in r.stderr, r.output + r.stderr
+
+
+def test_a_hessian_needs_a_scalar_value():
+    r = adcli("sin(x)", "--at", "x=[1,2]", "--hessian")
+    assert r.exit_code == 2 and "hessian needs a scalar value" in r.stderr
