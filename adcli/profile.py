@@ -7,14 +7,19 @@ source again (parse, interpret, record the program), computes the value at the t
 point with the evaluator (adcli/evaluate.py), and then does the derivative's work: for
 grad, the walk back from the value to the inputs (reverse mode, `autodiff.vjp`); for the
 other commands, their walks (`adcli/derivatives.py`: one JVP or VJP per basis vector, the
-recorded gradient of forward-over-reverse).
+recorded gradient of forward-over-reverse). (A large elementwise sum, which `adcli grad`
+differentiates by chunks, adcli/chunks.py, is profiled with the whole-array walk.)
 
 What is timed, and how it adds up:
 
 * forward, per op: the op's forward rule alone, timed by an evaluator hook
   (`hook(node, args, compute)`, adcli/evaluate.py). The traced graph carries the hook
   from the start (`graph.hooks`), so every value computed at the traced point is timed:
-  those a script decides on while it runs and the rest when the value is computed;
+  those a script decides on while it runs and the rest when the value is computed. For a
+  derivative the value is computed keeping every forward value (graph.value), so the walk
+  finds them all; unprofiled, the walk computes and keeps only those its rules read, so on
+  large arrays a profiled run holds more memory and is a little slower (about 15% on the
+  10^6-element case of benchmarks/bench_profile_overhead.py);
 * backward (grad) or derivative (the other commands), per op: from the start of a node's
   derivative rule to the start of the next node's, marked by the walks' `mark` callback,
   so a node's time includes the walk's bookkeeping of adding up its arguments'
