@@ -217,7 +217,12 @@ class ForwardValues:
                 if k in reach:
                     last[j] = min(last.get(j, k), k)
             from .evaluate import evaluate
-            self.values = evaluate(graph, [nodes[j] for j in last], charge=False)
+            # the output's value comes with them, for the result (not computed twice)
+            self.values = evaluate(graph, [nodes[j] for j in last] + [output], charge=False)
+            if known[output.id] is None:
+                known[output.id] = self.values[output.id]
+            if output.id not in last:
+                del self.values[output.id]
             for j, k in last.items():
                 self.free_at.setdefault(k, []).append(j)
 
