@@ -766,7 +766,7 @@ def trace_(expr: str = SOURCE, at: Optional[List[str]] = AT,
 
 
 # ---------------------------------------------------------------- gradcheck
-# (adcli/gradcheck.py)
+# (adcli/check/)
 
 @app.command("gradcheck", context_settings={"ignore_unknown_options": True},
              rich_help_panel="Checking derivatives")
@@ -811,7 +811,7 @@ def gradcheck_(
     def work():
         import numpy as np
 
-        from . import gradcheck, render
+        from . import check as gradcheck, render
         from .errors import CHECK_FAILED
         limits = _limits(max_elements, max_nodes, max_memory, max_work)
         source, filename, script, vals = _source_and_values(expr, at, np.float64, limits, seed)

@@ -71,10 +71,12 @@ def force(graph, node):
 
 
 def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), keep=(),
-             xp=None, charge=True):
+             xp=None, charge=True, guards=True):
     """The values of `outputs` (nodes) with the inputs given in `inputs` ({node: value}),
     as {node id: value}; `keep` names more nodes whose values to return. The work of the
-    nodes computed is charged to the run's budget before any runs."""
+    nodes computed is charged to the run's budget before any runs. guards=False keeps the
+    decisions of the trace without checking them (gradcheck, where running the script
+    again would change it)."""
     inputs = inputs or {}
     given = {n.id: v for n, v in inputs.items()}
     nodes, known = graph.nodes, graph.values
@@ -105,11 +107,12 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}
     out = _run(graph, order, vals, known.__getitem__, keep=wanted, hooks=hooks, held=graph.held,
-               batch=batch, batched={n.id for n in batched}, xp=xp)
+               batch=batch, batched={n.id for n in batched}, xp=xp, guards=guards)
     return {i: out[i] if i in out else known[i] for i in wanted}
 
 
-def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched=None, xp=None):
+def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched=None, xp=None,
+         guards=True):
     """The loop: compute the nodes `order` (ids, topological) into `vals`, reading other
     values from `vals` or `recorded`. keep=None keeps every value; otherwise a value is
     freed once its last reader in `order` has run, unless its id is in `keep`."""
@@ -120,7 +123,7 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         for i in order:
             for a in nodes[i].args:
                 readers[a.id] = readers.get(a.id, 0) + 1
-    guards = graph.guards
+    guards = graph.guards if guards else {}
     live = 0                    # bytes of the values this loop holds
     points = batch or 1
     scalar, as_array = graph._scalar_type, graph.as_array
@@ -143,7 +146,9 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         v = compute(args) if not hooks else _hooked(hooks, node, args, compute)
         if type(v) is not scalar:
             v = as_array(v)
-            if v.dtype != node.dtype:     # what the shape rules promised (bool or the float type)
+            if v.dtype != node.dtype and v.dtype.kind != "c":
+                # what the shape rules promised (bool or the float type); complex values
+                # (gradcheck's complex step) keep their imaginary part
                 v = v.astype(node.dtype)
             if not _a_view(v, args):
                 live += _nbytes(v)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from adcli import gradcheck
+from adcli import check as gradcheck
 from adcli.cli import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -378,15 +378,16 @@ def test_every_option_of_gradcheck_is_in_the_readme():
 ])
 def test_all_columns_at_once_is_one_column_at_a_time(expr, shapes):
     from adcli import api
+    from adcli.check.function import Function
     rng = np.random.default_rng(7)
     traced = api.trace(expr, {k: rng.normal(size=s) for k, s in shapes.items()})
     names = list(traced.inputs)
-    replay = gradcheck.Replay(traced, names)
+    replay = Function(traced, names)
     base = [np.array(traced.inputs[n].value, dtype=float) for n in names]
     for j in range(len(names)):
         x = base[j].reshape(-1)
         t = 1e-3 * rng.normal(size=x.size)
-        at_once = replay.columns(j, x, t)
+        at_once = replay.columns(j, x, t, np.arange(x.size))
         assert at_once is not None
         for k in range(x.size):
             moved = [b.copy() for b in base]

@@ -11,7 +11,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from adcli import __version__, gradcheck, render
+from adcli import __version__, check as gradcheck, render
 from test_cli import adcli, ok
 from test_readme import adcli_executable, example_env
 
