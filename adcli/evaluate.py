@@ -71,10 +71,10 @@ def force(graph, node):
 
 
 def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), keep=(),
-             xp=None, charge=True, guards=True):
+             xp=None, charge=True, check_guards=True):
     """The values of `outputs` (nodes) with the inputs given in `inputs` ({node: value}),
     as {node id: value}; `keep` names more nodes whose values to return. The work of the
-    nodes computed is charged to the run's budget before any runs. guards=False keeps the
+    nodes computed is charged to the run's budget before any runs. check_guards=False keeps the
     decisions of the trace without checking them (gradcheck, where running the script
     again would change it)."""
     inputs = inputs or {}
@@ -83,7 +83,7 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     hi = max((o.id for o in outputs), default=-1)
     # the nodes that depend on a given input: their recorded values do not hold here
     moved = set(given)
-    guards = graph.guards
+    guards = graph.guards if check_guards else {}
     if given:
         last = max(hi, max(guards, default=-1))
         for node in nodes[min(given):last + 1]:
@@ -112,7 +112,7 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
 
 
 def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched=None, xp=None,
-         guards=True):
+         guards=None):
     """The loop: compute the nodes `order` (ids, topological) into `vals`, reading other
     values from `vals` or `recorded`. keep=None keeps every value; otherwise a value is
     freed once its last reader in `order` has run, unless its id is in `keep`."""
@@ -123,7 +123,7 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         for i in order:
             for a in nodes[i].args:
                 readers[a.id] = readers.get(a.id, 0) + 1
-    guards = graph.guards if guards else {}
+    guards = graph.guards if guards is None else guards   # {} checks none
     live = 0                    # bytes of the values this loop holds
     points = batch or 1
     scalar, as_array = graph._scalar_type, graph.as_array

@@ -81,6 +81,8 @@ class Op:
                                   # (adcli/evaluate.py), reductions move their axes
     examples: tuple = ()          # (argument shapes, attributes) the op tests use; one shape
                                   # stands for a single argument (elementwise ops: broadcasts)
+    value_of: int = None          # the op's value is this argument's (custom: -1, the body):
+                                  # gradcheck's all-columns evaluation sees through it
 
     def __post_init__(self):
         self._reads = None            # what its reverse rules read (autodiff.rule_reads)
@@ -1634,7 +1636,7 @@ op("setindex", batch=_setindex_batch,
        t[1] if t[1] is not None else 0.0, key=key),
    shape=lambda sx, sv, key=(): same_shape(sx, np.broadcast_shapes(index_key(key, sx), sv)),
    doc="y[key] = v in scripts, with value semantics")
-op("custom", batch=lambda xp, *xs, shapes, out, rule=None: xs[-1],
+op("custom", value_of=-1, batch=lambda xp, *xs, shapes, out, rule=None: xs[-1],
    args=("*xs",), fwd=lambda xp, *xs, rule=None: xs[-1], attrs={"rule": REQUIRED},
    kind="internal", internal=True, shape=lambda *shapes, rule=None: shapes[-1],
    # a script function with a `backward` block: its arguments are the function's

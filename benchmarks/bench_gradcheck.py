@@ -8,9 +8,9 @@ Cases, each a scalar function of x = linspace(-2, 2, n):
 * `sum(sin(x)*exp(-x*x))`, an expression: adcli's full check (every entry, central
   differences at three steps with Richardson extrapolation, one-sided slopes, error
   estimates), the same with --method complex, and with --fast (random projections). The
-  full check evaluates all 1,000 columns at once where the graph allows it (elementwise ops
-  and reductions); "one column at a time" times the general path, which replays the
-  recorded graph once per column and step, as for graphs outside that class;
+  full check evaluates all 1,000 columns at once on the evaluator's batch axis (the
+  elementwise part once, on the diagonal); "one column at a time" times the path taken
+  without batching rules, one evaluation of the program per column and step;
 * the same function in a script whose `mysin` has a `backward` rule (samples/sine.ad's
   MySineFunction): the rule is checked against its body as well.
 
@@ -39,7 +39,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adcli import gradcheck  # noqa: E402
+from adcli import check as gradcheck  # noqa: E402
+from adcli.check.function import Function  # noqa: E402
 
 EXPR = "sum(sin(x)*exp(-x*x))"
 SCRIPT = """input x
@@ -110,12 +111,12 @@ def main():
         return run
 
     def one_at_a_time():
-        columns = gradcheck.Replay.columns
-        gradcheck.Replay.columns = lambda *a, **k: None
+        columns = Function.columns
+        Function.columns = lambda *a, **k: None
         try:
             return adcli(EXPR)()
         finally:
-            gradcheck.Replay.columns = columns
+            Function.columns = columns
 
     cases = {
         "adcli gradcheck": adcli(EXPR),

@@ -284,7 +284,7 @@ def gradient_program(ck, v):
                 again = None if v is None else v.reshape(tr.output.shape)
                 return flat_grads(tr.graph, tr.output, [tr.inputs[n] for n in ck.names], again)
             vals = evaluate(graph, wanted, dict(zip(function.inputs, arrays)), charge=False,
-                            guards=False)
+                            check_guards=False)
         return np.concatenate([np.zeros(n.size) if g is None else
                                np.asarray(vals[g.id], dtype=np.float64).reshape(-1)
                                for n, g in zip(nodes, grads)])

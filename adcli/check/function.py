@@ -134,13 +134,13 @@ class Function:
         # running the script again would change it: the branches of the point are kept
         inputs = dict(zip(self.inputs, arrays))
         return evaluate(self.graph, [out], inputs, hooks=[*self.hooks, *hooks], charge=False,
-                        guards=False)[out.id]
+                        check_guards=False)[out.id]
 
     # -------------------------------------------------------------- all columns at once
     def _plan(self, j):
         """For input j: the diagonal nodes (computed elementwise from the input alone,
-        without a guard), those of them that the rest of the program reads, and the work of
-        the two parts."""
+        without a guard), those of them that the rest of the program reads, the work of the
+        two parts, and the columns one batched evaluation may take."""
         if j in self._plans:
             return self._plans[j]
         x, graph = self.inputs[j], self.graph
@@ -148,8 +148,14 @@ class Function:
         diag, read = {x.id}, []
         for i in sorted(dep - {x.id}):
             node = graph.nodes[i]
-            if (node.op.broadcasts and node.shape == x.shape and i not in graph.guards
-                    and all(a.id in diag or a.id not in dep for a in node.args)):
+            op, args = node.op, node.args
+            if node.shape != x.shape or i in graph.guards:
+                elementwise = False
+            elif op.value_of is not None:      # its value is an argument's (a custom rule's body)
+                elementwise = args[op.value_of].id in diag
+            else:
+                elementwise = op.broadcasts and all(a.id in diag or a.id not in dep for a in args)
+            if elementwise:
                 diag.add(i)
             else:
                 read += [a for a in node.args if a.id in diag]
@@ -173,9 +179,10 @@ class Function:
         ks = np.asarray(ks, dtype=np.intp)
         self.limits.spend(diag_work, "gradcheck's evaluation", node_x.pos)
         moved = (x + t).reshape(node_x.shape)
-        # the diagonal part: one evaluation at x + t
+        # the diagonal part: one evaluation at x + t. It has no guards; those of the rest,
+        # which depend on one column each, are checked on the batch axis below
         d = evaluate(self.graph, read + ([out] if out.id in diag else []), {node_x: moved},
-                     hooks=self.hooks, charge=False)
+                     hooks=self.hooks, charge=False, check_guards=False)
         d[node_x.id] = moved
         m = out.size
         f = np.full((len(ks), m), np.nan, dtype=np.result_type(np.asarray(out.value), *d.values()))
