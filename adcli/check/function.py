@@ -38,7 +38,9 @@ def real(v):
 
 
 def _complex(v):
-    return v if np.iscomplexobj(v) or np.asarray(v).dtype.kind != "f" else np.asarray(v, np.complex128)
+    if np.iscomplexobj(v) or np.asarray(v).dtype.kind != "f":
+        return v
+    return np.asarray(v, np.complex128)
 
 
 def _selects(op, i):
@@ -185,7 +187,7 @@ class Function:
                      hooks=self.hooks, charge=False, check_guards=False)
         d[node_x.id] = moved
         m = out.size
-        f = np.full((len(ks), m), np.nan, dtype=np.result_type(np.asarray(out.value), *d.values()))
+        f = np.full((len(ks), m), np.nan, dtype=np.complex128 if self.complex else np.float64)
         self.flipped = np.zeros(len(ks), bool)
         if out.id in diag:
             f[:] = np.asarray(out.value).reshape(1, -1)

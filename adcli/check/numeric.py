@@ -167,7 +167,8 @@ class Numeric:
 
     def __init__(self, function, base, f0, eps, method, rtol, atol, progress=None):
         self.function, self.method, self.eps = function, method, eps
-        # progress(done, total) after each column done one by one, the long part of a check
+        # progress(done, total): once for the columns done all at once, then after each
+        # column done one by one, the long part of a check
         self.progress = progress or (lambda done, total: None)
         self.rtol, self.atol = rtol, atol
         self.base = [np.array(b, dtype=np.float64) for b in base]
@@ -209,7 +210,8 @@ class Numeric:
         fp = np.empty((len(cols), STEPS, m))
         fm = np.empty((len(cols), STEPS, m))
         slow = self._all_columns_at_once(cols, h, fp, fm)
-        for done, c in enumerate(slow, 1):
+        fast = self._report_at_once(cols, slow)
+        for done, c in enumerate(slow, fast + 1):
             j, k = cols[c]
             flat = self.flat[j]
             x = flat[k]
@@ -220,7 +222,7 @@ class Numeric:
                 flat[k] = x - t
                 fm[c, s] = self._f(None)
             flat[k] = x
-            self.progress(done, len(slow))
+            self.progress(done, len(cols))
         return estimate(fp, fm, self.f0[None, None, :], h, self.rtol, self.atol)
 
     def _all_columns_at_once(self, cols, h, fp, fm):
@@ -251,6 +253,13 @@ class Numeric:
                 slow += [c for c, bad in zip(cs, flipped) if bad]
         return slow
 
+    def _report_at_once(self, cols, slow):
+        """Progress after the columns done all at once; the count of those columns."""
+        fast = len(cols) - len(slow)
+        if fast:
+            self.progress(fast, len(cols))
+        return fast
+
     @staticmethod
     def _by_input(cols):
         groups = {}
@@ -273,14 +282,15 @@ class Numeric:
                 self.evaluations += 1
                 value[cs] = f.imag / COMPLEX_STEP
                 slow += [c for c, bad in zip(cs, self.function.flipped) if bad]
-        for done, c in enumerate(slow, 1):
+        fast = self._report_at_once(cols, slow)
+        for done, c in enumerate(slow, fast + 1):
             j, k = cols[c]
             flat = self.flat[j]
             x = flat[k]
             flat[k] = x + 1j * COMPLEX_STEP
             value[c] = np.asarray(self._f(None)).imag / COMPLEX_STEP
             flat[k] = x
-            self.progress(done, len(slow))
+            self.progress(done, len(cols))
         return self._complex_estimate(value)
 
     def _complex_estimate(self, value):

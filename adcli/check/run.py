@@ -80,8 +80,8 @@ class Check:
 
     def _afford_every_entry(self):
         """Inputs outside the all-columns-at-once evaluation are checked one column at a
-        time, a replay of the graph per column and step: for a long unrolled script that can
-        take very long, and random projections are compared instead."""
+        time, an evaluation of the program per column and step: for a long unrolled script
+        that can take very long, and random projections are compared instead."""
         one_by_one = sum(size for j, size in enumerate(self.sizes)
                          if self.function.columns(j, self.base[j].reshape(-1), np.zeros(size),
                                                   [0]) is None)
