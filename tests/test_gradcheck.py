@@ -395,6 +395,21 @@ def test_all_columns_at_once_is_one_column_at_a_time(expr, shapes):
             np.testing.assert_allclose(at_once[k], np.ravel(replay(moved)), rtol=1e-13, atol=1e-13)
 
 
+def test_all_columns_at_once_leaves_the_columns_where_a_branch_changes():
+    from adcli import api
+    from adcli.check.function import Function
+    traced = api.trace_script("input x = [1, 2, 3]\nif sum(x) > 6.0005:\n    y = x * x\n"
+                              "else:\n    y = 2 * x\nreturn y\n", {})
+    function = Function(traced, ["x"])
+    x, t = np.array([1.0, 2.0, 3.0]), np.array([1e-3, -1e-3, 1e-4])
+    at_once = function.columns(0, x, t, np.arange(3))
+    assert list(function.flipped) == [True, False, False] and np.isnan(at_once[0]).all()
+    for k in (1, 2):
+        moved = x.copy()
+        moved[k] += t[k]
+        np.testing.assert_allclose(at_once[k], function([moved]), rtol=1e-14)
+
+
 def test_detach_is_seen_through_by_both_methods():
     for method in ("central", "complex"):
         r = check("x * detach(x)", "--at", "x=3", "--method", method, code=1)

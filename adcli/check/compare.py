@@ -279,7 +279,7 @@ def gradient_program(ck, v):
         try:
             vals = function.evaluate(wanted, arrays)
         except GuardFailed:
-            if ck.retrace_output(None) is not None:
+            if function.retrace is not None and function.retrace(None) is not None:
                 tr = ck.trace(ck.values_at(arrays), "float64", silent=True)
                 again = None if v is None else v.reshape(tr.output.shape)
                 return flat_grads(tr.graph, tr.output, [tr.inputs[n] for n in ck.names], again)

@@ -141,8 +141,9 @@ class Function:
     # -------------------------------------------------------------- all columns at once
     def _plan(self, j):
         """For input j: the diagonal nodes (computed elementwise from the input alone,
-        without a guard), those of them that the rest of the program reads, the work of the
-        two parts, and the columns one batched evaluation may take."""
+        without a guard), those of them that the rest of the program reads, whether a guard
+        depends on the input, the work of the two parts, and the columns one batched
+        evaluation may take."""
         if j in self._plans:
             return self._plans[j]
         x, graph = self.inputs[j], self.graph
@@ -164,7 +165,9 @@ class Function:
         read = list({a.id: a for a in read}.values())
         batched = [i for i in dep if i not in diag]
         biggest = max([graph.nodes[i].size for i in dep] + [1])
-        plan = self._plans[j] = (diag, read,
+        # the guards on this input's columns: checked on the batch axis, one per column
+        guarded = any(i in graph.guards for i in dep)
+        plan = self._plans[j] = (diag, read, guarded,
                                  sum(self.step_work.get(i, 0) for i in diag),
                                  sum(self.step_work.get(i, 0) for i in batched),
                                  max(1, BATCH_LIMIT // biggest))
@@ -176,7 +179,7 @@ class Function:
         program has no batching rule for this (the caller then moves one element at a time).
         Columns where a guard comes out differently (a script's branch) are left as NaN and
         returned in `self.flipped` (bool, by position in ks) for the caller to redo."""
-        diag, read, diag_work, batched_work, chunk = self._plan(j)
+        diag, read, guarded, diag_work, batched_work, chunk = self._plan(j)
         node_x, out = self.inputs[j], self.output
         ks = np.asarray(ks, dtype=np.intp)
         self.limits.spend(diag_work, "gradcheck's evaluation", node_x.pos)
@@ -189,7 +192,7 @@ class Function:
         m = out.size
         f = np.full((len(ks), m), np.nan, dtype=np.complex128 if self.complex else np.float64)
         self.flipped = np.zeros(len(ks), bool)
-        if out.id in diag:
+        if out.id in diag and not guarded:    # nothing else to evaluate
             f[:] = np.asarray(out.value).reshape(1, -1)
             f[np.arange(len(ks)), ks] = np.asarray(d[out.id]).reshape(-1)[ks]
             return f
