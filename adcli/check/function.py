@@ -44,10 +44,8 @@ def _complex(v):
 
 
 def _selects(op, i):
-    """Does argument i of op choose a branch (a comparison's, where's condition)? Such an
-    argument gets no derivative rule."""
-    return op.kind == "comparison" or (op.vjp is not None and op.arity is not None
-                                       and op.vjp[i] is None)
+    """Does argument i of op choose a branch (a comparison's, where's condition)?"""
+    return op.kind == "comparison" or i in op.selects
 
 
 def complex_hook(node, args, compute):
