@@ -79,6 +79,35 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     again would change it)."""
     inputs = inputs or {}
     given = {n.id: v for n, v in inputs.items()}
+    plan = _plan(graph, outputs, given, check_guards)
+    order = plan.order
+    points = batch or 1
+    if charge and order:
+        # an op's fixed cost once, its elements' at every point
+        graph.limits.spend(plan.fixed_work + plan.element_work * points,
+                           "this evaluation of the program", outputs[0].pos if outputs else None)
+    vals = dict(given)
+    wanted = {o.id for o in outputs} | {k.id for k in keep}
+    out = _run(graph, order, vals, graph.values.__getitem__, keep=wanted, hooks=hooks,
+               held=graph.held, batch=batch, batched={n.id for n in batched}, xp=xp,
+               guards=plan.guards, readers=dict(plan.readers))
+    known = graph.values
+    return {i: out[i] if i in out else known[i] for i in wanted}
+
+
+class _Plan:
+    """What one kind of evaluation computes: the nodes in order, how many of them read
+    each value, the guards to check and the work. Made once per outputs and given
+    inputs, and kept: re-evaluating a program at new points repeats no search."""
+    __slots__ = ("order", "readers", "guards", "fixed_work", "element_work")
+
+
+def _plan(graph, outputs, given, check_guards):
+    key = (tuple(o.id for o in outputs), tuple(sorted(given)), check_guards, len(graph.guards))
+    plans = graph.plans
+    plan = plans.get(key)
+    if plan is not None:
+        return plan
     nodes, known = graph.nodes, graph.values
     hi = max((o.id for o in outputs), default=-1)
     # the nodes that depend on a given input: their recorded values do not hold here
@@ -99,33 +128,38 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
         order.append(n.id)
         stack.extend(n.args)
     order.sort()
-    points = batch or 1
-    if charge and order:
-        # an op's fixed cost once, its elements' at every point
-        work = sum(OP_WORK + (graph.node_cost(nodes[i])[0] - OP_WORK) * points for i in order)
-        graph.limits.spend(work, "this evaluation of the program", outputs[0].pos if outputs else None)
-    vals = dict(given)
-    wanted = {o.id for o in outputs} | {k.id for k in keep}
-    out = _run(graph, order, vals, known.__getitem__, keep=wanted, hooks=hooks, held=graph.held,
-               batch=batch, batched={n.id for n in batched}, xp=xp, guards=guards)
-    return {i: out[i] if i in out else known[i] for i in wanted}
+    plan = _Plan()
+    plan.order, plan.guards = order, {i: g for i, g in guards.items() if i in seen}
+    plan.readers = _readers(nodes, order)
+    costs = [graph.node_cost(nodes[i])[0] - OP_WORK for i in order]
+    plan.fixed_work, plan.element_work = OP_WORK * len(order), sum(costs)
+    if len(plans) > 64:
+        plans.clear()
+    plans[key] = plan
+    return plan
+
+
+def _readers(nodes, order):
+    readers = {}
+    for i in order:
+        for a in nodes[i].args:
+            readers[a.id] = readers.get(a.id, 0) + 1
+    return readers
 
 
 def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched=None, xp=None,
-         guards=None):
+         guards=None, readers=None):
     """The loop: compute the nodes `order` (ids, topological) into `vals`, reading other
     values from `vals` or `recorded`. keep=None keeps every value; otherwise a value is
     freed once its last reader in `order` has run, unless its id is in `keep`."""
     nodes, dtype, limits = graph.nodes, graph.dtype, graph.limits
     xp = xp or graph.xp
-    readers = {}
-    if keep is not None:
-        for i in order:
-            for a in nodes[i].args:
-                readers[a.id] = readers.get(a.id, 0) + 1
+    if keep is not None and readers is None:
+        readers = _readers(nodes, order)
     guards = graph.guards if guards is None else guards   # {} checks none
     live = 0                    # bytes of the values this loop holds
     points = batch or 1
+    max_memory = limits.max_memory
     scalar, as_array = graph._scalar_type, graph.as_array
     for i in order:
         node = nodes[i]
@@ -134,16 +168,19 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         many = batched and any(a.id in batched for a in node.args)
         # the result's bytes, B times over for a node computed at B points
         nbytes = math.prod(node.shape) * node.dtype.itemsize * (points if many else 1)
-        if held + live + nbytes > limits.max_memory:
+        if held + live + nbytes > max_memory:
             limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name, node.pos)
         if many:
             flags = [a.id in batched for a in node.args]
             compute = (lambda a, e=entry, f=flags, n=node:
                        batched_forward(e, xp, batch, a, f, n, dtype))
             batched.add(i)
+            v = compute(args) if not hooks else _hooked(hooks, node, args, compute)
+        elif hooks:
+            v = _hooked(hooks, node, args,
+                        lambda a, e=entry, n=node: forward(e, xp, a, n.attrs, dtype, n.pos))
         else:
-            compute = (lambda a, e=entry, n=node: forward(e, xp, a, n.attrs, dtype, n.pos))
-        v = compute(args) if not hooks else _hooked(hooks, node, args, compute)
+            v = forward(entry, xp, args, node.attrs, dtype, node.pos)
         if type(v) is not scalar:
             v = as_array(v)
             if v.dtype != node.dtype and v.dtype.kind != "c":

@@ -241,7 +241,7 @@ def forward(entry, xp, values, attrs, dtype, pos=None):
     """Apply op `entry`'s forward rule to argument values: the one place an op runs, for
     the tracer and the evaluator alike. Booleans (from comparisons) enter arithmetic as 0
     and 1; linear-algebra and shape failures become adcli's errors at the node's place."""
-    if entry.numeric:
+    if entry.numeric and any(getattr(v, "dtype", None) == BOOL for v in values):
         values = as_numbers(values, dtype)
     try:
         return entry.fwd(xp, *values, **attrs)
@@ -289,6 +289,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.values = []           # by node id: the traced run's value, or None (not computed)
         self.guards = {}           # node id -> (kind, value): what the run decided on it
+        self.plans = {}            # the evaluator's plans, by what they compute (evaluate._plan)
         self._scalars = {}         # float -> const node: loops reuse their literals
         self.linted = []           # nodes of ops with a lint, in creation order
         self.pos = None            # the source place attributed to nodes created now
