@@ -396,47 +396,50 @@ class Graph:
         if len(self.nodes) >= self._max_nodes:
             raise LimitError(f"the graph has more than {self.limits.max_nodes:,} nodes",
                              pos=self.pos, hint="raise the limit with --max-nodes")
-        nodes = []
+        nodes, argv = [], []
         # the hot path of tracing: every argument a known number of the float type
-        all_scalars = entry.broadcasts
+        all_scalars = entry.broadcasts and not self.hooks
         dtype, values = self.dtype, self.values
         for a in args:
             if type(a) is not Node:
                 a = self.lift(a)
             nodes.append(a)
-            if a.shape or a.dtype is not dtype:
-                all_scalars = False
+            if all_scalars:
+                v = values[a.id]
+                if a.shape or a.dtype is not dtype or v is None:
+                    all_scalars = False
+                argv.append(v)
         args = tuple(nodes)
         limits = self.limits
-        if all_scalars:              # scalars in, scalar out: nothing to check
+        if all_scalars:
+            # a number from known numbers: computed now, as scripts branch on such values
+            # and recording them for later costs more than computing them
             limits.work += OP_WORK + 1
-            shape = ()
-            out_dtype = BOOL if entry.kind == "comparison" else dtype
+            if limits.work > limits.max_work:
+                limits.spend(0, entry.name, self.pos)
+            try:
+                v = entry.fwd(self.xp, *argv, **attrs)
+            except (ValueError, TypeError, IndexError, np.linalg.LinAlgError):
+                v = forward(entry, self.xp, argv, attrs, dtype, self.pos)   # its error
+            if type(v) is not self._scalar_type:
+                v = self.as_array(v)
+            node = Node(self, entry, args, attrs or NO_ATTRS, (), v.dtype, self.pos)
+            values.append(v)
         else:
             shape = self.check_shape(entry, args, attrs)
             work, _ = self.cost(entry, [a.shape for a in args], attrs, shape)
             limits.work += work
-            out_dtype = result_dtype(entry, args, dtype)
-        # the work budget, checked before the op is recorded
-        if limits.work > limits.max_work:
-            limits.spend(0, entry.name, self.pos)
-        if entry.kind == "constant":   # a literal: computed now, part of the program
-            return self._literal(entry, attrs, shape)
-        node = Node(self, entry, args, attrs or NO_ATTRS, shape, out_dtype, self.pos)
-        values.append(None)
+            # the work budget, checked before the op is recorded
+            if limits.work > limits.max_work:
+                limits.spend(0, entry.name, self.pos)
+            if entry.kind == "constant":   # a literal: computed now, part of the program
+                return self._literal(entry, attrs, shape)
+            node = Node(self, entry, args, attrs or NO_ATTRS, shape,
+                        result_dtype(entry, args, dtype), self.pos)
+            values.append(None)
         self.held += NODE_BYTES
         if entry.lint is not None:
             self.linted.append(node)     # the few nodes whose op has a lint (api.lints)
-        if all_scalars and not self.hooks:
-            # a number from known numbers is computed now: scripts branch on such values,
-            # and recording them for later costs more than computing them
-            argv = [values[a.id] for a in args]
-            if None not in argv:
-                try:
-                    v = entry.fwd(self.xp, *argv, **attrs)
-                except (ValueError, TypeError, IndexError, np.linalg.LinAlgError):
-                    v = forward(entry, self.xp, argv, attrs, dtype, self.pos)   # its error
-                values[-1] = v if type(v) is self._scalar_type else self.as_array(v)
         return node
 
     def _literal(self, entry, attrs, shape):
