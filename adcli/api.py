@@ -339,18 +339,9 @@ def _kinds(a):
 
 
 def first_nonfinite(graph, output):
-    """The first node (in evaluation order) that the output depends on whose value is not
-    finite although all its arguments are: the place where a NaN or an infinity was born."""
-    from .graph import reachable
-    for i in reachable([output]):
-        node = graph.nodes[i]
-        v = node.value
-        if v.dtype.kind != "f" or bool(np.all(np.isfinite(v))):
-            continue
-        if node.op is None or all(a.value.dtype.kind != "f" or bool(np.all(np.isfinite(a.value)))
-                                  for a in node.args):
-            return node
-    return None
+    """The node where a NaN or an infinity was born (see evaluate.first_nonfinite)."""
+    from .evaluate import first_nonfinite as find
+    return find(graph, output)
 
 
 def nonfinite_notes(traced, node, what):

@@ -200,6 +200,35 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
     return vals
 
 
+def first_nonfinite(graph, output):
+    """The first node (in evaluation order) that the output depends on whose value is not
+    finite although all its arguments are: where a NaN or an infinity was born. The values
+    the trace holds are looked at; the others are computed again with a watching hook,
+    which keeps nothing but what it finds."""
+    from .graph import reachable
+    known, nodes, born = graph.values, graph.nodes, []
+
+    def finite(v):
+        return getattr(v, "dtype", None) is None or v.dtype.kind != "f" or bool(np.isfinite(v).all())
+
+    def watch(node, args, compute):
+        v = compute(args)
+        if not finite(v) and all(finite(a) for a in args):
+            born.append(node.id)
+        return v
+
+    leaves = {}
+    for i in reachable([output]):
+        node = nodes[i]
+        if not node.args:                 # an input, a literal: given as they are
+            leaves[node] = known[i]
+            if not finite(known[i]):
+                born.append(i)
+    if output.args:                       # every op again, watched
+        evaluate(graph, [output], leaves, hooks=[watch], charge=False, check_guards=False)
+    return nodes[min(born)] if born else None
+
+
 def _a_view(v, args):
     """Is v an argument itself (detach) or a view of one (reshape, transpose, a slice)?
     Then it takes no memory of its own."""
