@@ -284,6 +284,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     if type(cotangent) is array:
         budget.live += cotangent.nbytes
     fv = None if graph_mode else ForwardValues(graph, output, need, lo)
+    limits, scalar = graph.limits, graph._scalar_type
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:
@@ -300,7 +301,12 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
         if op is None or not op.differentiable:
             continue
         if budget is not None:
-            budget.charge(node)
+            if big or node.shape or op.cost is not None:
+                budget.charge(node)
+            else:                              # a number: the charge of budget.charge, inline
+                limits.work += OP_WORK + 3
+                if limits.work > limits.max_work:
+                    budget.charge(node)
         if mark is not None:
             mark(node)
         if graph_mode:
@@ -332,7 +338,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                     raise _undefined(node, e) from None
                 if c is None:
                     continue
-            if tuple(c.shape) != a.shape:
+            if (a.shape or type(c) is not scalar) and tuple(c.shape) != a.shape:
                 c, fresh = mode.sum_to(c, a.shape), True   # the adjoint of broadcasting
             if watch is not None:
                 watch(node, i, g, c)
