@@ -1422,7 +1422,7 @@ def _scan_shape(s, axis=None):
     if not isinstance(axis, int):
         raise ValueError("axis must be one integer or None")
     axes_of(axis, len(s))
-    return tuple(s)
+    return tuple(s) or (1,)      # numpy makes a number's running sum an array of one
 
 
 def _cumsum_vjp(ns, g, y, x, axis=None):
@@ -1507,6 +1507,12 @@ def _same_shape(s, axis=None):
     return tuple(s)
 
 
+def _flip_shape(s, axis=None):
+    if not s and axis is not None:
+        raise ValueError("a number has no axis to reverse")
+    return _same_shape(s, axis)
+
+
 def _diag_key(shape, k):
     """The (rows, columns) of diagonal k of a matrix of `shape`: a static integer index."""
     m, n = shape
@@ -1535,7 +1541,7 @@ op("flip", batch=axes_moved(),
    fwd=lambda xp, x, axis=None: xp.flip(x, axis), attrs={"axis": None}, kind="shape",
    vjp=(lambda ns, g, y, x, axis=None: ns.flip(g, axis=axis),),
    jvp=lambda ns, t, y, x, axis=None: ns.flip(t[0], axis=axis), method=True,
-   shape=_same_shape, doc="flip(x, axis=None): reverse the order along the axes (all when None)")
+   shape=_flip_shape, doc="flip(x, axis=None): reverse the order along the axes (all when None)")
 
 
 def _cross_shape(sa, sb):

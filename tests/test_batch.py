@@ -13,7 +13,7 @@ import pytest
 from adcli import api, autodiff
 from adcli.evaluate import GuardFailed, NotBatchable, evaluate
 from adcli.graph import Graph, reachable
-from adcli.ops import OPS
+from adcli.ops import OPS, REQUIRED
 
 B = 3
 TESTED_ELSEWHERE = {"custom"}     # a user's rule, from a script: test_custom_rules_batch
@@ -183,3 +183,40 @@ def test_every_op_has_a_batching_rule_and_cases():
             assert op.broadcasts or op.batch is not None, op.name
         if op.kind != "constant" and op.name not in TESTED_ELSEWHERE:
             assert examples(op), op.name
+
+
+def shape_cases():
+    for op in OPS.values():
+        if op.kind == "constant" or op.name in TESTED_ELSEWHERE:
+            continue
+        found = examples(op)
+        required = any(v is REQUIRED for v in op.attrs.values())
+        if op.arity == 1 and op.kind in ("reduction", "shape", "linalg") and not required:
+            # a number where the examples have arrays: numpy's rules for 0-d arrays differ
+            found = found + [((), {}), ((), {"axis": 0})] * ("axis" in op.attrs) + [((), {})]
+        for k, (shapes, attrs) in enumerate(found):
+            shapes = shapes if shapes and isinstance(shapes[0], tuple) else (shapes,)
+            yield pytest.param(op.name, shapes, attrs, id=f"{op.name}-{k}")
+
+
+@pytest.mark.parametrize("name,shapes,attrs", list(shape_cases()))
+def test_the_shape_rule_says_what_the_forward_rule_makes(name, shapes, attrs):
+    """A node's shape and dtype come from its op's shape rule before anything runs; the
+    evaluator's value must have them (or both must refuse the arguments)."""
+    from adcli.errors import AdcliError
+    from adcli.graph import forward
+    op = OPS[name]
+    values = [sample(op, i, s) for i, s in enumerate(shapes)]
+    if op.selects:
+        values[0] = values[0] > 0
+    g = Graph()
+    xs = [g.input(f"x{i}", v) for i, v in enumerate(values)]
+    try:
+        node = g.emit(name, *xs, **attrs)
+    except AdcliError:
+        with pytest.raises(AdcliError):
+            forward(op, np, [g.values[x.id] for x in xs], attrs, g.dtype)
+        return
+    value = evaluate(g, [node])[node.id]
+    assert np.shape(value) == node.shape
+    assert np.asarray(value).dtype == node.dtype
