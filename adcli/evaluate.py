@@ -160,7 +160,7 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
     live = 0                    # bytes of the values this loop holds
     points = batch or 1
     max_memory = limits.max_memory
-    scalar, as_array = graph._scalar_type, graph.as_array
+    scalar, settle = graph._scalar_type, graph.settle
     for i in order:
         node = nodes[i]
         entry = node.op
@@ -182,11 +182,7 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         else:
             v = forward(entry, xp, args, node.attrs, dtype, node.pos)
         if type(v) is not scalar:
-            v = as_array(v)
-            if v.dtype != node.dtype and v.dtype.kind != "c":
-                # what the shape rules promised (bool or the float type); complex values
-                # (gradcheck's complex step) keep their imaginary part
-                v = v.astype(node.dtype)
+            v = settle(v, node)
             if not _a_view(v, args):
                 live += _nbytes(v)
         vals[i] = v

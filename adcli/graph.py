@@ -44,6 +44,7 @@ MAX_WORK = 50_000_000_000   # element operations: about a minute of numpy's work
 WORK_PER_SECOND = 1e9       # the rate that says so: what a budget allows another program
 OP_WORK = 5_000             # the fixed cost of one op, in element operations: Python's overhead
                             # of about 5 µs an op (measured in script loops) at ~1e9 elements/s
+EAGER_ELEMENTS = 64         # arrays up to this size are computed as they are recorded
 NODE_BYTES = 200            # the memory of one node besides its value (measured: about 220)
 
 
@@ -437,10 +438,28 @@ class Graph:
             node = Node(self, entry, args, attrs or NO_ATTRS, shape,
                         result_dtype(entry, args, dtype), self.pos)
             values.append(None)
+            if math.prod(shape) <= EAGER_ELEMENTS and not self.hooks:
+                # a small array of known values: computed now, like a number (its memory is
+                # about its node's, and a script branching on it needs no evaluation)
+                argv = [values[a.id] for a in args]
+                if all(v is not None for v in argv):
+                    v = self.settle(forward(entry, self.xp, argv, attrs, dtype, self.pos), node)
+                    values[-1] = v
+                    self.held += getattr(v, "nbytes", 8)
         self.held += NODE_BYTES
         if entry.lint is not None:
             self.linted.append(node)     # the few nodes whose op has a lint (api.lints)
         return node
+
+    def settle(self, v, node):
+        """A value just computed for `node`, as the graph holds it: an array of the backend
+        (a numpy scalar for a number) of the dtype the shape rules promised (bool or the
+        float type; complex values, gradcheck's complex step, keep their imaginary part)."""
+        if type(v) is not self._scalar_type:
+            v = self.as_array(v)
+            if v.dtype != node.dtype and v.dtype.kind != "c":
+                v = v.astype(node.dtype)
+        return v
 
     def _literal(self, entry, attrs, shape):
         what = f"{entry.name} would make an array"
