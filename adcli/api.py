@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import autodiff
-from .errors import AdcliError, InputError, UnknownNameError, suggest
+from .errors import AdcliError, InputError, Note, UnknownNameError, note, suggest, warning
 from .graph import Graph, Limits, Node
 from .parse import parse
 from .trace import CALLABLE, CONSTANTS, Evaluator, check_calls, first_use, free_names
@@ -62,7 +62,7 @@ class Result:
     grad: dict = None               # name -> array
     dtype: str = "float64"
     device: str = "cpu"
-    notes: list = field(default_factory=list)      # messages for stderr
+    notes: list = field(default_factory=list)      # errors.Note: messages for stderr
     order: int = 1                  # of the derivatives in `grad`
     rows: list = None               # other results: (plain key, terminal label, array)
     extra: dict = None              # their JSON members: key -> array, dict of arrays or text
@@ -181,11 +181,9 @@ def evaluate(traced):
     return res
 
 
-def _note(traced, message, node):
-    """A warning with the node's place in the source, a caret under it."""
-    err = AdcliError(message, pos=node.pos)
-    err.located(traced.source, traced.filename)
-    return err.render().replace("error: ", "", 1)
+def _at(traced, node):
+    """Where a note about `node` points: its place in the source, a caret under it."""
+    return dict(pos=node.pos, source=traced.source, filename=traced.filename)
 
 
 def lints(traced):
@@ -202,7 +200,7 @@ def lints(traced):
             continue
         message = node.op.lint(graph.xp, *[a.value for a in node.args])
         if message:
-            notes.append(_note(traced, "warning: " + message, node))
+            notes.append(warning(node.op.name + "-lint", message, **_at(traced, node)))
     return notes
 
 
@@ -219,7 +217,9 @@ def detect_anomaly(traced, nodes, result):
     """--detect-anomaly: name the first node whose forward value, and the first derivative
     rule whose backward output, is a NaN or an infinity born from finite inputs, even where
     the final results stay finite. Returns (messages, bad): bad names the value or the
-    derivatives in `result` that are not finite. The findings also go into
+    derivatives in `result` that are not finite. The messages replace the notes of
+    `result` that they say more about (that a value is not finite, and the ops' lints, which
+    are about non-finite values they mask); the findings also go into
     result.extra["anomalies"] (for --json)."""
     graph, out, messages = traced.graph, traced.output, []
     from .render import grad_key
@@ -241,8 +241,9 @@ def detect_anomaly(traced, nodes, result):
         reached = "the value" in bad
         reach = ("it reaches the value" if reached
                  else "it does not reach the value, which is finite (masked)")
-        messages.append(_note(traced, f"anomaly (forward): {born.op.name}({shown}) gives "
-                                      f"{_kinds(born.value)}; {reach}", born))
+        messages.append(Note("anomaly-forward", f"{born.op.name}({shown}) gives "
+                             f"{_kinds(born.value)}; {reach}", "warning",
+                             tag="anomaly (forward)", **_at(traced, born)))
         record("forward", born, ["value"] if reached else [])
     hit = autodiff.first_nonfinite_cotangent(graph, out, nodes, safe=False) if nodes else None
     if hit is not None:
@@ -252,12 +253,17 @@ def detect_anomaly(traced, nodes, result):
         reach = ("it reaches " + ", ".join(grads) if grads else
                  "no gradient is affected: adcli's chain rule counts a zero cotangent times an "
                  "infinite derivative as 0, so every gradient is finite")
-        messages.append(_note(traced, f"anomaly (backward): the derivative of "
-                                      f"{node.op.name}({shown}) with respect to argument {i + 1} "
-                                      f"is not finite here; {reach}", node))
+        messages.append(Note("anomaly-backward", f"the derivative of {node.op.name}({shown}) "
+                             f"with respect to argument {i + 1} is not finite here; {reach}",
+                             "warning", tag="anomaly (backward)", **_at(traced, node)))
         record("backward", node, grads)
     result.extra = {**(result.extra or {}), "anomalies": records}
+    result.notes = [n for n in result.notes if n.code not in ANOMALY_REPLACES
+                    and not n.code.endswith("-lint")] + messages
     return messages, bad
+
+
+ANOMALY_REPLACES = ("nonfinite-value", "nonfinite-gradient")
 
 
 def choose_inputs(traced, wrt, what="--wrt", required=True):
@@ -306,8 +312,9 @@ def gradient(traced, wrt=None):
     res.grad = {}
     for w, n, g in zip(wrt, nodes, cts):
         if g is None:
-            res.notes.append(f"note: no derivative reaches '{w}' (the value does not depend on it, "
-                             "or only through steps with derivative 0); its gradient is 0")
+            res.notes.append(note("no-derivative", f"no derivative reaches '{w}' (the value does "
+                                  "not depend on it, or only through steps with derivative 0); "
+                                  "its gradient is 0"))
             g = traced.graph.xp.zeros(n.shape, dtype=traced.graph.dtype)
         res.grad[w] = g
     bad = [w for w, g in res.grad.items() if not bool(np.all(np.isfinite(g)))]
@@ -318,17 +325,15 @@ def gradient(traced, wrt=None):
 
 def _gradient_origin(traced, nodes, bad):
     """Say which rule first made a gradient non-finite, and where it sits in the source."""
-    msg = ("warning: the gradient of " + ", ".join(f"'{w}'" for w in bad)
+    msg = ("the gradient of " + ", ".join(f"'{w}'" for w in bad)
            + " is not finite although the value is")
     hit = autodiff.first_nonfinite_cotangent(traced.graph, traced.output, nodes)
     if hit is None:
-        return msg
+        return warning("nonfinite-gradient", msg)
     node, i = hit
     shown = ", ".join(_short(a.value) for a in node.args)
-    err = AdcliError(f"{msg}: the derivative of {node.op.name}({shown}) with respect to "
-                     f"argument {i + 1} is not finite there", pos=node.pos)
-    err.located(traced.source, traced.filename)
-    return err.render().replace("error: ", "", 1)
+    return warning("nonfinite-gradient", f"{msg}: the derivative of {node.op.name}({shown}) with "
+                   f"respect to argument {i + 1} is not finite there", **_at(traced, node))
 
 
 def _kinds(a):
@@ -349,15 +354,15 @@ def nonfinite_notes(traced, node, what):
     if v.dtype.kind != "f" or bool(np.all(np.isfinite(v))):
         return []
     origin = first_nonfinite(traced.graph, node)
-    msg = f"warning: the {what} contains {_kinds(v)}"
+    msg, code = f"the {what} contains {_kinds(v)}", f"nonfinite-{what}"
     if origin is None:
-        return [msg]
+        return [warning(code, msg)]
     if origin.op is None:
-        return [msg + (f"; it comes from the input '{origin.name}'" if origin.is_input else "")]
+        return [warning(code, msg + (f"; it comes from the input '{origin.name}'"
+                                     if origin.is_input else ""))]
     shown = ", ".join(_short(a.value) for a in origin.args)
-    err = AdcliError(f"{msg}: first produced by {origin.op.name}({shown})", pos=origin.pos)
-    err.located(traced.source, traced.filename)
-    return [err.render().replace("error: ", "", 1)]
+    return [warning(code, f"{msg}: first produced by {origin.op.name}({shown})",
+                    **_at(traced, origin))]
 
 
 def _short(v):

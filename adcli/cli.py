@@ -298,8 +298,6 @@ def grad(expr: str = SOURCE,
             return
         messages, bad = api.detect_anomaly(traced, api.choose_inputs(traced, _wrt_names(wrt))[1],
                                            result)
-        # the anomaly report replaces the default warnings, which say the same more briefly
-        result.notes = [n for n in result.notes if not n.startswith("warning: the ")] + messages
         _show(result, json, plain, out, quiet)
         if bad:
             print(f"anomaly: {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite",

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import autodiff
 from .api import _without_gc, choose_inputs, evaluate, scalar_output
-from .errors import AdcliError, InputError, LimitError, ShapeError
+from .errors import AdcliError, InputError, LimitError, ShapeError, note
 
 
 def _reserve(traced, shapes, what):
@@ -60,8 +60,8 @@ def _check_growth(graph, sizes, levels, order):
 
 
 def _unused_note(name):
-    return (f"note: no derivative reaches '{name}' (the value does not depend on it, or only "
-            "through steps with derivative 0); its derivatives are 0")
+    return note("no-derivative", f"no derivative reaches '{name}' (the value does not depend "
+                "on it, or only through steps with derivative 0); its derivatives are 0")
 
 
 def _basis(xp, shape, dtype):
@@ -145,7 +145,8 @@ def jvp(traced, tangents, *, mark=None):
         t = autodiff.jvp(graph, out, nodes, ts, mark=mark)
     res = evaluate(traced)
     if t is None:
-        res.notes.append("note: the value does not depend on the inputs moved; the JVP is 0")
+        res.notes.append(note("no-derivative", "the value does not depend on the inputs moved; "
+                              "the JVP is 0"))
         t = graph.xp.zeros(out.shape, dtype=graph.dtype)
     t = graph.xp.broadcast_to(t, out.shape)
     res.rows = [("jvp", "JVP", t)]

@@ -14,7 +14,7 @@ with the count (see `repeated_runs`).
 from __future__ import annotations
 
 from . import autodiff
-from .errors import InputError, LimitError
+from .errors import InputError, LimitError, note
 from .graph import reachable
 from .wengert import node_adjoints, op_text, shape_text, value_text
 
@@ -127,8 +127,8 @@ class _Drawing:
         if out.dtype.kind != "f":
             raise InputError("the value is boolean and has no derivative: no backward graph")
         if out.size != 1:
-            notes.append(f"note: the value has shape {tuple(out.shape)}; the backward graph "
-                         "is that of the gradient of sum(value)")
+            notes.append(note("sum-of-value", f"the value has shape {tuple(out.shape)}; the "
+                              "backward graph is that of the gradient of sum(value)"))
         names = list(traced.inputs)
         cts = autodiff.vjp(graph, out, [traced.inputs[n] for n in names], create_graph=True)
         for name, g in zip(names, cts):

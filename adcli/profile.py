@@ -65,6 +65,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import errors
+
 clock = time.perf_counter_ns          # integer nanoseconds: sums stay exact
 PHASES = ("forward", "backward", "derivative")
 OVERHEAD = {"forward": "(tracing overhead)", "backward": "(backward overhead)",
@@ -118,8 +120,9 @@ class Profiler:
         self.sync = sync_hook(xp)
         if self.sync is None and xp is not np:
             name = getattr(xp, "__name__", "this backend")
-            note = (f"note: {name} has no synchronize hook (adcli.profile.register_sync): "
-                    "times may measure kernel launches, not the device's work")
+            note = errors.note("no-sync-hook", f"{name} has no synchronize hook "
+                               "(adcli.profile.register_sync): times may measure kernel "
+                               "launches, not the device's work")
             if note not in self.notes:
                 self.notes.append(note)
 
@@ -317,9 +320,9 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
     else:
         name = after = None
         result = api.evaluate(traced)
-        result.notes.insert(0, f"note: the value has shape {tuple(traced.output.shape)}: "
-                               "profiling the value only, without a gradient "
-                               "(profile sum(...) of it for the backward pass)")
+        result.notes.insert(0, errors.note(
+            "value-only", f"the value has shape {tuple(traced.output.shape)}: profiling the "
+            "value only, without a gradient (profile sum(...) of it for the backward pass)"))
     notes = list(result.notes)
     label = traced.label or traced.source
     totals = _Totals(traced.source.splitlines() if script else None, after)

@@ -13,6 +13,7 @@ import json
 import numpy as np
 
 from . import autodiff
+from .errors import note
 from .graph import reachable
 from .render import nested, number_text, plain_array, to_jsonable
 
@@ -85,10 +86,10 @@ def node_adjoints(traced):
     to them (the adjoint of the exponent in (x-3)**2 would be the NaN of log(x-3))."""
     graph, out = traced.graph, traced.output
     if out.dtype.kind != "f":
-        return None, "note: the value is boolean, so there are no adjoints"
+        return None, note("no-adjoints", "the value is boolean, so there are no adjoints")
     if out.size != 1:
-        return None, (f"note: the value has shape {tuple(out.shape)}; adjoints (gradients) "
-                      "need a value that is one number: use sum(...) of it")
+        return None, note("no-adjoints", f"the value has shape {tuple(out.shape)}; adjoints "
+                          "(gradients) need a value that is one number: use sum(...) of it")
     adj, active = autodiff.adjoints(graph, out), set()
     for i in reachable([out]):           # in topological order: arguments first
         n = graph.nodes[i]

@@ -164,7 +164,7 @@ def test_unused_input_gets_zero_gradient_and_a_note():
     assert res.grad["y"] == 0
     res = api.gradient(api.trace("sum(x) + sum(floor(y))", {"x": np.ones(2), "y": np.ones(3)}))
     np.testing.assert_array_equal(res.grad["y"], np.zeros(3))
-    assert any("no derivative reaches 'y'" in n for n in res.notes)
+    assert any("no derivative reaches 'y'" in str(n) for n in res.notes)
 
 
 def test_wrt_chooses_inputs():
@@ -185,4 +185,4 @@ def test_deep_unary_chain_does_not_recurse():
 
 def test_nan_is_traced_to_its_origin():
     res = api.evaluate(api.trace("sum(log(x - 1) * 2)", {"x": np.array([1.0, 2.0])}))
-    assert any("log" in n and "column 5" in n for n in res.notes), res.notes
+    assert any("log" in str(n) and "column 5" in str(n) for n in res.notes), res.notes

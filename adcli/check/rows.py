@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import note, warning
 from .numeric import EPS, SAFETY
 
 SHOWN = 10                 # rows in the table and in --json "worst"
@@ -215,7 +216,7 @@ def verdict(ck, report, fo_status, second_status, rounding):
         report.message = (f"adcli's float32 derivatives differ from the numeric ones by more than "
                           f"rtol {number(ck.rtol)}, atol {number(ck.atol)}, but its float64 ones agree: "
                           "the difference is float32 rounding, not a wrong derivative")
-        report.notes.append("warning: " + report.message)
+        report.notes.append(warning("float32-rounding", report.message))
     elif nonsmooth:
         report.verdict = "nonsmooth"
         first = nonsmooth[0]
@@ -231,7 +232,7 @@ def verdict(ck, report, fo_status, second_status, rounding):
                               else "; the function jumps there") if jump else
                              f", and adcli's {number(first.analytic)} lies between them")
                           + "; everything else agrees")
-        report.notes.append("note: " + report.message)
+        report.notes.append(note("nonsmooth", report.message))
     else:
         statuses = list(fo_status.values()) + list(second_status.values())
         n_all = sum(s.size for s in statuses)
@@ -241,7 +242,7 @@ def verdict(ck, report, fo_status, second_status, rounding):
             report.message = ("nothing could be checked: the function is not finite within the "
                               "step around this point, so there is no numeric derivative to "
                               "compare with (try a smaller --eps, or another point)")
-            report.notes.append("warning: " + report.message)
+            report.notes.append(warning("unchecked", report.message))
             return
         report.verdict = "pass"
         n_first = sum(int(np.sum(s != "skipped")) for s in fo_status.values())

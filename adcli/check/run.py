@@ -14,7 +14,7 @@ import contextlib
 
 import numpy as np
 
-from ..errors import AdcliError, InputError, UnknownNameError, ValueError_, suggest
+from ..errors import AdcliError, InputError, UnknownNameError, ValueError_, note, suggest
 from .compare import (first_order_fast, first_order_full, name_kinks, numeric_columns,
                       numeric_projections, second_order, second_order_rows)
 from .function import Function
@@ -88,9 +88,9 @@ class Check:
         work = len(self.function.steps) * one_by_one * 2 * STEPS
         if work > WORK_LIMIT:
             self.full = False
-            self.notes.append(
-                f"note: comparing random projections (as with --fast): checking the "
-                f"{sum(self.sizes):,} entries one at a time would evaluate {work:,} nodes")
+            self.notes.append(note(
+                "projections", f"comparing random projections (as with --fast): checking the "
+                f"{sum(self.sizes):,} entries one at a time would evaluate {work:,} nodes"))
 
     # -------------------------------------------------------------- tracing
     def trace(self, values, dtype, silent=False):
@@ -117,10 +117,10 @@ class Check:
             again = self.trace(self.values_at(self.base), "float64", silent=True).output.value
             self.retrace_ok = bool(np.array_equal(again, self.ref.output.value))
             if not self.retrace_ok:
-                self.notes.append(
-                    "note: a comparison in the script comes out differently within the step, "
-                    "but running the script again with its inputs given would change its random "
-                    "draws, so the branches taken at the point were kept")
+                self.notes.append(note(
+                    "branches-kept", "a comparison in the script comes out differently within "
+                    "the step, but running the script again with its inputs given would change "
+                    "its random draws, so the branches taken at the point were kept"))
         if not self.retrace_ok:
             return None
         if arrays is None:
@@ -242,8 +242,8 @@ def recheck_in_float64(ck, report, numeric, rows, fo_status, second_status):
         hrows, new_second = second_order_rows(ck, hv, est, rtol, atol)
         new_rows += hrows
     if any(r.status == "FAIL" for r in new_rows):
-        report.notes.append("note: adcli's float64 derivatives disagree as well, so this is not "
-                            "float32 rounding")
+        report.notes.append(note("not-rounding", "adcli's float64 derivatives disagree as well, "
+                                 "so this is not float32 rounding"))
         return False, rows, fo_status, second_status
     for r in rows:
         if r.status == "FAIL":
