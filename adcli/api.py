@@ -159,6 +159,44 @@ def trace_script(source, values, *, dtype="float64", limits=None, filename=None,
     return Traced(source, graph, output, interp.inputs, filename, label=filename or "<script>")
 
 
+def tracer(expr, at=(), *, dtype="float64", limits=None, seed=0, max_steps=1_000_000,
+           max_depth=64, unset=False):
+    """Read EXPR (an expression, a script file, or - for standard input; see
+    adcli.sources) and the `at` values (--at specs) once, since standard input can only be
+    read once, and return (trace, source): trace(hooks=()) traces it, as often as asked
+    (adcli profile does so once per run, with its timing hooks in the graph). `seed` seeds
+    randn, rand and randint. With `unset`, an expression's names without a value are
+    traced at 1.0 (source.guessed lists them)."""
+    from . import sources
+    limits = limits or Limits()
+    source = sources.read(expr, at, check_dtype(dtype), limits, seed)
+    if unset:
+        sources.guess_unset(source)
+    text, vals, filename = source.text, source.values, source.filename
+
+    def run(hooks=()):
+        if source.script:
+            return trace_script(text, vals, dtype=dtype, limits=limits, filename=filename,
+                                seed=seed, max_steps=max_steps, max_depth=max_depth,
+                                hooks=hooks)
+        try:
+            return trace(text, vals, dtype=dtype, limits=limits, filename=filename, seed=seed,
+                         hooks=hooks)
+        except AdcliError as e:
+            guessed = source.guessed
+            if guessed and not e.hint:
+                e.hint = ("without --at, " + ", ".join(guessed) + " stood for the number 1; "
+                          "give values of the right shape with --at "
+                          + ",".join(f"{n}=..." for n in guessed))
+            raise
+    return run, source
+
+
+def load(expr, at=(), **options):
+    """EXPR and the `at` values read and traced once: a Traced (options: as for tracer)."""
+    return tracer(expr, at, **options)[0]()
+
+
 def output_value(traced):
     """The output's value at the traced point. Computed by the evaluator, which frees every
     value once no later node reads it: a script's earlier steps do not stay in memory."""

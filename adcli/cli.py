@@ -72,77 +72,6 @@ def main(version: bool = typer.Option(False, "--version", "-V", callback=_versio
     """
 
 
-def _source(expr):
-    """(text, filename, is_script) for the EXPR argument."""
-    from .parse import MAX_SOURCE, check_source_size
-    if expr == "-":
-        # bytes, so that text that is not UTF-8 gets a message from the parser with its
-        # place; no more than the limit is read (a character has at most 4 bytes)
-        stream = getattr(sys.stdin, "buffer", None)
-        text = (stream.read(4 * (MAX_SOURCE + 1)).decode("utf-8", "surrogateescape")
-                if stream is not None else sys.stdin.read(MAX_SOURCE + 1))
-        check_source_size(text, "standard input")
-        if not text.strip():
-            raise InputError("nothing on standard input")
-        return text, "<stdin>", _looks_like_script(text)
-    if expr.endswith(".ad") or _names_a_file(expr):
-        import os
-        if os.path.isdir(expr):
-            raise InputError(f"{expr} is a folder, not a script file")
-        if not os.path.isfile(expr):
-            from .trace import ATTRIBUTES
-            attribute = "" if expr.endswith(".ad") else (
-                f"; as an expression, .{expr.rsplit('.', 1)[1]} would be an attribute, and "
-                "the only one" + (" is " if len(ATTRIBUTES) == 1 else "s are ")
-                + ", ".join("." + a for a in ATTRIBUTES))
-            raise InputError(f"no such script file: {expr}",
-                             hint="a script is a file that exists, with any extension, or - "
-                                  "for standard input" + attribute)
-        with open(expr, encoding="utf-8", errors="replace") as f:
-            text = f.read(MAX_SOURCE + 1)
-        check_source_size(text, expr)
-        return text, expr, True
-    return expr, None, False
-
-
-def _source_and_values(expr, at, dtype, limits, seed=0):
-    """_source(expr) and the --at values; `@-` reads standard input unless it is the source;
-    `seed` seeds the randn, rand and randint of their expressions."""
-    from . import values
-    source, filename, script = _source(expr)
-    vals = values.resolve(at or [], dtype, limits, stdin_free=expr != "-", seed=seed)
-    return source, filename, script, vals
-
-
-def _names_a_file(expr):
-    """Is the EXPR argument a file name? Yes when such a file exists and the name looks
-    like a path: it starts with ./, ../, / or ~, or its last part has an extension (so
-    `x` and `x/y` stay expressions beside files of those names); and when it can be
-    nothing else: name.ext, which as an expression would be an attribute other than .T
-    (model.py, data/f.txt; not x.T, nor a number like 1.e5)."""
-    import os
-    import re
-
-    from .trace import ATTRIBUTES
-    base = os.path.basename(expr)
-    pathlike = expr.startswith(("./", "../", "/", "~")) or (
-        "." in base and re.search("[A-Za-z_]", base) is not None)
-    if pathlike and os.path.exists(expr):
-        return True                   # (a folder, too: _source says it is one)
-    m = re.fullmatch(r"([\w./~-]*[A-Za-z_~][\w./~-]*)\.([A-Za-z]\w*)", expr)
-    return m is not None and m.group(2) not in ATTRIBUTES
-
-
-def _looks_like_script(text):
-    """Standard input holds a script when some line is a statement: one that starts
-    with a keyword such as `return` or `input`, or an assignment. An expression may
-    span lines and carry comments, so line count alone decides nothing."""
-    import re
-    statement = re.compile(r"\s*(input|return|def|backward|for|while|if|assert|print|pass)\b"
-                           r"|\s*[A-Za-z_]\w*\s*(\[[^\n]*\])?\s*([-+*/]?=)(?!=)")
-    return any(statement.match(ln) for ln in text.splitlines())
-
-
 def _run(debug, work):
     """Run `work`, turning adcli's errors into one message and an exit code."""
     import numpy as np
@@ -220,11 +149,18 @@ def _limits(max_elements, max_nodes, max_memory, max_work):
     return limits
 
 
-def _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
-           max_work):
+def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
+            max_work, unset=False):
+    """api.tracer of the source and the --at values: (trace(hooks=()), sources.Source)."""
+    from . import api
+    return api.tracer(expr, at, dtype=dtype, seed=seed, max_steps=max_steps,
+                      max_depth=max_depth, unset=unset,
+                      limits=_limits(max_elements, max_nodes, max_memory, max_work))
+
+
+def _trace(*options):
     """Read the source and the --at values, and trace it once."""
-    return _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
-                   max_memory, max_work)[0]()
+    return _tracer(*options)[0]()
 
 
 @app.command("eval", context_settings={"ignore_unknown_options": True},
@@ -474,25 +410,6 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
 # ---------------------------------------------------------------- profile
 # (adcli/profile.py)
 
-def _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth, max_memory,
-            max_work):
-    """The source and the --at values, read once (stdin can only be read once), and the
-    tracing as a function of the evaluator hooks its graph carries (profile calls it once
-    per run). Returns (trace function, is_script)."""
-    from . import api
-    limits = _limits(max_elements, max_nodes, max_memory, max_work)
-    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
-                                                        seed)
-    if script:
-        return (lambda hooks=(): api.trace_script(source, vals, dtype=dtype, limits=limits,
-                                                  filename=filename, seed=seed,
-                                                  max_steps=max_steps, max_depth=max_depth,
-                                                  hooks=hooks)), True
-    source = source.strip() if filename else source
-    return (lambda hooks=(): api.trace(source, vals, dtype=dtype, limits=limits,
-                                       filename=filename, seed=seed, hooks=hooks)), False
-
-
 def _profiled_derivative(flags, wrt, mode, tangent, vector, stdin_free, seed):
     """(command name, run(traced, mark)) of the derivative command that `adcli profile`
     times instead of grad (flags: command name -> given), or None for grad."""
@@ -582,10 +499,10 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
         derivative = _profiled_derivative(
             {"jacobian": as_jacobian, "hessian": as_hessian, "jvp": as_jvp, "hvp": as_hvp},
             wrt, mode, tangent, vector, stdin_free=expr != "-", seed=seed)
-        make, script = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
+        make, source = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
                                max_depth, max_memory, max_work)
         with render.progress_bar("timed runs", sys.stderr) as progress:
-            p = profiling.profile(make, _wrt_names(wrt), repeat, script=script,
+            p = profiling.profile(make, _wrt_names(wrt), repeat, script=source.script,
                                   trace_events=trace is not None, progress=progress,
                                   derivative=derivative)
         if trace is not None:
@@ -610,32 +527,6 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
 
 # ---------------------------------------------------------------- dot and trace
 # (adcli/dot.py, adcli/wengert.py)
-
-def _trace_drawable(expr, at, dtype, max_elements, seed, max_steps, max_depth, max_memory,
-                    max_work):
-    """Like _trace, but an expression's names without a value are traced at 1.0 (a graph
-    needs values to be recorded): returns (traced, the names so guessed)."""
-    from . import api
-    from .dot import unset_names
-    limits = _limits(max_elements, None, max_memory, max_work)
-    source, filename, script, vals = _source_and_values(expr, at, api.check_dtype(dtype), limits,
-                                                        seed)
-    if script:
-        return api.trace_script(source, vals, dtype=dtype, limits=limits, filename=filename,
-                                seed=seed, max_steps=max_steps, max_depth=max_depth), []
-    source = source.strip() if filename else source
-    guessed = unset_names(source, vals)
-    for name in guessed:
-        vals[name] = 1.0
-    try:
-        return api.trace(source, vals, dtype=dtype, limits=limits, filename=filename,
-                         seed=seed), guessed
-    except AdcliError as e:
-        if guessed and not e.hint:
-            e.hint = ("without --at, " + ", ".join(guessed) + " stood for the number 1; give "
-                      "values of the right shape with --at " + ",".join(f"{n}=..." for n in guessed))
-        raise
-
 
 @app.command("dot", context_settings={"ignore_unknown_options": True},
              rich_help_panel="Seeing inside")
@@ -664,8 +555,9 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
         from .dot import to_dot
         if out:
             _drawing_format(out)
-        traced, guessed = _trace_drawable(expr, at, dtype, max_elements, seed, max_steps,
-                                          max_depth, max_memory, max_work)
+        make, source = _tracer(expr, at, dtype, max_elements, None, seed, max_steps, max_depth,
+                               max_memory, max_work, unset=True)
+        traced, guessed = make(), source.guessed
         if guessed:
             if values:
                 raise InputError("--values needs values: give " + ",".join(
@@ -809,15 +701,15 @@ def gradcheck_(
     def work():
         import numpy as np
 
-        from . import check as gradcheck, render
+        from . import check as gradcheck, render, sources
         from .errors import CHECK_FAILED
         limits = _limits(max_elements, max_nodes, max_memory, max_work)
-        source, filename, script, vals = _source_and_values(expr, at, np.float64, limits, seed)
+        source = sources.read(expr, at, np.float64, limits, seed)
         names = _wrt_names(wrt)
         with render.progress_bar("numeric derivatives", sys.stderr) as progress:
             report = gradcheck.check(
-                source.strip() if filename and not script else source, vals, script=script,
-                filename=filename, dtype=dtype, wrt=names, expect=expect or [], method=method,
+                source.text, source.values, script=source.script, filename=source.filename,
+                dtype=dtype, wrt=names, expect=expect or [], method=method,
                 eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed, limits=limits,
                 max_steps=max_steps, max_depth=max_depth, progress=progress)
         for note in report.notes:

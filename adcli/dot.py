@@ -249,17 +249,3 @@ def _edges(d):
             out.append(f"  n{edge[0]} -> n{edge[1]}{style};")
     out += [f"  n{rep.get(i, i)} -> g{i};" for i in d.separate_grads]
     return out
-
-
-def unset_names(source, given):
-    """The names of an expression that have no value in `given` (and are no constant or
-    function): `adcli dot` without --at traces them at 1.0. A source that does not parse
-    gives [] here; tracing it reports the error properly."""
-    from .errors import AdcliError
-    from .parse import parse
-    from .trace import CALLABLE, CONSTANTS, free_names
-    try:
-        names = free_names(parse(source))
-    except AdcliError:
-        return []
-    return [n for n in names if n not in given and n not in CONSTANTS and n not in CALLABLE]
