@@ -113,26 +113,17 @@ def _show(result, as_json, plain, out, quiet=False):
     if quiet and not out:
         raise InputError("--quiet prints no result: give --out FILE to keep it")
     saved = render.save(result, out) if out else None
-    for note in result.notes:
-        print(note, file=sys.stderr)
-    if saved is not None and quiet:
-        pass
-    elif saved is not None:
+    render.write_notes(result.notes)
+    fmt = render.choose(as_json, plain)
+    if saved is not None and not quiet:
         summary = render.saved_summary(result)
-        if as_json:
-            print(render.summary_json(summary, out, saved, result))
-        elif plain or not sys.stdout.isatty():
-            render.summary_plain(summary, out, saved, sys.stdout)
-        else:
-            from rich.console import Console
-            render.summary_rich(summary, out, saved, Console())
-    elif as_json:
-        print(render.to_json(result))
-    elif plain or not sys.stdout.isatty():
-        render.write_plain(result, sys.stdout)
-    else:
-        from rich.console import Console
-        render.to_rich(result, Console())
+        render.emit(fmt, json=lambda: render.summary_json(summary, out, saved, result),
+                    plain=lambda: render.summary_plain(summary, out, saved, sys.stdout),
+                    rich=lambda console: render.summary_rich(summary, out, saved, console))
+    elif saved is None:
+        render.emit(fmt, json=lambda: render.to_json(result),
+                    plain=lambda: render.write_plain(result, sys.stdout),
+                    rich=lambda console: render.to_rich(result, console))
     sys.stdout.flush()   # results before any later message on stderr, also in a pipe
 
 
@@ -507,20 +498,11 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                   derivative=derivative)
         if trace is not None:
             profiling.write_trace(p, trace)
-            if p.dropped_events:
-                p.notes.append(f"note: --trace {trace}: the first {profiling.MAX_TRACE_EVENTS:,} "
-                               f"op events written, {p.dropped_events:,} left out")
-        for note in p.notes:
-            print(note, file=sys.stderr)
-        if fmt_ == "json":
-            print(profiling.to_json(p, sort))
-        elif fmt_ == "csv":
-            sys.stdout.write(profiling.to_csv(p, sort))
-        elif plain or not sys.stdout.isatty():
-            print(profiling.to_plain(p, sort))
-        else:
-            from rich.console import Console
-            profiling.to_rich(p, Console(), sort)
+        render.write_notes(p.notes)
+        render.emit(render.choose(json, plain, fmt), json=lambda: profiling.to_json(p, sort),
+                    csv=lambda: profiling.to_csv(p, sort),
+                    plain=lambda: profiling.to_plain(p, sort),
+                    rich=lambda console: profiling.to_rich(p, console, sort))
         sys.stdout.flush()
     _run(debug, work)
 
@@ -552,6 +534,7 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
     Example: adcli dot "x*(x+y)" --at x=2,y=3 --backward | dot -Tsvg > graph.svg
     """
     def work():
+        from . import render
         from .dot import to_dot
         if out:
             _drawing_format(out)
@@ -568,8 +551,7 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
         notes = []
         text = to_dot(traced, backward=backward, values=values, collapse=collapse,
                       max_nodes=max_nodes, notes=notes)
-        for note in notes:
-            print(note, file=sys.stderr)
+        render.write_notes(notes)
         if out:
             _write_drawing(text, out, traced.graph.limits.seconds_left())
         else:
@@ -639,19 +621,15 @@ def trace_(expr: str = SOURCE, at: Optional[List[str]] = AT,
     Example: adcli trace "x*(x+y)" --at x=2,y=3
     """
     def work():
-        from . import wengert
+        from . import render, wengert
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         rows, note = wengert.wengert_list(traced)
-        if note:
-            print(note, file=sys.stderr)
-        if json:
-            print(wengert.to_json(rows, full))
-        elif plain or not sys.stdout.isatty():
-            print(wengert.to_plain(rows, full))
-        else:
-            from rich.console import Console
-            wengert.to_rich(rows, Console(), traced.label or traced.source, traced.source, full)
+        render.write_notes([note] if note else [])
+        render.emit(render.choose(json, plain), json=lambda: wengert.to_json(rows, full),
+                    plain=lambda: wengert.to_plain(rows, full),
+                    rich=lambda console: wengert.to_rich(rows, console, traced.label
+                                                         or traced.source, traced.source, full))
     _run(debug, work)
 
 
@@ -712,15 +690,10 @@ def gradcheck_(
                 dtype=dtype, wrt=names, expect=expect or [], method=method,
                 eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed, limits=limits,
                 max_steps=max_steps, max_depth=max_depth, progress=progress)
-        for note in report.notes:
-            print(note, file=sys.stderr)
-        if json:
-            print(gradcheck.to_json(report))
-        elif plain or not sys.stdout.isatty():
-            print(gradcheck.to_plain(report))
-        else:
-            from rich.console import Console
-            gradcheck.to_rich(report, Console())
+        render.write_notes(report.notes)
+        render.emit(render.choose(json, plain), json=lambda: gradcheck.to_json(report),
+                    plain=lambda: gradcheck.to_plain(report),
+                    rich=lambda console: gradcheck.to_rich(report, console))
         if report.failed:
             raise typer.Exit(CHECK_FAILED)
         if report.verdict == "unchecked":

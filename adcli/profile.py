@@ -412,7 +412,8 @@ def chrome_events(profiler, spans, max_events, derivative="grad"):
 
 
 def write_trace(p, path):
-    """Write the Chrome trace-event JSON file of --trace."""
+    """Write the Chrome trace-event JSON file of --trace; a note says how many op events
+    were left out, if any."""
     from .errors import InputError
     from . import __version__
     # (no "displayTimeUnit": some Perfetto versions read "ns" there as the unit of "ts")
@@ -426,6 +427,10 @@ def write_trace(p, path):
             json.dump(doc, f)
     except OSError as e:
         raise InputError(f"--trace {path}: {e.strerror}") from None
+    if p.dropped_events:
+        p.notes.append(errors.note("trace-events-left-out", f"--trace {path}: the first "
+                                   f"{MAX_TRACE_EVENTS:,} op events written, "
+                                   f"{p.dropped_events:,} left out"))
 
 
 # ---------------------------------------------------------------- ordering and units

@@ -14,10 +14,40 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from contextlib import contextmanager
 
 import numpy as np
+
+
+def choose(as_json=False, plain=False, fmt="table"):
+    """The format of a command's output: "json" with --json, `fmt` where one is named
+    ("csv"), else a rich table on a terminal and plain text (--plain, or a pipe)."""
+    if as_json:
+        return "json"
+    if fmt != "table":
+        return fmt
+    return "plain" if plain or not sys.stdout.isatty() else "rich"
+
+
+def emit(fmt, **writers):
+    """Write a result to stdout in format `fmt` with writers[fmt]: "rich" draws on a
+    Console; the others return the text to print (CSV ends its own lines), or None where
+    they wrote it themselves (a large array is written as it is made)."""
+    if fmt == "rich":
+        from rich.console import Console
+        writers["rich"](Console())
+        return
+    text = writers[fmt]()
+    if text is not None:
+        print(text, end="" if fmt == "csv" else "\n")
+
+
+def write_notes(notes):
+    """Notes (errors.Note) on stderr, each in its rendered form."""
+    for n in notes:
+        print(n, file=sys.stderr)
 
 
 def number_text(x):
