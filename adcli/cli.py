@@ -11,6 +11,7 @@ import typer
 
 from . import __version__
 from .errors import BAD_INPUT, INTERNAL, AdcliError, InputError
+from .sources import wrt_names
 
 def _typer():
     return typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -179,17 +180,6 @@ WRT = typer.Option(None, "--wrt", metavar="NAME,...",
                    help="Inputs to differentiate (default: all). May repeat.")
 
 
-def _wrt_names(wrt):
-    """--wrt x,y or --wrt x --wrt y: the names, each once, in order (None: not given)."""
-    if not wrt:
-        return None
-    text = ",".join(wrt)
-    names = [w.strip() for w in text.split(",") if w.strip()]
-    if not names or len(set(names)) != len(names):
-        raise InputError(f"--wrt '{text}': give each input once, separated by commas")
-    return names
-
-
 @app.command(context_settings={"ignore_unknown_options": True},
              rich_help_panel="Values and gradients")
 def grad(expr: str = SOURCE,
@@ -216,14 +206,14 @@ def grad(expr: str = SOURCE,
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         if order == 1:
-            result = api.gradient(traced, _wrt_names(wrt))
+            result = api.gradient(traced, wrt_names(wrt))
         else:
             from . import derivatives
-            result = derivatives.higher_grad(traced, _wrt_names(wrt), order)
+            result = derivatives.higher_grad(traced, wrt_names(wrt), order)
         if not detect_anomaly:
             _show(result, json, plain, out, quiet)
             return
-        messages, bad = api.detect_anomaly(traced, api.choose_inputs(traced, _wrt_names(wrt))[1],
+        messages, bad = api.detect_anomaly(traced, api.choose_inputs(traced, wrt_names(wrt))[1],
                                            result)
         _show(result, json, plain, out, quiet)
         if bad:
@@ -290,7 +280,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
     from . import derivatives
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
-            lambda t, dt, lim: derivatives.jacobian(t, _wrt_names(wrt), mode))
+            lambda t, dt, lim: derivatives.jacobian(t, wrt_names(wrt), mode))
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
@@ -309,7 +299,7 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
     from . import derivatives
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
-            lambda t, dt, lim: derivatives.hessian(t, _wrt_names(wrt)))
+            lambda t, dt, lim: derivatives.hessian(t, wrt_names(wrt)))
 
 
 @app.command("jvp", context_settings={"ignore_unknown_options": True},
@@ -365,7 +355,7 @@ def vjp_(expr: str = SOURCE, at: Optional[List[str]] = AT,
             raise InputError("vjp needs --cotangent VALUE (the shape of the value)")
         w = values.value(cotangent, dt, limits, "", "--cotangent", stdin_free=expr != "-",
                          seed=seed)
-        return derivatives.vjp(traced, w, _wrt_names(wrt))
+        return derivatives.vjp(traced, w, wrt_names(wrt))
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute)
 
@@ -400,39 +390,6 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
 
 # ---------------------------------------------------------------- profile
 # (adcli/profile.py)
-
-def _profiled_derivative(flags, wrt, mode, tangent, vector, stdin_free, seed):
-    """(command name, run(traced, mark)) of the derivative command that `adcli profile`
-    times instead of grad (flags: command name -> given), or None for grad."""
-    from . import derivatives, values
-    chosen = [name for name, given in flags.items() if given]
-    if len(chosen) > 1:
-        raise InputError("--" + " and --".join(chosen) + ": profile one derivative at a time")
-    name = chosen[0] if chosen else None
-    for option, given, owner in (("--mode", mode, "jacobian"), ("--tangent", tangent, "jvp"),
-                                 ("--vector", vector, "hvp")):
-        if given and name != owner:
-            raise InputError(f"{option} is for profile --{owner}")
-    if name is None:
-        return None
-    if name == "jvp" and not tangent:
-        raise InputError("profile --jvp needs --tangent NAME=VALUE for at least one input")
-    if name == "hvp" and not vector:
-        raise InputError("profile --hvp needs --vector NAME=VALUE for at least one input")
-    resolved = {}           # the vectors, read once (stdin can only be read once)
-
-    def vectors(traced, option, given):
-        if option not in resolved:
-            resolved[option] = values.resolve(given, traced.graph.dtype, traced.graph.limits,
-                                              option, stdin_free=stdin_free, seed=seed)
-        return resolved[option]
-    names = _wrt_names(wrt)
-    run = {"jacobian": lambda t, mark: derivatives.jacobian(t, names, mode, mark=mark),
-           "hessian": lambda t, mark: derivatives.hessian(t, names, mark=mark),
-           "jvp": lambda t, mark: derivatives.jvp(t, vectors(t, "--tangent", tangent), mark=mark),
-           "hvp": lambda t, mark: derivatives.hvp(t, vectors(t, "--vector", vector), mark=mark)}
-    return name, run[name]
-
 
 @app.command("profile", context_settings={"ignore_unknown_options": True},
              rich_help_panel="Seeing inside")
@@ -487,13 +444,13 @@ def profile_(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
             raise InputError(f"--sort {sort}: unknown sort key", hint="use self, calls or name")
         if fmt_ not in profiling.FORMATS:
             raise InputError(f"--format {fmt_}: unknown format", hint="use table, csv or json")
-        derivative = _profiled_derivative(
+        derivative = profiling.derivative_of(
             {"jacobian": as_jacobian, "hessian": as_hessian, "jvp": as_jvp, "hvp": as_hvp},
             wrt, mode, tangent, vector, stdin_free=expr != "-", seed=seed)
         make, source = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
                                max_depth, max_memory, max_work)
         with render.progress_bar("timed runs", sys.stderr) as progress:
-            p = profiling.profile(make, _wrt_names(wrt), repeat, script=source.script,
+            p = profiling.profile(make, wrt_names(wrt), repeat, script=source.script,
                                   trace_events=trace is not None, progress=progress,
                                   derivative=derivative)
         if trace is not None:
@@ -535,9 +492,9 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
     """
     def work():
         from . import render
-        from .dot import to_dot
+        from .dot import drawing_format, to_dot, write_drawing
         if out:
-            _drawing_format(out)
+            drawing_format(out)
         make, source = _tracer(expr, at, dtype, max_elements, None, seed, max_steps, max_depth,
                                max_memory, max_work, unset=True)
         traced, guessed = make(), source.guessed
@@ -553,55 +510,10 @@ def dot_(expr: str = SOURCE, at: Optional[List[str]] = AT,
                       max_nodes=max_nodes, notes=notes)
         render.write_notes(notes)
         if out:
-            _write_drawing(text, out, traced.graph.limits.seconds_left())
+            write_drawing(text, out, traced.graph.limits.seconds_left())
         else:
             sys.stdout.write(text)
     _run(debug, work)
-
-
-def _drawing_format(path):
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if ext not in ("dot", "gv", "svg", "png", "pdf"):
-        raise InputError(f"-o {path}: unknown file type", hint="use .dot, .gv, .svg, .png or .pdf")
-    return ext
-
-
-def _write_drawing(text, path, seconds):
-    """.dot/.gv: the text; .svg/.png/.pdf: rendered by Graphviz's `dot` program, given no
-    more than `seconds` (some graphs take its layout minutes)."""
-    import shutil
-    import subprocess
-
-    from .files import replacing, writing
-    ext = _drawing_format(path)
-    if ext in ("dot", "gv"):
-        try:
-            with writing(path) as f:
-                f.write(text)
-        except OSError as e:
-            raise InputError(f"-o {path}: {e.strerror}") from None
-        return
-    exe = shutil.which("dot")
-    if exe is None:
-        raise InputError(f"-o {path}: rendering needs Graphviz's `dot` program, which is not "
-                         "installed", hint="install Graphviz (apt install graphviz, brew install "
-                         "graphviz, conda install graphviz), or write DOT text with -o FILE.dot")
-    try:
-        with replacing(path) as tmp:
-            try:
-                proc = subprocess.run([exe, f"-T{ext}", "-o", tmp], input=text.encode("utf-8"),
-                                      capture_output=True, timeout=seconds)
-            except subprocess.TimeoutExpired:
-                from .errors import LimitError
-                raise LimitError(f"-o {path}: Graphviz's dot took more than {seconds:.0f} s, "
-                                 "the time the work budget leaves", hint="raise it with "
-                                 "--max-work, draw fewer nodes with --max-nodes, or write DOT "
-                                 "text with -o FILE.dot") from None
-            if proc.returncode != 0:
-                raise InputError(f"-o {path}: Graphviz's dot failed: "
-                                 + proc.stderr.decode("utf-8", "replace").strip()[:500])
-    except OSError as e:
-        raise InputError(f"-o {path}: {e.strerror}") from None
 
 
 @app.command("trace", context_settings={"ignore_unknown_options": True},
@@ -683,7 +595,7 @@ def gradcheck_(
         from .errors import CHECK_FAILED
         limits = _limits(max_elements, max_nodes, max_memory, max_work)
         source = sources.read(expr, at, np.float64, limits, seed)
-        names = _wrt_names(wrt)
+        names = wrt_names(wrt)
         with render.progress_bar("numeric derivatives", sys.stderr) as progress:
             report = gradcheck.check(
                 source.text, source.values, script=source.script, filename=source.filename,

@@ -249,3 +249,48 @@ def _edges(d):
             out.append(f"  n{edge[0]} -> n{edge[1]}{style};")
     out += [f"  n{rep.get(i, i)} -> g{i};" for i in d.separate_grads]
     return out
+
+
+def drawing_format(path):
+    """The file type -o names: dot, gv, svg, png or pdf."""
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext not in ("dot", "gv", "svg", "png", "pdf"):
+        raise InputError(f"-o {path}: unknown file type", hint="use .dot, .gv, .svg, .png or .pdf")
+    return ext
+
+
+def write_drawing(text, path, seconds):
+    """.dot/.gv: the text; .svg/.png/.pdf: rendered by Graphviz's `dot` program, given no
+    more than `seconds` (some graphs take its layout minutes)."""
+    import shutil
+    import subprocess
+
+    from .files import replacing, writing
+    ext = drawing_format(path)
+    if ext in ("dot", "gv"):
+        try:
+            with writing(path) as f:
+                f.write(text)
+        except OSError as e:
+            raise InputError(f"-o {path}: {e.strerror}") from None
+        return
+    exe = shutil.which("dot")
+    if exe is None:
+        raise InputError(f"-o {path}: rendering needs Graphviz's `dot` program, which is not "
+                         "installed", hint="install Graphviz (apt install graphviz, brew install "
+                         "graphviz, conda install graphviz), or write DOT text with -o FILE.dot")
+    try:
+        with replacing(path) as tmp:
+            try:
+                proc = subprocess.run([exe, f"-T{ext}", "-o", tmp], input=text.encode("utf-8"),
+                                      capture_output=True, timeout=seconds)
+            except subprocess.TimeoutExpired:
+                raise LimitError(f"-o {path}: Graphviz's dot took more than {seconds:.0f} s, "
+                                 "the time the work budget leaves", hint="raise it with "
+                                 "--max-work, draw fewer nodes with --max-nodes, or write DOT "
+                                 "text with -o FILE.dot") from None
+            if proc.returncode != 0:
+                raise InputError(f"-o {path}: Graphviz's dot failed: "
+                                 + proc.stderr.decode("utf-8", "replace").strip()[:500])
+    except OSError as e:
+        raise InputError(f"-o {path}: {e.strerror}") from None

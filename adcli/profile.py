@@ -411,6 +411,41 @@ def chrome_events(profiler, spans, max_events, derivative="grad"):
     return events, max(0, len(ops) - max_events)
 
 
+def derivative_of(flags, wrt, mode, tangent, vector, stdin_free, seed):
+    """(command name, run(traced, mark)) of the derivative command that `adcli profile`
+    times instead of grad (flags: command name -> given), or None for grad."""
+    from . import derivatives, values
+    from .errors import InputError
+    from .sources import wrt_names
+    chosen = [name for name, given in flags.items() if given]
+    if len(chosen) > 1:
+        raise InputError("--" + " and --".join(chosen) + ": profile one derivative at a time")
+    name = chosen[0] if chosen else None
+    for option, given, owner in (("--mode", mode, "jacobian"), ("--tangent", tangent, "jvp"),
+                                 ("--vector", vector, "hvp")):
+        if given and name != owner:
+            raise InputError(f"{option} is for profile --{owner}")
+    if name is None:
+        return None
+    if name == "jvp" and not tangent:
+        raise InputError("profile --jvp needs --tangent NAME=VALUE for at least one input")
+    if name == "hvp" and not vector:
+        raise InputError("profile --hvp needs --vector NAME=VALUE for at least one input")
+    resolved = {}           # the vectors, read once (stdin can only be read once)
+
+    def vectors(traced, option, given):
+        if option not in resolved:
+            resolved[option] = values.resolve(given, traced.graph.dtype, traced.graph.limits,
+                                              option, stdin_free=stdin_free, seed=seed)
+        return resolved[option]
+    names = wrt_names(wrt)
+    run = {"jacobian": lambda t, mark: derivatives.jacobian(t, names, mode, mark=mark),
+           "hessian": lambda t, mark: derivatives.hessian(t, names, mark=mark),
+           "jvp": lambda t, mark: derivatives.jvp(t, vectors(t, "--tangent", tangent), mark=mark),
+           "hvp": lambda t, mark: derivatives.hvp(t, vectors(t, "--vector", vector), mark=mark)}
+    return name, run[name]
+
+
 def write_trace(p, path):
     """Write the Chrome trace-event JSON file of --trace; a note says how many op events
     were left out, if any."""

@@ -107,3 +107,14 @@ def guess_unset(source):
                       and n not in CALLABLE]
     for name in source.guessed:
         source.values[name] = 1.0
+
+
+def wrt_names(wrt):
+    """--wrt x,y or --wrt x --wrt y: the names, each once, in order (None: not given)."""
+    if not wrt:
+        return None
+    text = ",".join(wrt)
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    if not names or len(set(names)) != len(names):
+        raise InputError(f"--wrt '{text}': give each input once, separated by commas")
+    return names
