@@ -123,6 +123,7 @@ def trace(source, values, *, dtype="float64", limits=None, filename=None, seed=0
                                        hint=close or ("its names are " + ", ".join(names)
                                                       if names else "it has no names"))
         graph = Graph(dtype=check_dtype(dtype), limits=limits, seed=seed)
+        graph.source, graph.filename = source, filename   # for errors in values computed later
         graph.hooks = tuple(hooks)
         inputs = {n: graph.input(n, values[n], pos=first_use(tree, n)) for n in given}
         out = Evaluator(graph, inputs)
@@ -150,6 +151,7 @@ def trace_script(source, values, *, dtype="float64", limits=None, filename=None,
                                            "its inputs are " + ", ".join(declared) if declared
                                            else "it declares no inputs: `input NAME`"))
         graph = Graph(dtype=check_dtype(dtype), limits=limits, seed=seed)
+        graph.source, graph.filename = source, filename   # for errors in values computed later
         graph.hooks = tuple(hooks)
         interp = Interpreter(graph, source, filename, values, max_steps=max_steps, max_depth=max_depth)
         value = interp.run(tree)

@@ -61,8 +61,11 @@ def force(graph, node):
         order.append(n.id)
         stack.extend(n.args)
     order.sort()
-    vals = _run(graph, order, {}, known.__getitem__, keep=None, hooks=graph.hooks,
-                held=graph.held)
+    try:
+        vals = _run(graph, order, {}, known.__getitem__, keep=None, hooks=graph.hooks,
+                    held=graph.held)
+    except AdcliError as e:
+        raise e.located(graph.source, graph.filename) if graph.source is not None else e
     for i, v in vals.items():
         known[i] = v
         if not _a_view(v, [known[a.id] for a in graph.nodes[i].args]):
@@ -88,9 +91,12 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
                            "this evaluation of the program", outputs[0].pos if outputs else None)
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}
-    out = _run(graph, order, vals, graph.values.__getitem__, keep=wanted, hooks=hooks,
-               held=graph.held, batch=batch, batched={n.id for n in batched}, xp=xp,
-               guards=plan.guards, readers=dict(plan.readers))
+    try:
+        out = _run(graph, order, vals, graph.values.__getitem__, keep=wanted, hooks=hooks,
+                   held=graph.held, batch=batch, batched={n.id for n in batched}, xp=xp,
+                   guards=plan.guards, readers=dict(plan.readers))
+    except AdcliError as e:
+        raise e.located(graph.source, graph.filename) if graph.source is not None else e
     known = graph.values
     return {i: out[i] if i in out else known[i] for i in wanted}
 

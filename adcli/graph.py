@@ -295,6 +295,8 @@ class Graph:
         self.linted = []           # nodes of ops with a lint, in creation order
         self.pos = None            # the source place attributed to nodes created now
         self.hooks = ()            # evaluator hooks for the values computed at the traced point
+        self.source = self.filename = None   # the text traced: errors in values computed
+                                             # later point into it
         self.ns = GraphNamespace(self)
         self.arrays = ArrayNamespace(xp, self.dtype)
 

@@ -298,3 +298,12 @@ def test_an_unknown_option_is_named_with_a_suggestion():
     r = subprocess.run([sys.executable, "-m", "adcli", "eval", "-x**2", "--at", "x=3"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "-9.0\n"
+
+
+@pytest.mark.parametrize("command", [["eval"], ["grad"], ["dot", "--values"], ["trace"],
+                                     ["gradcheck"], ["jacobian"], ["hessian"]])
+def test_an_error_in_a_value_computed_later_points_into_the_source(command):
+    # a 10x10 matrix is computed when needed, not as it is recorded: the error still
+    # names the place (the same as for small arrays, computed at once)
+    err = fails(*command, "sum(inv(A))", "--at", "A=ones((10,10))")
+    assert "inv: Singular matrix" in err and "line 1, column 5" in err and "^^^" in err
