@@ -113,6 +113,7 @@ def jacobian(traced, wrt=None, mode=None, *, mark=None):
                         reached[k] = True
                         jac[k][:, i] = xp.broadcast_to(t, out.shape).reshape(-1)
         else:
+            graph.value(out)      # the forward values, kept for the many walks that read them
             for j, e in _basis(xp, out.shape, dtype):
                 for k, c in enumerate(autodiff.vjp(graph, out, nodes, cotangent=e, mark=mark)):
                     if c is not None:
