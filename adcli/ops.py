@@ -906,8 +906,8 @@ def _top_gap(xp, x, axis=None):
     if axis is None:
         x = x.reshape(-1)
         axis = 0
-    if not isinstance(axis, int) or x.shape[axis] < 2:
-        return xp.ones(1)
+    if not isinstance(axis, int) or x.ndim == 0 or x.shape[axis] < 2:
+        return xp.ones(1)         # one element (a number's axis 0 or -1): no tie
     s = xp.sort(x, axis=axis)
     top = xp.take(s, [-1], axis=axis) - xp.take(s, [-2], axis=axis)
     low = xp.take(s, [1], axis=axis) - xp.take(s, [0], axis=axis)

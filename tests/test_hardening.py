@@ -414,6 +414,8 @@ def test_the_axis_of_a_number():
     assert ok("eval", "sum(.5, axis=-1)") == "0.5\n"
     ok("gradcheck", "softmax(x)", "--at", "x=2", "--order", "2")
     assert "axis 1 is out of range" in fails("eval", "sum(.5, axis=1)")
+    # and gradcheck's kink probe of min over a number's axis (no tie among one element)
+    ok("gradcheck", "min(x, axis=-1)", "--at", "x=2")
 
 
 def test_the_budgets_have_a_ceiling():
