@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .errors import AdcliError, ShapeError, ValueError_
-from .graph import NODE_BYTES, OP_WORK, as_numbers, forward
+from .graph import BOOL, NODE_BYTES, OP_WORK, as_numbers, forward
 
 
 class GuardFailed(AdcliError):
@@ -94,7 +94,7 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     try:
         out = _run(graph, order, vals, graph.values.__getitem__, keep=wanted, hooks=hooks,
                    held=graph.held, batch=batch, batched={n.id for n in batched}, xp=xp,
-                   guards=plan.guards, readers=dict(plan.readers))
+                   guards=plan.guards, readers=dict(plan.readers), steps=plan.steps)
     except AdcliError as e:
         raise e.located(graph.source, graph.filename) if graph.source is not None else e
     known = graph.values
@@ -105,7 +105,7 @@ class _Plan:
     """What one kind of evaluation computes: the nodes in order, how many of them read
     each value, the guards to check and the work. Made once per outputs and given
     inputs, and kept: re-evaluating a program at new points repeats no search."""
-    __slots__ = ("order", "readers", "guards", "fixed_work", "element_work")
+    __slots__ = ("order", "readers", "guards", "fixed_work", "element_work", "steps")
 
 
 def _plan(graph, outputs, given, check_guards):
@@ -137,6 +137,7 @@ def _plan(graph, outputs, given, check_guards):
     plan = _Plan()
     plan.order, plan.guards = order, {i: g for i, g in guards.items() if i in seen}
     plan.readers = _readers(nodes, order)
+    plan.steps = _steps(nodes, order)
     costs = [graph.node_cost(nodes[i])[0] - OP_WORK for i in order]
     plan.fixed_work, plan.element_work = OP_WORK * len(order), sum(costs)
     if len(plans) > 64:
@@ -153,8 +154,21 @@ def _readers(nodes, order):
     return readers
 
 
+def _steps(nodes, order):
+    """What the loop needs of each node, looked up once: (id, node, op, argument ids,
+    attributes, result bytes at one point, whether booleans enter its arithmetic)."""
+    out = []
+    for i in order:
+        node = nodes[i]
+        op = node.op
+        out.append((i, node, op, [a.id for a in node.args], node.attrs,
+                    math.prod(node.shape) * node.dtype.itemsize,
+                    op.numeric and any(a.dtype == BOOL for a in node.args)))
+    return out
+
+
 def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched=None, xp=None,
-         guards=None, readers=None):
+         guards=None, readers=None, steps=None):
     """The loop: compute the nodes `order` (ids, topological) into `vals`, reading other
     values from `vals` or `recorded`. keep=None keeps every value; otherwise a value is
     freed once its last reader in `order` has run, unless its id is in `keep`."""
@@ -167,17 +181,15 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
     points = batch or 1
     max_memory = limits.max_memory
     scalar, settle = graph._scalar_type, graph.settle
-    for i in order:
-        node = nodes[i]
-        entry = node.op
-        args = [vals[a.id] if a.id in vals else recorded(a.id) for a in node.args]
-        many = batched and any(a.id in batched for a in node.args)
-        # the result's bytes, B times over for a node computed at B points
-        nbytes = math.prod(node.shape) * node.dtype.itemsize * (points if many else 1)
+    for i, node, entry, arg_ids, attrs, nbytes, numbers in steps or _steps(nodes, order):
+        args = [vals[j] if j in vals else recorded(j) for j in arg_ids]
+        many = batched and any(j in batched for j in arg_ids)
+        if many:                 # the result's bytes, B times over at B points
+            nbytes *= points
         if held + live + nbytes > max_memory:
             limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name, node.pos)
         if many:
-            flags = [a.id in batched for a in node.args]
+            flags = [j in batched for j in arg_ids]
             compute = (lambda a, e=entry, f=flags, n=node:
                        batched_forward(e, xp, batch, a, f, n, dtype))
             batched.add(i)
@@ -185,8 +197,13 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         elif hooks:
             v = _hooked(hooks, node, args,
                         lambda a, e=entry, n=node: forward(e, xp, a, n.attrs, dtype, n.pos))
+        elif numbers:
+            v = forward(entry, xp, args, attrs, dtype, node.pos)
         else:
-            v = forward(entry, xp, args, node.attrs, dtype, node.pos)
+            try:
+                v = entry.fwd(xp, *args, **attrs)
+            except (ValueError, TypeError, IndexError, np.linalg.LinAlgError):
+                v = forward(entry, xp, args, attrs, dtype, node.pos)   # its error, located
         if type(v) is not scalar:
             v = settle(v, node)
             if not _a_view(v, args):
@@ -195,10 +212,10 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         if i in guards:
             _check_guard(node, guards[i], v, batch if i in (batched or ()) else None)
         if keep is not None:
-            for a in node.args:
-                left = readers[a.id] = readers[a.id] - 1
-                if left == 0 and a.id not in keep and a.id in vals:
-                    live -= _nbytes(vals.pop(a.id))
+            for j in arg_ids:
+                left = readers[j] = readers[j] - 1
+                if left == 0 and j not in keep and j in vals:
+                    live -= _nbytes(vals.pop(j))
     return vals
 
 
