@@ -23,7 +23,7 @@ import numpy as np
 
 from . import autodiff
 from .api import _without_gc, choose_inputs, evaluate, scalar_output
-from .errors import AdcliError, InputError, LimitError, ShapeError, note
+from .errors import AdcliError, InputError, LimitError, ShapeError, ValueError_, note
 
 
 def _reserve(traced, shapes, what):
@@ -240,6 +240,9 @@ def hessian(traced, wrt=None, *, mark=None):
               for a, x in zip(names, nodes) for b, y in zip(names, nodes)}
     with _located(traced):
         for b, y in zip(names, nodes):
+            if mark is None and present and _hessian_columns(graph, names, nodes, grads, b, y,
+                                                             blocks):
+                continue
             for i, e in _basis(xp, y.shape, dtype):
                 cols = iter(autodiff.jvp(graph, present, [y], [e], mark=mark) if present else [])
                 for a, x, g in zip(names, nodes, grads):
@@ -257,6 +260,47 @@ def hessian(traced, wrt=None, *, mark=None):
     res.extra = {"hessian": hess, "mode": "fwd-over-rev"}
     res.notes += [_unused_note(w) for w, g in zip(names, grads) if g is None]
     return res
+
+
+BATCH_ELEMENTS = 1 << 22    # the most elements one batched sweep's largest array may hold
+
+
+def _hessian_columns(graph, names, nodes, grads, b, y, blocks):
+    """The columns d grad / d y[i] for every i, from one program: the JVP transform of the
+    gradient program along a tangent placeholder, evaluated with the batch axis at the
+    basis tangents, as many at a time as BATCH_ELEMENTS allows. False (nothing written)
+    where an op of the program cannot batch: the caller goes one column at a time."""
+    from .evaluate import NotBatchable
+    from .evaluate import evaluate as run
+    xp, dtype = graph.xp, graph.dtype
+    present = [g for g in grads if g is not None]
+    for g in present:
+        graph.value(g)      # the gradient at the point, computed once for every sweep
+    t = graph.placeholder(f"a tangent of {b}", y.shape, dtype)
+    cols = autodiff.jvp(graph, present, [y], [t], create_graph=True)
+    outs = [c for c in cols if c is not None]
+    if not outs:
+        return True
+    widest = max(max((n.size for n in graph.nodes), default=1), 1)
+    step = max(1, min(y.size, BATCH_ELEMENTS // widest))
+    try:
+        for start in range(0, y.size, step):
+            stop = min(start + step, y.size)
+            basis = xp.zeros((stop - start, y.size), dtype=dtype)
+            basis[xp.arange(stop - start), xp.arange(start, stop)] = 1.0
+            vals = run(graph, outs, {t: basis.reshape((stop - start,) + tuple(y.shape))},
+                       batch=stop - start, batched=[t])
+            col = iter(cols)
+            for a, x, g in zip(names, nodes, grads):
+                c = next(col) if g is not None else None
+                if c is not None:
+                    v = xp.broadcast_to(vals[c.id], (stop - start,) + tuple(x.shape))
+                    blocks[a, b][:, start:stop] = v.reshape(stop - start, -1).T
+    except (NotBatchable, ValueError_):
+        # an op that cannot batch, or a derivative undefined here (a singular matrix): the
+        # column-by-column sweeps, which say which rule fails
+        return False
+    return True
 
 
 @_without_gc

@@ -107,8 +107,8 @@ def framework_methods(kind, x, A):
         tx, tA = torch.from_numpy(x), None if A is None else torch.from_numpy(A)
         tf = ((lambda t: (torch.sin(t) * t).sum()) if kind == "hessian"
               else (lambda t: torch.tanh(tA @ t) + t))
-        d = getattr(torch.autograd.functional, kind)
-        out = [(out[0][0], lambda: d(tf, tx).numpy())]
+        td = getattr(torch.autograd.functional, kind)
+        out = [(out[0][0], lambda: td(tf, tx).numpy())]   # (not `d`: jax's is below)
     name = "jax.hessian" if kind == "hessian" else "jax.jacfwd"
     if not importlib.util.find_spec("jax"):
         return out + [(f"{name}, eager and jit", None)]
