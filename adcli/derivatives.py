@@ -274,16 +274,16 @@ def _hessian_columns(graph, names, nodes, grads, b, y, blocks):
     from .evaluate import evaluate as run
     xp, dtype = graph.xp, graph.dtype
     present = [g for g in grads if g is not None]
-    for g in present:
-        graph.value(g)      # the gradient at the point, computed once for every sweep
     t = graph.placeholder(f"a tangent of {b}", y.shape, dtype)
-    cols = autodiff.jvp(graph, present, [y], [t], create_graph=True)
-    outs = [c for c in cols if c is not None]
-    if not outs:
-        return True
-    widest = max(max((n.size for n in graph.nodes), default=1), 1)
-    step = max(1, min(y.size, BATCH_ELEMENTS // widest))
     try:
+        cols = autodiff.jvp(graph, present, [y], [t], create_graph=True)
+        outs = [c for c in cols if c is not None]
+        if not outs:
+            return True
+        widest = max(max((n.size for n in graph.nodes), default=1), 1)
+        step = max(1, min(y.size, BATCH_ELEMENTS // widest))
+        for g in present:
+            graph.value(g)  # the gradient at the point, computed once for every sweep
         for start in range(0, y.size, step):
             stop = min(start + step, y.size)
             basis = xp.zeros((stop - start, y.size), dtype=dtype)
