@@ -107,11 +107,15 @@ def jacobian(traced, wrt=None, mode=None, *, mark=None):
     with _located(traced):
         if mode == "fwd":
             for k, x in enumerate(nodes):
+                if mark is None and x.size and _jacobian_columns(graph, out, k, x, jac, reached):
+                    continue
                 for i, e in _basis(xp, x.shape, dtype):
                     t = autodiff.jvp(graph, out, [x], [e], mark=mark)
                     if t is not None:
                         reached[k] = True
                         jac[k][:, i] = xp.broadcast_to(t, out.shape).reshape(-1)
+        elif mark is None and out.size and _jacobian_rows(graph, out, nodes, jac, reached):
+            pass
         else:
             graph.value(out)      # the forward values, kept for the many walks that read them
             for j, e in _basis(xp, out.shape, dtype):
@@ -125,6 +129,30 @@ def jacobian(traced, wrt=None, mode=None, *, mark=None):
     res.extra = {"jacobian": {w: row[2] for w, row in zip(names, res.rows)}, "mode": mode}
     res.notes += [_unused_note(w) for w, r in zip(names, reached) if not r]
     return res
+
+
+def _jacobian_columns(graph, out, k, x, jac, reached):
+    """Columns of d out / d x from the JVP program along a tangent placeholder, evaluated
+    at the basis tangents with the batch axis (see _sweep_basis)."""
+    def write(start, stop, vals, outs):
+        if outs[0] is not None:
+            reached[k] = True
+            jac[k][:, start:stop] = _rows(graph, vals[outs[0].id], stop - start, out).T
+    return _sweep_basis(graph, x.shape, "a tangent", [out],
+                        lambda t: [autodiff.jvp(graph, out, [x], [t], create_graph=True)], write)
+
+
+def _jacobian_rows(graph, out, nodes, jac, reached):
+    """Rows of d out / d x for every input from the VJP program of a cotangent
+    placeholder, evaluated at the basis cotangents with the batch axis."""
+    def write(start, stop, vals, outs):
+        for k, (x, c) in enumerate(zip(nodes, outs)):
+            if c is not None:
+                reached[k] = True
+                jac[k][start:stop, :] = _rows(graph, vals[c.id], stop - start, x)
+    return _sweep_basis(graph, out.shape, "a cotangent", [out],
+                        lambda c: autodiff.vjp(graph, out, nodes, cotangent=c, create_graph=True),
+                        write)
 
 
 @_without_gc
@@ -267,38 +295,59 @@ BATCH_ELEMENTS = 1 << 22    # the most elements one batched sweep's largest arra
 
 def _hessian_columns(graph, names, nodes, grads, b, y, blocks):
     """The columns d grad / d y[i] for every i, from one program: the JVP transform of the
-    gradient program along a tangent placeholder, evaluated with the batch axis at the
-    basis tangents, as many at a time as BATCH_ELEMENTS allows. False (nothing written)
-    where an op of the program cannot batch: the caller goes one column at a time."""
+    gradient program along a tangent placeholder, evaluated at the basis tangents with
+    the batch axis. False (nothing written) where that cannot be done: the caller goes one
+    column at a time."""
+    present = [g for g in grads if g is not None]
+
+    def write(start, stop, vals, cols):
+        col = iter(cols)
+        for a, x, g in zip(names, nodes, grads):
+            c = next(col) if g is not None else None
+            if c is not None:
+                blocks[a, b][:, start:stop] = _rows(graph, vals[c.id], stop - start, x).T
+    return _sweep_basis(graph, y.shape, f"a tangent of {b}", present,
+                        lambda t: autodiff.jvp(graph, present, [y], [t], create_graph=True),
+                        write)
+
+
+def _rows(graph, v, n, like):
+    """A batched value as n rows (a value that did not depend on the point, broadcast)."""
+    xp = graph.xp
+    return xp.broadcast_to(v, (n,) + tuple(like.shape)).reshape(n, -1)
+
+
+def _sweep_basis(graph, shape, name, needed, transform, write):
+    """Evaluate a derivative program at every basis vector of `shape`, as many at once as
+    BATCH_ELEMENTS allows: transform(placeholder) records the program (its output nodes,
+    None where nothing depends on it), write(start, stop, values, outputs) takes each
+    chunk's values. `needed`: nodes whose values every chunk reads, computed once first.
+    False where an op cannot batch or a derivative is undefined here (a singular matrix):
+    the caller's one-vector-at-a-time sweeps then say which rule fails."""
     from .evaluate import NotBatchable
     from .evaluate import evaluate as run
     xp, dtype = graph.xp, graph.dtype
-    present = [g for g in grads if g is not None]
-    t = graph.placeholder(f"a tangent of {b}", y.shape, dtype)
+    n = math.prod(shape)
+    t = graph.placeholder(name, shape, dtype)
     try:
-        cols = autodiff.jvp(graph, present, [y], [t], create_graph=True)
-        outs = [c for c in cols if c is not None]
-        if not outs:
+        outs = transform(t)
+        present = [o for o in outs if o is not None]
+        if not present:
             return True
-        widest = max(max((n.size for n in graph.nodes), default=1), 1)
-        step = max(1, min(y.size, BATCH_ELEMENTS // widest))
-        for g in present:
-            graph.value(g)  # the gradient at the point, computed once for every sweep
-        for start in range(0, y.size, step):
-            stop = min(start + step, y.size)
-            basis = xp.zeros((stop - start, y.size), dtype=dtype)
+        # the program's own nodes, recorded after the placeholder, carry the batch axis
+        widest = max(max((node.size for node in graph.nodes[t.id:]), default=1), 1)
+        step = max(1, min(n, BATCH_ELEMENTS // widest))
+        for node in needed:
+            graph.value(node)    # computed once for every chunk
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            basis = xp.zeros((stop - start, n), dtype=dtype)
             basis[xp.arange(stop - start), xp.arange(start, stop)] = 1.0
-            vals = run(graph, outs, {t: basis.reshape((stop - start,) + tuple(y.shape))},
-                       batch=stop - start, batched=[t])
-            col = iter(cols)
-            for a, x, g in zip(names, nodes, grads):
-                c = next(col) if g is not None else None
-                if c is not None:
-                    v = xp.broadcast_to(vals[c.id], (stop - start,) + tuple(x.shape))
-                    blocks[a, b][:, start:stop] = v.reshape(stop - start, -1).T
+            vals = run(graph, present, {t: basis.reshape((stop - start,) + tuple(shape))},
+                       batch=stop - start, batched=[t],
+                       what=f"the derivative's sweeps along {stop - start} basis vectors")
+            write(start, stop, vals, outs)
     except (NotBatchable, ValueError_):
-        # an op that cannot batch, or a derivative undefined here (a singular matrix): the
-        # column-by-column sweeps, which say which rule fails
         return False
     return True
 

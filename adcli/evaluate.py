@@ -74,10 +74,10 @@ def force(graph, node):
 
 
 def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), keep=(),
-             xp=None, charge=True, check_guards=True):
+             xp=None, charge=True, check_guards=True, what="this evaluation of the program"):
     """The values of `outputs` (nodes) with the inputs given in `inputs` ({node: value}),
     as {node id: value}; `keep` names more nodes whose values to return. The work of the
-    nodes computed is charged to the run's budget before any runs. check_guards=False keeps the
+    nodes computed is charged to the run's budget before any runs (a limit names `what`). check_guards=False keeps the
     decisions of the trace without checking them (gradcheck, where running the script
     again would change it)."""
     inputs = inputs or {}
@@ -88,7 +88,7 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     if charge and order:
         # an op's fixed cost once, its elements' at every point
         graph.limits.spend(plan.fixed_work + plan.element_work * points,
-                           "this evaluation of the program", outputs[0].pos if outputs else None)
+                           what, outputs[0].pos if outputs else None)
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}
     try:
