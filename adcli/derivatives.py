@@ -334,8 +334,13 @@ def _sweep_basis(graph, shape, name, needed, transform, write):
         present = [o for o in outs if o is not None]
         if not present:
             return True
-        # the program's own nodes, recorded after the placeholder, carry the batch axis
-        widest = max(max((node.size for node in graph.nodes[t.id:]), default=1), 1)
+        # the nodes that depend on the placeholder carry the batch axis
+        moved, widest = {t.id}, t.size
+        for node in graph.nodes[t.id + 1:]:
+            if any(a.id in moved for a in node.args):
+                moved.add(node.id)
+                widest = max(widest, node.size)
+        widest = max(widest, 1)
         step = max(1, min(n, BATCH_ELEMENTS // widest))
         for node in needed:
             graph.value(node)    # computed once for every chunk
