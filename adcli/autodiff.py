@@ -6,8 +6,10 @@ contributions that reach a node along different paths. `jvp` walks forward, push
 tangents through the same table. Neither knows any op by name.
 
 Both run in one of two modes. Numeric mode computes arrays (the fast path for first
-derivatives). Graph mode (`create_graph=True`) evaluates the same rules on the graph
-namespace, so the derivative is itself a graph that can be differentiated again.
+derivatives), reading the forward values its rules need from the evaluator. Graph mode
+(`create_graph=True`) evaluates the same rules on the graph namespace: the derivative is
+itself a program (a VJP or JVP transform), which the evaluator runs at any inputs, with
+the batch axis, and which can be differentiated again.
 """
 from __future__ import annotations
 

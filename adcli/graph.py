@@ -1,10 +1,10 @@
-"""The graph: a DAG of primitive nodes, recorded as a program runs (define-by-run).
+"""The program: a DAG of primitive nodes, recorded as a script runs (define-by-run).
 
-Every node is evaluated when it is created, so a graph is also the tape of one
-evaluation: its values are there for derivative rules, control flow in scripts can look
-at them, and a NaN can be traced back to the node that made it. Nodes are numbered in
-creation order, which is a topological order: every walk over a graph is a loop over a
-range of ids, never a recursion.
+A node holds its op, arguments, static attributes, shape, dtype and source position, and
+no value: the values of the traced run sit beside the program (`Graph.values`), computed
+when something needs them (adcli/evaluate.py), and the decisions the run took on values
+are its guards. Nodes are numbered in creation order, which is a topological order:
+every walk over a program is a loop over a range of ids, never a recursion.
 """
 from __future__ import annotations
 

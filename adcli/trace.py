@@ -1,4 +1,4 @@
-"""Syntax tree to graph: evaluate an expression on concrete values, recording every op.
+"""Syntax tree to program: run an expression on concrete values, recording every op.
 
 An expression is first flattened into postfix code (an explicit-stack walk, so deep
 trees cannot overflow Python's stack) and then run by a small stack machine whose
