@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .graph import Graph
+from .graph import Graph, dependents
 
 CHUNK = 1 << 16            # elements per sweep: a few arrays of 512 KB
 LARGE = 1 << 20            # arrays from this size are differentiated in chunks
@@ -30,10 +30,7 @@ def elementwise_sum(graph, output, wrt):
     if math.prod(shape) < LARGE or output.attrs.get("axis") not in (None, tuple(range(len(shape)))):
         return None
     targets = {w.id for w in wrt}
-    moved = set(targets)                  # the nodes that depend on a target
-    for n in graph.nodes[min(targets, default=q.id + 1):q.id + 1]:
-        if any(a.id in moved for a in n.args):
-            moved.add(n.id)
+    moved = dependents(graph, targets, q.id)      # the nodes that depend on a target
     region, leaves, stack, seen = [], [], [q], set()
     while stack:
         n = stack.pop()

@@ -24,6 +24,7 @@ import numpy as np
 from . import autodiff
 from .api import _without_gc, choose_inputs, evaluate, scalar_output
 from .errors import AdcliError, InputError, LimitError, ShapeError, ValueError_, note
+from .graph import dependents
 
 
 def _reserve(traced, shapes, what):
@@ -335,12 +336,7 @@ def _sweep_basis(graph, shape, name, needed, transform, write):
         if not present:
             return True
         # the nodes that depend on the placeholder carry the batch axis
-        moved, widest = {t.id}, t.size
-        for node in graph.nodes[t.id + 1:]:
-            if any(a.id in moved for a in node.args):
-                moved.add(node.id)
-                widest = max(widest, node.size)
-        widest = max(widest, 1)
+        widest = max(1, max(graph.nodes[i].size for i in dependents(graph, [t.id])))
         step = max(1, min(n, BATCH_ELEMENTS // widest))
         for node in needed:
             graph.value(node)    # computed once for every chunk

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .errors import AdcliError, ShapeError, ValueError_
-from .graph import BOOL, NODE_BYTES, OP_WORK, as_numbers, forward
+from .graph import BOOL, NODE_BYTES, OP_WORK, as_numbers, dependents, forward
 
 
 class GuardFailed(AdcliError):
@@ -117,13 +117,8 @@ def _plan(graph, outputs, given, check_guards):
     nodes, known = graph.nodes, graph.values
     hi = max((o.id for o in outputs), default=-1)
     # the nodes that depend on a given input: their recorded values do not hold here
-    moved = set(given)
     guards = graph.guards if check_guards else {}
-    if given:
-        last = max(hi, max(guards, default=-1))
-        for node in nodes[min(given):last + 1]:
-            if node.id not in given and any(a.id in moved for a in node.args):
-                moved.add(node.id)
+    moved = dependents(graph, given, max(hi, max(guards, default=-1)))
     # the decisions the trace took on values that move here are checked, needed or not
     order, stack, seen = [], list(outputs) + [nodes[i] for i in guards if i in moved], set()
     while stack:

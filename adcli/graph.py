@@ -556,6 +556,18 @@ def substitute(graph, outputs, mapping):
     return [new.get(o.id, o) for o in outputs]
 
 
+def dependents(graph, ids, last=None):
+    """Ids of the nodes that depend on the nodes `ids` (those included), up to node `last`
+    (default: the last node): one forward sweep in creation order, a topological order."""
+    dep = set(ids)
+    if dep:
+        stop = len(graph.nodes) if last is None else last + 1
+        for node in graph.nodes[min(dep):stop]:
+            if node.id not in dep and any(a.id in dep for a in node.args):
+                dep.add(node.id)
+    return dep
+
+
 def reachable(outputs):
     """Ids of the nodes the outputs depend on, in topological (creation) order."""
     seen, stack = set(), [o for o in outputs]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError, ShapeError
 from ..evaluate import GuardFailed, NotBatchable, evaluate
-from ..graph import as_numbers
+from ..graph import as_numbers, dependents
 
 BATCH_LIMIT = 20_000_000   # elements of one array of the all-columns-at-once evaluation
 
@@ -100,11 +100,7 @@ class Function:
 
     def _depending(self, ids):
         """Ids of the nodes (up to the output) that depend on nodes `ids`."""
-        dep = set(ids)
-        for node in self.graph.nodes[min(ids):self.output.id + 1]:
-            if any(a.id in dep for a in node.args):
-                dep.add(node.id)
-        return dep
+        return dependents(self.graph, ids, self.output.id)
 
     def _refuse_kinks(self, traced):
         for node in self.steps:
