@@ -27,8 +27,8 @@ import math
 
 import numpy as np
 
-from .errors import AdcliError, ShapeError, ValueError_
-from .graph import BOOL, NODE_BYTES, OP_WORK, as_numbers, dependents, forward
+from .errors import AdcliError
+from .graph import BOOL, NODE_BYTES, OP_WORK, apply_rule, as_numbers, dependents, forward
 
 
 class GuardFailed(AdcliError):
@@ -301,10 +301,7 @@ def batched_forward(entry, xp, batch, args, flags, node, dtype):
     if entry.numeric:
         args = as_numbers(args, dtype)
     try:
-        return entry.batch(xp, *args, shapes=shapes, out=node.shape, **node.attrs)
+        return apply_rule(entry.batch, entry, node.pos, xp, *args, shapes=shapes, out=node.shape,
+                          **node.attrs)
     except NotImplementedError as e:     # a case the rule cannot batch
         raise NotBatchable(f"{entry.name}: {e}", pos=node.pos) from None
-    except np.linalg.LinAlgError as e:
-        raise ValueError_(f"{entry.name}: {e}", pos=node.pos) from None
-    except (ValueError, TypeError, IndexError) as e:
-        raise ShapeError(f"{entry.name}: {e}", pos=node.pos) from None

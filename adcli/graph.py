@@ -247,8 +247,15 @@ def forward(entry, xp, values, attrs, dtype, pos=None):
     and 1; linear-algebra and shape failures become adcli's errors at the node's place."""
     if entry.numeric and any(getattr(v, "dtype", None) == BOOL for v in values):
         values = as_numbers(values, dtype)
+    return apply_rule(entry.fwd, entry, pos, xp, *values, **attrs)
+
+
+def apply_rule(rule, entry, pos, /, *args, **kwargs):
+    """rule(*args, **kwargs), a rule of op `entry` (its forward rule, its batching rule):
+    a linear-algebra failure is a value error, and numpy's complaints about shapes and
+    axes a shape error, at the node's place."""
     try:
-        return entry.fwd(xp, *values, **attrs)
+        return rule(*args, **kwargs)
     except np.linalg.LinAlgError as e:
         raise ValueError_(f"{entry.name}: {e}", pos=pos) from None
     except (ValueError, TypeError, IndexError) as e:
