@@ -37,12 +37,9 @@ class Traced:
             if name not in self.inputs:
                 choose_inputs(self, [name], what="input")
             given[self.inputs[name]] = self.graph.xp.asarray(v, dtype=self.graph.dtype)
-        outputs = outputs or [self.output]
-        try:
-            return run(self.graph, outputs, given, batch=batch,
-                       batched=list(given) if batch else ())
-        except AdcliError as e:
-            raise e.located(self.source, self.filename)
+        # (the evaluator's errors point into the source: the graph knows it)
+        return run(self.graph, outputs or [self.output], given, batch=batch,
+                   batched=list(given) if batch else ())
 
     def gradient_program(self, wrt=None):
         """The gradient as a program: the output's VJP transform, recorded as nodes of the
@@ -204,13 +201,9 @@ def output_value(traced):
     value once no later node reads it: a script's earlier steps do not stay in memory."""
     graph, out = traced.graph, traced.output
     v = graph.values[out.id]
-    if v is None:
+    if v is None:      # (the evaluator's errors point into the source: the graph knows it)
         from .evaluate import evaluate as run
-        try:
-            v = run(graph, [out], charge=False)[out.id]
-        except AdcliError as e:
-            raise e.located(traced.source, traced.filename)
-        graph.values[out.id] = v
+        v = graph.values[out.id] = run(graph, [out], charge=False)[out.id]
     return v
 
 
@@ -275,6 +268,7 @@ def detect_anomaly(traced, nodes, result):
                         "column": node.pos[1] if node.pos else None,
                         "inputs": [_short(a.value) for a in node.args], "reaches": reaches})
 
+    from .evaluate import first_nonfinite
     born = first_nonfinite(graph, out)
     if born is not None and born.op is not None:
         shown = ", ".join(_short(a.value) for a in born.args)
@@ -383,16 +377,11 @@ def _kinds(a):
     return ", ".join(parts)
 
 
-def first_nonfinite(graph, output):
-    """The node where a NaN or an infinity was born (see evaluate.first_nonfinite)."""
-    from .evaluate import first_nonfinite as find
-    return find(graph, output)
-
-
 def nonfinite_notes(traced, node, what):
     v = node.value
     if v.dtype.kind != "f" or bool(np.all(np.isfinite(v))):
         return []
+    from .evaluate import first_nonfinite
     origin = first_nonfinite(traced.graph, node)
     msg, code = f"the {what} contains {_kinds(v)}", f"nonfinite-{what}"
     if origin is None:
