@@ -133,6 +133,7 @@ def adjoints(graph, output, cotangent=None):
 # ---------------------------------------------------------------- what the rules read
 
 META = {"shape", "ndim", "size", "dtype"}   # a node tells these without its value
+CO_VARARGS = 0x04                           # a code object's flag: the function takes *args
 
 
 def _uses(fn):
@@ -154,16 +155,13 @@ def _uses(fn):
             for name in names:
                 if uses.get(name) != "value":
                     uses[name] = "meta" if meta else "value"
-    if code.co_flags & inspect_VARARGS:
+    if code.co_flags & CO_VARARGS:
         uses[code.co_varnames[code.co_argcount + code.co_kwonlyargcount]] = "value"
     try:
         fn._adcli_uses = uses
     except AttributeError:
         pass
     return uses
-
-
-inspect_VARARGS = 0x04
 
 
 def rule_reads(op):
@@ -184,7 +182,7 @@ def rule_reads(op):
             y = max(y, uses.get(params[first]), key=rank.get)
         for name in params[first + 1:first + 1 + (op.arity or 0)]:   # not the static attributes
             args = max(args, uses.get(name), key=rank.get)
-        if op.arity is None or code.co_flags & inspect_VARARGS:
+        if op.arity is None or code.co_flags & CO_VARARGS:
             args = "value"
     op._reads = reads = (y, args)
     return reads

@@ -52,15 +52,7 @@ def force(graph, node):
     """The value of `node` at the traced point, computed with every unknown value it needs;
     all of them are kept beside the program (graph.values), as the trace's own."""
     known = graph.values
-    order, stack, seen = [], [node], set()
-    while stack:               # the unknown ancestors, without recursion
-        n = stack.pop()
-        if n.id in seen or known[n.id] is not None:
-            continue
-        seen.add(n.id)
-        order.append(n.id)
-        stack.extend(n.args)
-    order.sort()
+    order = _ancestors([node], lambda n: known[n.id] is not None)
     try:
         vals = _run(graph, order, {}, known.__getitem__, keep=None, hooks=graph.hooks,
                     held=graph.held)
@@ -120,17 +112,11 @@ def _plan(graph, outputs, given, check_guards):
     guards = graph.guards if check_guards else {}
     moved = dependents(graph, given, max(hi, max(guards, default=-1)))
     # the decisions the trace took on values that move here are checked, needed or not
-    order, stack, seen = [], list(outputs) + [nodes[i] for i in guards if i in moved], set()
-    while stack:
-        n = stack.pop()
-        if n.id in seen or n.id in given or (n.id not in moved and known[n.id] is not None):
-            continue
-        seen.add(n.id)
-        order.append(n.id)
-        stack.extend(n.args)
-    order.sort()
+    order = _ancestors(list(outputs) + [nodes[i] for i in guards if i in moved],
+                       lambda n: n.id in given or (n.id not in moved and known[n.id] is not None))
+    computed = set(order)
     plan = _Plan()
-    plan.order, plan.guards = order, {i: g for i, g in guards.items() if i in seen}
+    plan.order, plan.guards = order, {i: g for i, g in guards.items() if i in computed}
     plan.readers = _readers(nodes, order)
     plan.steps = _steps(nodes, order)
     costs = [graph.node_cost(nodes[i])[0] - OP_WORK for i in order]
@@ -139,6 +125,21 @@ def _plan(graph, outputs, given, check_guards):
         plans.clear()
     plans[key] = plan
     return plan
+
+
+def _ancestors(roots, known):
+    """Ids of the roots and of what they need, in topological order, without recursion:
+    the walk back stops at the nodes `known(node)` says have a value already."""
+    order, stack, seen = [], list(roots), set()
+    while stack:
+        n = stack.pop()
+        if n.id in seen or known(n):
+            continue
+        seen.add(n.id)
+        order.append(n.id)
+        stack.extend(n.args)
+    order.sort()
+    return order
 
 
 def _readers(nodes, order):
