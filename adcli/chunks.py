@@ -58,7 +58,7 @@ def elementwise_sum(graph, output, wrt):
 def gradient(graph, output, wrt, plan):
     """(value, gradients) of the elementwise sum by chunks, gradients in wrt's order."""
     from . import autodiff
-    from .evaluate import evaluate
+    from .evaluate import at_points, evaluate
     q, region, leaves = plan
     # the program of one element: the region replayed on numbers
     one = Graph(xp=graph.xp, dtype=graph.dtype, limits=graph.limits, seed=graph.seed)
@@ -82,19 +82,12 @@ def gradient(graph, output, wrt, plan):
         stop = min(start + CHUNK, size)
         inputs = {copy[i]: v[start:stop] for i, v in flat.items()}
         vals = evaluate(one, outputs, inputs, batch=stop - start, batched=list(inputs))
-        total = total + xp.sum(_batched(xp, vals[element.id], stop - start))
+        total = total + xp.sum(at_points(xp, vals[element.id], stop - start, ()))
         for w, g in zip([w for w in wrt if w.id in copy], grads):
             if g is not None:
-                result[w.id][start:stop] = _batched(xp, vals[g.id], stop - start)
+                result[w.id][start:stop] = at_points(xp, vals[g.id], stop - start, ())
     out = []
     for w in wrt:
         g = result[w.id]
         out.append(None if g is None else xp.reshape(g, w.shape))
     return graph.as_array(total), out
-
-
-def _batched(xp, v, n):
-    """A per-element value at n points: a value that did not depend on the point (a
-    derivative that is a constant) is broadcast."""
-    v = xp.asarray(v)
-    return v if v.shape == (n,) else xp.broadcast_to(v, (n,))

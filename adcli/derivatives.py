@@ -313,9 +313,9 @@ def _hessian_columns(graph, names, nodes, grads, b, y, blocks):
 
 
 def _rows(graph, v, n, like):
-    """A batched value as n rows (a value that did not depend on the point, broadcast)."""
-    xp = graph.xp
-    return xp.broadcast_to(v, (n,) + tuple(like.shape)).reshape(n, -1)
+    """A value from an evaluation at n basis vectors as n rows of `like`'s size."""
+    from .evaluate import at_points
+    return at_points(graph.xp, v, n, like.shape).reshape(n, -1)
 
 
 def _sweep_basis(graph, shape, name, needed, transform, write):

@@ -283,6 +283,12 @@ def _check_guard(node, guard, v, batch):
 
 # ---------------------------------------------------------------- the batch axis
 
+def at_points(xp, v, n, shape):
+    """A node's value from an evaluation at n points, as an array of shape (n,) + shape:
+    a value that did not depend on the points (a constant derivative) is broadcast."""
+    return xp.broadcast_to(xp.asarray(v), (n,) + tuple(shape))
+
+
 def batched_forward(entry, xp, batch, args, flags, node, dtype):
     """Op `entry` at B points at once: the arguments flagged carry a leading batch axis.
     Elementwise ops broadcast, with each point's arrays aligned behind the batch axis; every
