@@ -97,3 +97,18 @@ def test_a_custom_rule_is_recorded_once():
     for _ in range(3):
         api.gradient(traced)
     assert len(traced.graph.nodes) == size
+
+
+def test_a_large_elementwise_sum_is_differentiated_by_chunks_to_the_same_numbers():
+    # above chunks.LARGE elements the gradient goes 65,536 elements at a time through the
+    # one-element program and its derivative program; it must still be the derivative
+    from adcli import chunks
+    x = np.random.default_rng(5).standard_normal(chunks.LARGE + 3)
+    expr = "sum(sin(x) * exp(-x * x) + 3 * x + log1p(x * x))"
+    traced = api.trace(expr, {"x": x})
+    assert chunks.elementwise_sum(traced.graph, traced.output, [traced.inputs["x"]]) is not None
+    res = api.gradient(traced)
+    closed = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x * x) + 3 + 2 * x / (1 + x * x)
+    np.testing.assert_allclose(res.grad["x"], closed, rtol=1e-12, atol=1e-14)
+    assert float(res.value) == pytest.approx(
+        np.sum(np.sin(x) * np.exp(-x * x) + 3 * x + np.log1p(x * x)), rel=1e-12)
