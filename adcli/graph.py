@@ -475,8 +475,7 @@ class Graph:
 
     def _literal(self, entry, attrs, shape):
         what = f"{entry.name} would make an array"
-        n = math.prod(shape) if shape is not None else 1
-        self.hold(NODE_BYTES + n * self.dtype.itemsize, entry.name, self.pos)
+        self.hold(NODE_BYTES + math.prod(shape) * self.dtype.itemsize, entry.name, self.pos)
         kw = {**attrs, "dtype": self.dtype}
         if entry.random:
             kw["rng"] = self.rng
@@ -489,10 +488,10 @@ class Graph:
     def cost(self, entry, shapes, attrs, shape):
         """(work, bytes) of applying op `entry` to arrays of these shapes, before it runs:
         the element operations (the elements read and written, or the op's own cost for
-        linear algebra, plus a fixed cost per op) and the memory of the result (of unknown
-        shape, None: taken as the largest argument's)."""
+        linear algebra, plus a fixed cost per op) and the memory of the result (every op's
+        shape rule gives its shape)."""
         sizes = [math.prod(s) for s in shapes]
-        n = max(sizes, default=1) if shape is None else math.prod(shape)
+        n = math.prod(shape)
         if entry.cost is not None:
             work = entry.cost(*shapes, **attrs)
         elif entry.kind in ("shape", "constant"):
