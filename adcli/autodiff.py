@@ -23,16 +23,20 @@ from .ops import IDENTITY, NEGATE, sum_to_shape
 
 
 def _needed(graph, output, wrt_ids):
-    """Ids of nodes on a differentiable path from an input in `wrt_ids` (forward sweep)."""
+    """Ids of nodes on a differentiable path from an input in `wrt_ids` (forward sweep),
+    the first id of the walk, and whether every one of those nodes is a number."""
     lo = min(wrt_ids, default=output.id + 1)
     need = set(wrt_ids)
+    numbers = all(not graph.nodes[i].shape for i in wrt_ids)
     for node in graph.nodes[lo:output.id + 1]:
         if node.op is not None and node.op.differentiable:
             for a in node.args:
                 if a.id in need:
                     need.add(node.id)
+                    if node.shape:
+                        numbers = False
                     break
-    return need, lo
+    return need, lo, numbers
 
 
 class _Budget:
@@ -63,7 +67,7 @@ class _Mode:
     """What 'multiply', 'sum to shape' and 'value of a node' mean in one walk."""
 
     def __init__(self, graph, create_graph, safe):
-        self.graph, self.graph_mode = graph, create_graph
+        self.graph, self.graph_mode, self.safe = graph, create_graph, safe
         if create_graph:
             self.ns, self.val = graph.ns, (lambda n: n)
             # the chain rule's products are NaN-safe in graphs: a zero factor wins
@@ -258,13 +262,17 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     # keep: a dict that receives every node's final cotangent (its adjoint), by id
     mode = _Mode(graph, create_graph, safe)
     wrt_ids = [w.id for w in wrt]
-    need, lo = _needed(graph, output, wrt_ids)
+    need, lo, numbers = _needed(graph, output, wrt_ids)
     wanted = set(wrt_ids)
     if cotangent is None:
         cotangent = graph.as_array(1.0)
         cotangent = graph.const(cotangent) if create_graph else cotangent
         if output.ndim:
             cotangent = mode.ns.broadcast_to(cotangent, shape=output.shape)
+    if numbers and not graph.unknown and not create_graph and watch is keep is mark is None \
+            and type(cotangent) is graph._scalar_type:
+        found = _walk_numbers(graph, output, need, lo, wanted, cotangent, mode)
+        return [found.get(i) for i in wrt_ids]
     cts = {output.id: cotangent}
     found = {}
     graph_mode, ns = create_graph, mode.ns
@@ -362,6 +370,71 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     if mark is not None:
         mark(None)                             # the end of the last rule
     return [found.get(i) for i in wrt_ids]
+
+
+def _walk_numbers(graph, output, need, lo, wanted, cotangent, mode):
+    """The walk of _vjp for a program of numbers whose values the trace has (a script's
+    unrolled scalar loop): no arrays to own, no memory to count, no forward values to
+    compute, and so about half the time per node. The same rules, the same order."""
+    known, ns, scalar = graph.values, mode.ns, graph._scalar_type
+    chain = mode.chain if mode.safe else None       # None: the plain product, inline
+    limits, cost, budget = graph.limits, OP_WORK + 3, _Budget(graph)
+    cts, found = {output.id: cotangent}, {}
+    # comparisons' results (rare), which enter arithmetic rules as numbers
+    bools = {n.id for n in graph.nodes[:output.id + 1] if n.dtype is BOOL}
+    for node in reversed(graph.nodes[lo:output.id + 1]):
+        g = cts.pop(node.id, None)
+        if g is None:
+            continue
+        if node.id in wanted:
+            found[node.id] = g
+        op = node.op
+        if op is None or not op.differentiable:
+            continue
+        if op.cost is not None:
+            budget.charge(node)
+        else:                                 # the charge of _Budget.charge for a number
+            limits.work += cost
+            if limits.work > limits.max_work:
+                budget.charge(node)
+        y = known[node.id]
+        nodes = node.args
+        if len(nodes) == 2:                    # (most ops: without a comprehension's call)
+            args = (known[nodes[0].id], known[nodes[1].id])
+        elif len(nodes) == 1:
+            args = (known[nodes[0].id],)
+        else:
+            args = [known[a.id] for a in nodes]
+        if bools and op.numeric and any(a.id in bools for a in nodes):
+            args = as_numbers(args, graph.dtype)   # a comparison's result, as a number
+        partials = op.partials
+        i = -1
+        for a in nodes:
+            i += 1
+            if a.id not in need:
+                continue
+            if partials is None:
+                try:
+                    c = _rule(mode, op, i, g, y, args, node.attrs)
+                except np.linalg.LinAlgError as e:
+                    raise _undefined(node, e) from None
+                if c is None:
+                    continue
+            else:
+                d = partials[i]
+                if d is IDENTITY:
+                    c = g
+                elif d is NEGATE:
+                    c = -g
+                elif chain is None:
+                    c = g * d(ns, y, *args)
+                else:
+                    c = chain(g, d(ns, y, *args))
+            if type(c) is not scalar and c.shape:
+                c = mode.sum_to(c, ())
+            prev = cts.get(a.id)
+            cts[a.id] = c if prev is None else prev + c
+    return found
 
 
 def _arguments(node):

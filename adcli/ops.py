@@ -89,6 +89,9 @@ class Op:
         # derived once: the engine reads these for every node it records or walks
         self.arity = None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
         self.broadcasts = self.kind in ("elementwise", "comparison")
+        # a call of it is its arguments, arrays, in order: sin(y) (the tracer's fast path)
+        self.plain_call = self.kind == "elementwise" and not self.attrs \
+            and not self.variadic_elementwise
         # arithmetic: boolean arguments are converted to numbers first (not an argument
         # that selects, nor what it selects between: where(c, a, b) moves a's elements)
         self.numeric = self.kind in ("elementwise", "reduction", "linalg") and not self.selects

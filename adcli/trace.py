@@ -205,29 +205,37 @@ class Evaluator:
     def run(self, tree):
         stack = []
         g = self.graph
+        env, literals = self.env, g._scalars
+        push, pop = stack.append, stack.pop
         for kind, pos, arg in compile_expr(tree):
-            # the most frequent instructions first
+            # the most frequent instructions first, their common case inline
             if kind == "name":
-                stack.append(self.lookup(arg, pos))
+                v = env.get(arg)
+                push(v if v is not None else self.lookup(arg, pos))
             elif kind == "num":
-                stack.append(g.const(arg, pos))
+                v = literals.get(arg)
+                push(v if v is not None else g.const(arg, pos))
             elif kind == "binary":
-                b, a = stack.pop(), stack.pop()
+                b, a = pop(), pop()
                 if type(b) is not Node:
                     b = self.array(b, pos)
                 if type(a) is not Node:
                     a = self.array(a, pos)
                 g.pos = pos
-                stack.append(g.emit(BINARY[arg], a, b))
+                push(g.emit(BINARY[arg], a, b))
             elif kind == "unary":
                 a = self.array(stack.pop(), pos)
                 g.pos = pos
                 stack.append(a if arg == "+" else g.emit(UNARY[arg], a))
             elif kind in ("call", "method"):
                 fname, nargs, kwnames = arg
-                kwvals = [stack.pop() for _ in kwnames][::-1]
-                args = [stack.pop() for _ in range(nargs)][::-1]
-                kwargs = list(zip(kwnames, kwvals))
+                kwargs = []
+                if kwnames:
+                    kwvals = stack[-len(kwnames):]
+                    del stack[-len(kwnames):]
+                    kwargs = list(zip(kwnames, kwvals))
+                args = stack[len(stack) - nargs:]
+                del stack[len(stack) - nargs:]
                 if kind == "call":
                     stack.append(self.call(fname, args, kwargs, pos))
                 elif fname in METHODS:     # the op table's, never a script's function
@@ -310,12 +318,14 @@ class Evaluator:
             raise UnknownNameError(f"unknown function '{fname}'", pos=pos,
                                    hint=suggest(fname, CALLABLE) or "`adcli ops` lists the functions")
         g = self.graph
-        if entry.kind == "elementwise" and not kwargs and not entry.attrs and len(args) == entry.arity \
-                and not entry.variadic_elementwise:
+        if entry.plain_call and not kwargs and len(args) == entry.arity:
             # the common case, sin(y): every argument an array, nothing static
-            arrays = [a if type(a) is Node else self.array(a, pos) for a in args]
+            for a in args:
+                if type(a) is not Node:
+                    args = [a if type(a) is Node else self.array(a, pos) for a in args]
+                    break
             g.pos = pos
-            return g.emit(entry.name, *arrays)
+            return g.emit(entry.name, *args)
         if entry.variadic_elementwise and len(args) >= 2 and not kwargs and not method:
             # max(a, b, c) is elementwise: maximum(maximum(a, b), c); x.max(1) is numpy's
             out = self.array(args[0], pos)
