@@ -63,6 +63,7 @@ class Result:
     order: int = 1                  # of the derivatives in `grad`
     rows: list = None               # other results: (plain key, terminal label, array)
     extra: dict = None              # their JSON members: key -> array, dict of arrays or text
+    sparse: object = None           # a sparse Jacobian or Hessian (adcli.sparse.SparseMatrix)
 
 
 def _without_gc(f):

@@ -311,6 +311,8 @@ class Graph:
                                    # since): 0 means every value is known (autodiff's fast walk)
         self.guards = {}           # node id -> (kind, value): what the run decided on it
         self.plans = {}            # the evaluator's plans, by what they compute (evaluate._plan)
+        self.derived = {}          # what derivative commands work out once per program (the
+                                   # sparsity patterns and colourings of adcli.sparse)
         self._scalars = {}         # float -> const node: loops reuse their literals
         self.linted = []           # nodes of ops with a lint, in creation order
         self.pos = None            # the source place attributed to nodes created now
