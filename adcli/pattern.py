@@ -69,16 +69,14 @@ class Pattern:
     __hash__ = None
 
 
-def save_npz(path, pattern, values):
+def save_npz(file, pattern, values):
     """A sparse matrix (the pattern's entries, `values` in its order) in the file format of
-    scipy.sparse.save_npz, which scipy.sparse.load_npz reads: CSR arrays in an npz."""
+    scipy.sparse.save_npz, which scipy.sparse.load_npz reads: CSR arrays in an npz.
+    `file`: a binary file object (or a path, to which numpy adds .npz if it lacks it)."""
     values = np.asarray(values)
     if values.shape != (pattern.nnz,):
         raise ValueError(f"{values.shape} values for a pattern of {pattern.nnz} entries")
-    with open(path, "wb") as f:
-        np.savez_compressed(f, indices=pattern.indices.astype(np.int32 if pattern.shape[1] < 2**31
-                                                               else np.int64),
-                            indptr=pattern.indptr.astype(np.int32 if pattern.nnz < 2**31
-                                                         else np.int64),
-                            format=np.array(b"csr"), shape=np.array(pattern.shape),
-                            data=values)
+    index = np.int32 if max(pattern.shape[1], pattern.nnz) < 2**31 else np.int64
+    np.savez_compressed(file, indices=pattern.indices.astype(index),
+                        indptr=pattern.indptr.astype(index), format=np.array(b"csr"),
+                        shape=np.array(pattern.shape), data=values)

@@ -150,6 +150,9 @@ def to_json(result):
             obj["order"] = result.order
     for k, v in (result.extra or {}).items():
         obj[k] = _json_member(v)
+    if result.sparse is not None:
+        obj[result.sparse.kind] = _json_member(result.sparse.as_json())
+        obj["sparse"] = True
     obj["dtype"] = result.dtype
     obj["device"] = result.device
     return json.dumps(obj)
@@ -177,6 +180,22 @@ def write_plain(result, out):
         out.write(f"{key}\t")
         write_array(v, out)
         out.write("\n")
+    if result.sparse is not None:
+        write_sparse(result.sparse, out)
+
+
+def _index_text(index):
+    return "[" + ", ".join(map(str, index)) + "]"
+
+
+def write_sparse(matrix, out):
+    """A sparse Jacobian or Hessian, one line per entry: KEY<TAB>[ROW]<TAB>[COLUMN]<TAB>VALUE
+    (KEY as the dense output names the block: d/dx, d2/dx,dy; ROW and COLUMN the element's
+    index within it). A pattern alone (--pattern) has no VALUE."""
+    values = None if matrix.values is None else _texts(np.asarray(matrix.values))
+    for k, (key, r, c) in enumerate(matrix.entries()):
+        line = f"{key}\t{_index_text(r)}\t{_index_text(c)}"
+        out.write(line + ("\n" if values is None else f"\t{values[k]}\n"))
 
 
 CHUNK = 1 << 16   # elements formatted at a time
@@ -243,9 +262,34 @@ def to_rich(result, console):
         for label, v in items:
             table.add_row(label, _shape(v), literal(_pretty(v)))
     console.print(table)
+    if result.sparse is not None:
+        _rich_sparse(result.sparse, console)
     mode = (result.extra or {}).get("mode")
     if mode:
         console.print(f"[dim]mode: {mode}[/dim]")
+
+
+SHOWN = 200    # the entries of a sparse result a terminal shows
+
+
+def _rich_sparse(matrix, console):
+    from rich.table import Table
+    m, n = matrix.pattern.shape
+    title = (f"{matrix.kind}: {m}×{n}, {matrix.pattern.nnz:,} nonzero entries "
+             f"({matrix.pattern.density:.2%}), from {matrix.sweeps} compressed sweeps")
+    table = Table(title=literal(title, "table.title"), header_style="bold")
+    for h in ("block", "row", "column") + (("value",) if matrix.values is not None else ()):
+        table.add_column(h, no_wrap=True)
+    values = matrix.values
+    for k, (key, r, c) in enumerate(matrix.entries()):
+        if k == SHOWN:
+            break
+        table.add_row(key, _index_text(r), _index_text(c),
+                      *(() if values is None else (number_text(values[k]),)))
+    console.print(table)
+    if matrix.pattern.nnz > SHOWN:
+        console.print(f"[dim]... and {matrix.pattern.nnz - SHOWN:,} more: --plain, --json or "
+                      "--out FILE.npz give them all[/dim]")
 
 
 def _shape(a):
@@ -389,6 +433,8 @@ def save(result, path):
     from .files import writing
     arrays = {k: np.asarray(v) for k, v in named_arrays(result).items()}
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if result.sparse is not None:
+        return _save_sparse(result, path, ext)
     try:
         if ext == "npz":
             with writing(path, "wb") as f:        # a file object: numpy adds no extension
@@ -419,9 +465,45 @@ def save(result, path):
     return list(arrays)
 
 
+def _save_sparse(result, path, ext):
+    """A sparse result: .npz in scipy.sparse's format (scipy.sparse.load_npz reads it; the
+    columns of several inputs follow one another), .csv one line per entry, or .json."""
+    from .errors import InputError
+    from .files import writing
+    from .pattern import save_npz
+    matrix = result.sparse
+    values = matrix.values if matrix.values is not None else np.ones(matrix.pattern.nnz)
+    try:
+        if ext == "npz":
+            with writing(path, "wb") as f:
+                save_npz(f, matrix.pattern, np.asarray(values))
+        elif ext == "csv":
+            texts = _texts(np.asarray(values))
+            with writing(path) as f:
+                f.write("block,row,column,value\n")
+                for k, (key, r, c) in enumerate(matrix.entries()):
+                    f.write(f"{key},{' '.join(map(str, r))},{' '.join(map(str, c))},{texts[k]}\n")
+        elif ext == "json":
+            with writing(path) as f:
+                f.write(to_json(result) + "\n")
+        else:
+            raise InputError(f"--out {path}: a sparse {matrix.kind} is saved as .npz "
+                             "(scipy.sparse.load_npz reads it), .csv or .json",
+                             hint="or give --sparse off for the dense matrix")
+    except OSError as e:
+        raise InputError(f"--out {path}: {e.strerror}") from None
+    return [matrix.kind]
+
+
 def saved_summary(result):
     """What --out prints instead of the arrays: (name, shape, dtype, the value if it is one
     number) for each result, named as in the file."""
+    if result.sparse is not None:
+        m = result.sparse
+        return [("value", np.shape(result.value), str(np.asarray(result.value).dtype),
+                 np.asarray(result.value).item() if np.ndim(result.value) == 0 else None),
+                (m.kind, m.pattern.shape, f"{result.dtype}, sparse: {m.pattern.nnz:,} entries",
+                 None)]
     return [(k, a.shape, str(a.dtype), a.item() if a.ndim == 0 else None)
             for k, a in ((k, np.asarray(v)) for k, v in named_arrays(result).items())]
 

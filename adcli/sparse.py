@@ -194,3 +194,35 @@ def choose(graph, kind, mode, out, nodes, sparse):
         return None            # small: the dense matrix costs less than finding a pattern
     comp = compressed(graph, kind, mode, out, nodes)
     return comp if sparse == "on" or comp.pays() else None
+
+
+def choose_mode(graph, out, nodes, sparse, mode):
+    """The Compressed Jacobian for --sparse on|auto (None: dense), in `mode`, or without
+    one in the mode whose colouring needs fewer sweeps (forward on a tie)."""
+    modes = [mode] if mode else ["fwd", "rev"]
+    best = None
+    for m in modes:
+        comp = choose(graph, "jacobian", m, out, nodes, sparse)
+        if comp is not None and (best is None or comp.sweeps < best.sweeps):
+            best = comp
+    return best
+
+
+def result(traced, comp, names, nodes, chunk=None, values=True):
+    """The Result of a sparse Jacobian or Hessian (values=False: its pattern alone)."""
+    from .api import evaluate
+    from .derivatives import _unused_note
+    res = evaluate(traced)
+    cols = [(n, tuple(x.shape)) for n, x in zip(names, nodes)]
+    rows = [("value", tuple(traced.output.shape))] if comp.kind == "jacobian" else cols
+    res.sparse = SparseMatrix(comp.kind, comp.pattern,
+                              comp.values(chunk=chunk) if values else None, rows, cols,
+                              comp.sweeps, comp.mode)
+    res.extra = {"mode": comp.mode if comp.kind == "jacobian" else "fwd-over-rev"}
+    # an input that no entry's column belongs to: its derivatives are all zero
+    _, c = comp.pattern.coo()
+    starts = np.cumsum([0] + [x.size for x in nodes])
+    for name, x, lo, hi in zip(names, nodes, starts[:-1], starts[1:]):
+        if x.size and not ((c >= lo) & (c < hi)).any():
+            res.notes.append(_unused_note(name))
+    return res
