@@ -85,22 +85,46 @@ def _located(traced):
 
 # ---------------------------------------------------------------- first order
 
+def _sparse(traced, kind, names, nodes, mode, sparse, pattern, chunk):
+    """The sparse result for --sparse on|auto or --pattern, or None for a dense one."""
+    from . import sparse as sp
+    if pattern and sparse == "off":
+        raise InputError("--pattern shows the sparsity pattern: it cannot be combined with "
+                         "--sparse off")
+    choice = "on" if pattern else sparse
+    with _located(traced):
+        if kind == "jacobian":
+            comp = sp.choose_mode(traced.graph, traced.output, nodes, choice, mode)
+        else:
+            comp = sp.choose(traced.graph, "hessian", None, traced.output, nodes, choice)
+        return None if comp is None else sp.result(traced, comp, names, nodes, chunk,
+                                                    values=not pattern)
+
+
 @_without_gc
-def jacobian(traced, wrt=None, mode=None, *, mark=None):
+def jacobian(traced, wrt=None, mode=None, *, mark=None, sparse="off", pattern=False,
+             chunk=None):
     """d out / d x for each chosen input: arrays of shape out.shape + x.shape.
 
     mode "fwd" builds the Jacobian a column at a time (one JVP per input element), "rev" a
     row at a time (one VJP per output element); by default the cheaper of the two.
+    sparse "on" (or "auto", when it pays) finds the Jacobian's sparsity pattern and builds
+    it from a few compressed sweeps (adcli.sparse): the result's `sparse` member holds it;
+    pattern=True gives the pattern alone.
     mark: passed to every walk (autodiff.vjp), for adcli profile; so in the functions below."""
     graph, out = traced.graph, traced.output
     if out.dtype.kind != "f":
         raise InputError("the value is a boolean and has no derivative")
     names, nodes = choose_inputs(traced, wrt)
+    if mode not in (None, "fwd", "rev"):
+        raise InputError(f"unknown mode '{mode}'", hint="use fwd or rev")
+    if mark is None and (sparse != "off" or pattern):
+        res = _sparse(traced, "jacobian", names, nodes, mode, sparse, pattern, chunk)
+        if res is not None:
+            return res
     n_in, n_out = sum(x.size for x in nodes), out.size
     if mode is None:
         mode = "fwd" if n_in <= n_out else "rev"
-    if mode not in ("fwd", "rev"):
-        raise InputError(f"unknown mode '{mode}'", hint="use fwd or rev")
     _reserve(traced, [tuple(out.shape) + tuple(x.shape) for x in nodes], "Jacobian")
     xp, dtype = graph.xp, graph.dtype
     jac = [xp.zeros((n_out, x.size), dtype=dtype) for x in nodes]
@@ -255,12 +279,17 @@ def hvp(traced, vector, *, mark=None):
 
 
 @_without_gc
-def hessian(traced, wrt=None, *, mark=None):
+def hessian(traced, wrt=None, *, mark=None, sparse="off", pattern=False, chunk=None):
     """Every block d2 out / dx dy (shape x.shape + y.shape), forward-over-reverse: one
-    forward sweep over the recorded gradient per input element."""
+    forward sweep over the recorded gradient per input element. sparse and pattern: as
+    for jacobian (a star colouring, Hessian-vector products along its seeds)."""
     graph, out = traced.graph, traced.output
     scalar_output(traced, "hessian")
     names, nodes = choose_inputs(traced, wrt)
+    if mark is None and (sparse != "off" or pattern):
+        res = _sparse(traced, "hessian", names, nodes, None, sparse, pattern, chunk)
+        if res is not None:
+            return res
     _reserve(traced, [tuple(x.shape) + tuple(y.shape) for x in nodes for y in nodes], "Hessian")
     xp, dtype = graph.xp, graph.dtype
     grads = _gradient_nodes(traced, nodes)

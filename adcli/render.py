@@ -270,6 +270,7 @@ def to_rich(result, console):
 
 
 SHOWN = 200    # the entries of a sparse result a terminal shows
+SPY = 64       # a pattern alone of at most this many rows and columns is drawn
 
 
 def _rich_sparse(matrix, console):
@@ -277,6 +278,13 @@ def _rich_sparse(matrix, console):
     m, n = matrix.pattern.shape
     title = (f"{matrix.kind}: {m}×{n}, {matrix.pattern.nnz:,} nonzero entries "
              f"({matrix.pattern.density:.2%}), from {matrix.sweeps} compressed sweeps")
+    if matrix.values is None and m <= SPY and n <= SPY:
+        # a pattern small enough to draw: one character per entry, a spy plot
+        dense = matrix.pattern.to_dense()
+        console.print(literal(title, "table.title"))
+        for r in range(m):
+            console.print("".join("●" if v else "·" for v in dense[r]), highlight=False)
+        return
     table = Table(title=literal(title, "table.title"), header_style="bold")
     for h in ("block", "row", "column") + (("value",) if matrix.values is not None else ()):
         table.add_column(h, no_wrap=True)
