@@ -37,37 +37,23 @@ def as_dtype(graph, a):
 
 
 def analytic_jacobian(traced, names):
-    """adcli's Jacobian, shape (input elements, output elements), in float64: one reverse
-    pass per output element, or one forward pass per input element when there are fewer
-    inputs (falling back to reverse mode where a custom rule has no forward rule)."""
+    """adcli's Jacobian, shape (input elements, output elements), in float64: the
+    batched sweeps of `adcli jacobian`, forward mode when there are fewer inputs than
+    outputs (reverse mode where a custom rule has no forward rule), else reverse."""
+    from ..derivatives import jacobian
     graph, out = traced.graph, traced.output
     nodes = [traced.inputs[n] for n in names]
-    sizes = [n.size for n in nodes]
-    m, n = out.size, sum(sizes)
-    graph.hold(n * m * 8, "gradcheck's Jacobian")
-    jac = np.zeros((n, m))
-    if m > n:
-        try:
-            c = 0
-            for j, node in enumerate(nodes):
-                for k in range(node.size):
-                    t = np.zeros(node.shape, dtype=graph.dtype)
-                    t.reshape(-1)[k] = 1
-                    tangents = [t if i == j else None for i in range(len(nodes))]
-                    col = autodiff.jvp(graph, out, nodes, tangents)
-                    if col is not None:
-                        jac[c] = np.asarray(col, dtype=np.float64).reshape(-1)
-                    c += 1
-            return jac
-        except InputError:
-            jac[:] = 0
-    for i in range(m):
-        cot = None
-        if m > 1 or out.ndim:
-            cot = np.zeros(out.shape, dtype=graph.dtype)
-            cot.reshape(-1)[i] = 1
-        jac[:, i] = flat_grads(graph, out, nodes, cot)
-    return jac
+    m, n = out.size, sum(x.size for x in nodes)
+    mode = "fwd" if m > n else "rev"
+    try:
+        res = jacobian(traced, names, mode)
+    except InputError:
+        if mode == "rev":
+            raise
+        res = jacobian(traced, names, "rev")
+    blocks = [np.asarray(res.extra["jacobian"][w], dtype=np.float64).reshape(m, x.size)
+              for w, x in zip(names, nodes)]
+    return np.concatenate(blocks, axis=1).T if blocks else np.zeros((0, m))
 
 
 def flat_grads(graph, out, nodes, cotangent):
