@@ -20,6 +20,31 @@ Derivative rules come in three shapes:
   ``(ns, g, y, *args, **attrs) -> cotangent``; ``jvp`` is one function
   ``(ns, tangents, y, *args, **attrs) -> tangent`` where absent tangents are None.
 * ``expand`` (composites): the op is defined by other ops and differentiates through them.
+
+Sparsity (adcli/sparsity.py) reads two more fields, both defaulted by kind:
+
+* ``depends``: which argument elements each result element reads. "elementwise" (the
+  broadcast-matching element of each argument), "reduce" (the elements of its slice along
+  ``axis``, all when None; or, without an ``axis``, those that broadcast to it: sum_to),
+  "along" (a result of the argument's shape whose element reads its whole slice along
+  ``axis``: softmax, cumsum), "moves" (the op copies elements: found by running its own
+  forward rule on an array of element ids), "dense" (every element of every argument), or
+  einsum-style subscripts "...ij->..." (or a function of the shapes and attributes giving
+  them): the result element reads the argument elements whose indices agree on the
+  letters they share. Exact: "elementwise", "reduce", "moves", and the subscripts of
+  matmul, einsum, trace, det, inv and solve. Conservative (can give false nonzeros, never
+  false zeros): "dense" (custom), "along" for cumsum and cumprod (which read a prefix) and
+  prod_others (which skips the element itself), and the subscripts of cross (which skip
+  the element's own index) and cofactor (which skip its row and column).
+* ``curvature``: the op's second derivative. "linear" (none: add, sum, the structural
+  ops), "piecewise" (a piecewise constant first derivative, so none either: abs, relu,
+  maximum, clip, max: adcli's rules give 0 at the kinks too), "bilinear" (only the pairs
+  of two different arguments at one point of the product: mul, matmul, einsum), a tuple of
+  argument pairs (div: (0, 1) and (1, 1)), or "nonlinear" (every pair of what a result
+  element reads). Exact for elementwise ops, matmul, einsum, logsumexp, softmax and inv;
+  conservative for prod and cumprod (whose d2/dx_i^2 is 0), prod_others, det and
+  cofactor (linear in each entry), solve (linear in b), cross (which pairs a_i with b_j
+  for i == j too) and custom.
 """
 from __future__ import annotations
 
@@ -83,6 +108,12 @@ class Op:
                                   # stands for a single argument (elementwise ops: broadcasts)
     value_of: int = None          # the op's value is this argument's (custom: -1, the body):
                                   # gradcheck's all-columns evaluation sees through it
+    depends: object = None        # sparsity: which argument elements a result element reads
+                                  # (see the module docstring); None: by kind (elementwise ops
+                                  # "elementwise", reductions "reduce", shape ops "moves",
+                                  # the others "dense", conservative)
+    curvature: object = None      # sparsity: the op's second derivative (module docstring);
+                                  # None: by kind ("linear" for shape ops, else "nonlinear")
 
     def __post_init__(self):
         self._reads = None            # what its reverse rules read (autodiff.rule_reads)
@@ -101,6 +132,12 @@ class Op:
             self.batch = axes_moved()
         if isinstance(self.batch, FromEntry):    # a rule made from the op's own forward rule
             self.batch = self.batch.make(self)
+        if self.depends is None:
+            self.depends = {"elementwise": "elementwise", "comparison": "elementwise",
+                            "reduction": "reduce", "shape": "moves"}.get(self.kind, "dense")
+        if self.curvature is None:
+            self.curvature = "linear" if self.kind in ("shape", "comparison", "constant") \
+                else "nonlinear"
 
     @property
     def label(self):
@@ -451,14 +488,15 @@ def _diag_batch(xp, x, shapes, out, k=0):
 LN2, LN10 = math.log(2.0), math.log(10.0)
 
 op("add", args=("a", "b"), fwd=lambda xp, a, b: a + b, partials=(IDENTITY, IDENTITY),
-   symbol=("+",), doc="a + b")
+   curvature="linear", symbol=("+",), doc="a + b")
 op("sub", args=("a", "b"), fwd=lambda xp, a, b: a - b, partials=(IDENTITY, NEGATE),
-   symbol=("-",), doc="a - b")
+   curvature="linear", symbol=("-",), doc="a - b")
 op("mul", args=("a", "b"), fwd=lambda xp, a, b: a * b,
-   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), symbol=("*",), doc="a * b")
+   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear", symbol=("*",), doc="a * b")
 op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
    # d(a/b) = da/b - (a/b) db/b
    partials=(lambda ns, y, a, b: 1.0 / b, lambda ns, y, a, b: -y / b),
+   curvature=((0, 1), (1, 1)),    # linear in a: no d2/da2
    domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), doc="a / b")
 op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    # d a^b / da = b a^(b-1), a NaN-safe product so that x**0 has derivative 0 at 0 (the
@@ -471,12 +509,12 @@ op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"),
    note="d/da is b*a**(b-1), 0 when b == 0 (also at a == 0); d/db is a**b*log(a), 0 where a**b == 0",
    doc="a ** b (also a ^ b)")
-op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), symbol=("-",), doc="-x")
+op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), curvature="linear", symbol=("-",), doc="-x")
 op("mul0", args=("a", "b"), internal=True,
    # The chain-rule product with "NaN-safe" semantics: a zero factor wins over an
    # infinite or NaN one, so 0 * (d sqrt/dx at 0) contributes 0, not NaN.
    fwd=lambda xp, a, b: xp.where((a == 0) | (b == 0), 0.0, a * b).astype(np.result_type(a, b)),
-   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a),
+   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear",
    doc="a * b where a zero factor wins over inf and nan")
 
 # ---------------------------------------------------------------- elementwise: functions
@@ -509,7 +547,7 @@ def _sigmoid(xp, x):
 
 
 unary("abs", lambda xp, x: xp.abs(x), lambda ns, y, x: ns.sign(x),
-      kink=lambda xp, x: x, note="abs'(0) = 0")
+      kink=lambda xp, x: x, note="abs'(0) = 0", curvature="piecewise")
 unary("sign", lambda xp, x: xp.sign(x), None, kink=lambda xp, x: x,
       differentiable=False, note="derivative 0")
 unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ns, y, x: 0.5 / y, domain=(0.1, 4.0),
@@ -630,7 +668,7 @@ unary("atanh", lambda xp, x: xp.arctanh(x), lambda ns, y, x: 1.0 / _one_minus_sq
 unary("sigmoid", _sigmoid, lambda ns, y, x: 0.25 * ns.square(ns.sech(0.5 * x)),
       domain=(-4.0, 4.0), note="computed stably")
 unary("relu", lambda xp, x: xp.maximum(x, 0.0), lambda ns, y, x: x > 0.0,
-      kink=lambda xp, x: x, note="relu'(0) = 0")
+      kink=lambda xp, x: x, note="relu'(0) = 0", curvature="piecewise")
 # softplus(x) = log(1 + exp(x)) = logaddexp(0, x), finite for every x
 unary("softplus", lambda xp, x: xp.logaddexp(0.0, x), lambda ns, y, x: ns.sigmoid(x),
       domain=(-4.0, 4.0), note="computed stably")
@@ -717,7 +755,7 @@ def _quotient_kink(xp, a, b):
 
 op("mod", args=("a", "b"), fwd=lambda xp, a, b: xp.mod(a, b),
    # mod(a, b) = a - b floor(a / b): derivative 1 in a, -floor(a / b) in b between the jumps
-   partials=(IDENTITY, lambda ns, y, a, b: -ns.floor(a / b)),
+   partials=(IDENTITY, lambda ns, y, a, b: -ns.floor(a / b)), curvature="piecewise",
    domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("%",),
    note="numpy's mod: the sign of b; d/da 1, d/db -floor(a/b); jumps where a/b is an integer",
    doc="a % b")
@@ -729,17 +767,18 @@ op("maximum", args=("a", "b"), fwd=lambda xp, a, b: xp.maximum(a, b),
    # the larger argument gets the derivative; a tie splits it evenly
    partials=(lambda ns, y, a, b: (a > b) + 0.5 * (a == b),
              lambda ns, y, a, b: (b > a) + 0.5 * (a == b)),
-   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly")
+   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly", curvature="piecewise")
 op("minimum", args=("a", "b"), fwd=lambda xp, a, b: xp.minimum(a, b),
    partials=(lambda ns, y, a, b: (a < b) + 0.5 * (a == b),
              lambda ns, y, a, b: (b < a) + 0.5 * (a == b)),
-   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly")
+   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly", curvature="piecewise")
 op("clip", args=("x", "lo", "hi"), fwd=lambda xp, x, lo, hi: xp.minimum(xp.maximum(x, lo), hi),
    partials=(lambda ns, y, x, lo, hi: (x > lo) * (x < hi),
              lambda ns, y, x, lo, hi: (x < lo) * (lo <= hi),
              lambda ns, y, x, lo, hi: (x > hi)),
    domain=((-2.0, 2.0), (-3.0, -2.5), (2.5, 3.0)),
    kink=lambda xp, x, lo, hi: (x - lo) * (x - hi), note="at a bound the derivative is 0",
+   curvature="piecewise",
    method=True)
 def _ratio(xp, a, b):
     r = xp.hypot(a, b)
@@ -809,7 +848,7 @@ op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b), 
    # the unselected branch gets exactly zero, even where its own derivative is inf or nan
    vjp=(None, lambda ns, g, y, c, a, b: ns.where(c, g, 0.0),
         lambda ns, g, y, c, a, b: ns.where(c, 0.0, g)),
-   jvp=_where_jvp, domain=((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)), lint=_where_lint,
+   jvp=_where_jvp, curvature="linear", domain=((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)), lint=_where_lint,
    note="the unselected branch gets exactly 0")
 
 for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", ">", "greater"),
@@ -823,7 +862,7 @@ for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", 
 R = dict(attrs={"axis": None, "keepdims": False}, kind="reduction", shape=reduced_shape, method=True)
 
 op("sum", examples=[((3, 4), {}), ((3, 4), {"axis": 0}), ((2, 3, 4), {"axis": (0, 2), "keepdims": True}),
-                     ((2, 3), {"keepdims": True})], adds=True,
+                     ((2, 3), {"keepdims": True})], adds=True, curvature="linear",
    fwd=lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False: unreduce(ns, g, x.shape, axis, keepdims),),
    jvp=lambda ns, t, y, x, axis=None, keepdims=False: ns.sum(t[0], axis=axis, keepdims=keepdims),
@@ -897,7 +936,7 @@ def _prod_pairs_masked(ns, v, x, axis):
 
 op("prod_others", batch=axes_moved(),
    examples=[((4,), {}), ((3, 4), {"axis": 1})],
-   fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True,
+   fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True, depends="along",
    shape=lambda s, axis=None: same_shape(s, axes_of(axis, len(s))),
    # y_i = prod_{k != i} x_k: dy_i/dx_j = prod_{k != i, j} x_k for j != i, 0 for j = i
    vjp=(lambda ns, g, y, x, axis=None: _prod_pairs(ns, g, x, axis),),
@@ -926,7 +965,7 @@ for _name in ("max", "min"):
        jvp=lambda ns, t, y, x, axis=None, keepdims=False:
            ns.sum(t[0] * max_weights(ns, x, y, axis, keepdims), axis=axis, keepdims=keepdims),
        kink=lambda xp, x, axis=None, keepdims=False: _top_gap(xp, x, axis),
-       variadic_elementwise=_name + "imum",
+       variadic_elementwise=_name + "imum", curvature="piecewise",
        note="ties split the derivative evenly; with 2+ arguments elementwise", **R)
 
 
@@ -956,7 +995,7 @@ def _softmax(xp, x, axis=-1):
 
 
 op("softmax", examples=[((5,), {}), ((3, 4), {"axis": 0})],
-   fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True,
+   fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True, depends="along",
    shape=lambda s, axis=-1: same_shape(s, axes_of(axis, len(s))),
    # J = diag(y) - y y^T, so J^T g = y * (g - <g, y>) and J t = y * (t - <t, y>)
    vjp=(lambda ns, g, y, x, axis=-1: y * (g - ns.sum(g * y, axis=axis, keepdims=True)),),
@@ -1023,6 +1062,14 @@ def _matmul_vjp(which):
     return rule
 
 
+def _matmul_subscripts(sa, sb):
+    """matmul as einsum subscripts (a vector is a row of a, a column of b)."""
+    a = "...ik" if len(sa) > 1 else "k"
+    b = "...kj" if len(sb) > 1 else "k"
+    out = "..." * (len(sa) > 1 or len(sb) > 1) + "i" * (len(sa) > 1) + "j" * (len(sb) > 1)
+    return f"{a},{b}->{out}"
+
+
 def _add_tangents(parts):
     """The tangent of a bilinear op: the sum of the parts that are there (None: that
     argument does not move)."""
@@ -1040,6 +1087,7 @@ op("matmul", batch=_matmul_batch,
              (((4,), (4,)), {}), (((2, 3, 4), (4, 2)), {})],
    args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
    vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
+   depends=_matmul_subscripts, curvature="bilinear",
    shape=matmul_shape, cost=matmul_cost, symbol=("@",), doc="a @ b, numpy's matmul")
 def _dot(ns, a, b):
     """numpy's dot: a product with a scalar; matmul for vectors and matrices; for N-d
@@ -1073,6 +1121,7 @@ op("outer", examples=[(((3,), (2,)), {})],
 op("trace", batch=leading_axes(),
    examples=[((3, 3), {})],
    fwd=lambda xp, x: xp.trace(x, axis1=-2, axis2=-1), kind="linalg",
+   depends="...ii->...", curvature="linear",
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=g.shape + (1, 1))
         * ns.eye(n=x.shape[-2], m=x.shape[-1]),),
    jvp=lambda ns, t, y, x: ns.trace(t[0]),
@@ -1097,7 +1146,7 @@ def _cofactor(xp, x):
 
 op("det", batch=leading_axes(),
    examples=[((3, 3), {})],
-   fwd=lambda xp, x: xp.linalg.det(x), kind="linalg",
+   fwd=lambda xp, x: xp.linalg.det(x), kind="linalg", depends="...ij->...",
    # Jacobi's formula: d det(X) = tr(adj(X) dX) = sum(cofactor(X) * dX)
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=y.shape + (1, 1)) * ns.cofactor(x),),
    jvp=lambda ns, t, y, x: ns.sum(ns.cofactor(x) * t[0], axis=(-2, -1)),
@@ -1105,7 +1154,7 @@ op("det", batch=leading_axes(),
    note="exact also for singular matrices (their second derivatives need an inverse)")
 op("cofactor", batch=leading_axes(),
    examples=[((3, 3), {}), ((2, 3, 3), {})],
-   fwd=_cofactor, kind="internal", internal=True,
+   fwd=_cofactor, kind="internal", internal=True, depends="...ij->...kl",
    # C = det(X) X^-T: dC = C tr(X^-1 dX) - C dX^T X^-T, which needs an invertible X
    vjp=(lambda ns, g, y, x: ns.reshape(ns.sum(g * y, axis=(-2, -1)), shape=y.shape[:-2] + (1, 1))
         * swap_last(ns, ns.inv(x))
@@ -1116,7 +1165,7 @@ op("cofactor", batch=leading_axes(),
    shape=_square_shape, domain=((-2.0, 2.0),), cost=cubic_cost)
 op("inv", batch=leading_axes(),
    examples=[((3, 3), {})],
-   fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg",
+   fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg", depends="...ij->...kl",
    # d(X^-1) = -X^-1 dX X^-1
    vjp=(lambda ns, g, y, x: -ns.matmul(ns.matmul(swap_last(ns, y), g), swap_last(ns, y)),),
    jvp=lambda ns, t, y, x: -ns.matmul(ns.matmul(y, t[0]), y), shape=_square_shape,
@@ -1168,6 +1217,8 @@ op("solve", batch=_solve_batch,
    examples=[(((3, 3), (3,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (3,)), {}),
              (((2, 3, 3), (2, 3, 2)), {})],
    args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg",
+   # x[..., k] (x[..., k, l]) reads all of its matrix and b (b's column l)
+   depends=lambda sa, sb: "...ij,j->...k" if len(sb) == 1 else "...ij,...ml->...kl",
    # x = A^-1 b: dx = A^-1 (db - dA x); so b's cotangent is A^-T g and A's is -(A^-T g) x^T
    vjp=(_solve_vjp_a, _solve_vjp_b),
    jvp=_solve_jvp, shape=_solve_shape, cost=cubic_cost,
@@ -1294,7 +1345,10 @@ op("einsum", batch=_einsum_batch,
              (((2, 3, 4), (4,)), {"subscripts": "...ij,j->...j"}),
              (((4, 2, 3), (3,)), {"subscripts": "k...j,j->...k"})],
    args=("a", "b"), attrs={"subscripts": REQUIRED}, string_attrs=("subscripts",),
-   attrs_first=True, kind="linalg",
+   attrs_first=True, kind="linalg", curvature="bilinear",
+   depends=lambda sa, sb, subscripts="": "{},{}->{}".format(
+       *("".join(t) for t in _einsum_terms(subscripts, 2)[0]),
+       "".join(_einsum_terms(subscripts, 2)[1])),
    fwd=lambda xp, a, b, subscripts="": xp.einsum(subscripts, a, b, optimize=True),
    vjp=(_einsum_vjp(0), _einsum_vjp(1)), jvp=_einsum_jvp, shape=_einsum_shape, cost=_einsum_cost,
    note="two operands, numpy's subscripts with '...'; no index repeated within an operand",
@@ -1336,6 +1390,7 @@ op("sum_to", batch=_sum_to_batch,
    examples=[((2, 3, 4), {"shape": (3, 1)})],
    fwd=lambda xp, x, shape=(): sum_to_shape(xp, x, shape), attrs={"shape": REQUIRED},
    kind="internal", internal=True, shape=lambda s, shape=(): tuple(shape),
+   depends="reduce", curvature="linear",
    vjp=(lambda ns, g, y, x, shape=(): ns.broadcast_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.sum_to(t[0], shape=shape))
 op("index", batch=_index_batch,
@@ -1353,6 +1408,7 @@ op("unindex", batch=_unindex_batch,
    examples=[((3,), {"key": (slice(1, 4),), "shape": (5,)}),
              ((3,), {"key": (np.array([0, 2, 3]),), "shape": (5,)})],
    fwd=unindex, attrs={"key": REQUIRED, "shape": REQUIRED}, kind="internal",
+   depends="moves", curvature="linear",
    internal=True, shape=lambda s, key=(), shape=(): tuple(shape),
    vjp=(lambda ns, g, y, x, key=(), shape=(): ns.index(g, key=key),),
    jvp=lambda ns, t, y, x, key=(), shape=(): ns.unindex(t[0], key=key, shape=shape))
@@ -1438,7 +1494,7 @@ def _cumsum_vjp(ns, g, y, x, axis=None):
 op("cumsum", batch=axes_moved(flat=True),
    examples=[((5,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0}), ((2, 3), {})],
    fwd=lambda xp, x, axis=None: _over_axes(xp.cumsum, xp, x, axis), attrs={"axis": None},
-   kind="reduction", vjp=(_cumsum_vjp,), method=True,
+   kind="reduction", vjp=(_cumsum_vjp,), method=True, depends="along", curvature="linear",
    jvp=lambda ns, t, y, x, axis=None: ns.cumsum(t[0], axis=axis), shape=_scan_shape,
    doc="cumsum(x, axis=None): running sums (flattened when axis is None)")
 
@@ -1481,6 +1537,7 @@ op("cumprod", batch=axes_moved(flat=True),
    examples=[((5,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0}), ((2, 3), {})],
    fwd=lambda xp, x, axis=None: _over_axes(xp.cumprod, xp, x, axis), attrs={"axis": None},
    kind="reduction", vjp=(_cumprod_vjp,), jvp=_cumprod_jvp, shape=_scan_shape, method=True,
+   depends="along",
    note="exact at zeros (then, and for second derivatives, n^2 work per slice)",
    doc="cumprod(x, axis=None): running products (flattened when axis is None)")
 op("log_softmax", examples=[((5,), {}), ((3, 4), {"axis": 0})],
@@ -1556,6 +1613,7 @@ def _cross_shape(sa, sb):
 op("cross", batch=lambda xp, a, b, shapes, out: xp.cross(*aligned(xp, [a, b], shapes)),
    examples=[(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((4, 3), (4, 3)), {})],
    args=("a", "b"), fwd=lambda xp, a, b: xp.cross(a, b), kind="linalg",
+   depends="...i,...j->...k", curvature="bilinear",
    # <g, da x b> = <da, b x g> and <g, a x db> = <db, g x a>
    vjp=(lambda ns, g, y, a, b: ns.cross(b, g), lambda ns, g, y, a, b: ns.cross(g, a)),
    jvp=lambda ns, t, y, a, b: _add_tangents([ns.cross(t[0], b) if t[0] is not None else None,
