@@ -35,7 +35,10 @@ import numpy as np
 from .ops import axes_of, kept_shape
 from .pattern import Pattern
 
-SAME = "same"    # a relation: result element e reads argument element e (same shape)
+# A relation says which argument elements each result element reads: SAME (element e
+# reads element e), (None, arg) (element e reads element arg[e] alone), or (out, arg)
+# (pairs: result element out[k] reads argument element arg[k]).
+SAME = "same"
 
 
 def jacobian_pattern(graph, output, inputs):
@@ -117,7 +120,15 @@ def _compose(rel, g):
         return _coo(g)
     out, arg = rel
     owner, cols = _expand(g, arg)
-    return out[owner], cols
+    return (owner if out is None else out[owner]), cols
+
+
+def _take_rows(g, arg):
+    """The pattern whose row e is row arg[e] of g (sorted and unique already)."""
+    counts = np.diff(g.indptr)[arg]
+    indptr = np.zeros(arg.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return Pattern((arg.size, g.shape[1]), indptr, _expand(g, arg)[1])
 
 
 def _all_pairs(g, r):
@@ -166,11 +177,21 @@ class _Walk:
             if not args:
                 continue
             rels = self.relations(node)
-            pieces = [(rels[k], G[a.id]) for k, a in args if rels[k] is not None]
+            pieces, same = [], set()
+            for k, a in args:
+                if rels[k] is SAME:    # sin(x) * x: the same rows (one pattern) once
+                    if id(G[a.id]) in same:
+                        continue
+                    same.add(id(G[a.id]))
+                if rels[k] is not None:
+                    pieces.append((rels[k], G[a.id]))
             if not pieces:
                 continue
             if len(pieces) == 1 and pieces[0][0] is SAME:
                 G[node.id] = pieces[0][1]      # the same rows (patterns are never changed)
+                continue
+            if len(pieces) == 1 and pieces[0][0][0] is None:
+                G[node.id] = _take_rows(pieces[0][1], pieces[0][0][1])
                 continue
             parts = [_compose(rel, g) for rel, g in pieces]
             G[node.id] = _from_pairs((node.size, self.n), np.concatenate([p[0] for p in parts]),
@@ -198,7 +219,7 @@ class _Walk:
                     ra |= r
                 else:
                     out, arg = rels[k]
-                    ra[arg[r[out]]] = True
+                    ra[arg[r if out is None else r[out]]] = True
         return reach
 
     def second(self, node, r):
@@ -279,7 +300,7 @@ def _relations(node):
         for k in live:
             a = args[k]
             rels[k] = SAME if tuple(a.shape) == tuple(node.shape) else (
-                np.arange(size, dtype=np.int64), _broadcast_ids(a.shape, node.shape))
+                None, _broadcast_ids(a.shape, node.shape))
     elif kind == "reduce":
         a = args[0]
         kept = kept_shape(a.shape, attrs["axis"]) if "axis" in op.attrs else \
@@ -321,7 +342,7 @@ def _moves(node, attrs):
            for s, o, a in zip(sizes, offsets, node.args)]
     src = np.asarray(node.op.fwd(np, *ids, **attrs)).astype(np.int64, copy=False).ravel() - 1
     if len(node.args) == 1 and src.size and src.min() >= 0:
-        return [(np.arange(src.size), src)]
+        return [(None, src)]          # every result element a copy of one element
     out = np.flatnonzero(src >= 0)
     src = src[out]
     which = np.searchsorted(offsets[1:], src, side="right")
