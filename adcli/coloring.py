@@ -25,6 +25,8 @@ from .pattern import Pattern
 # thin rounds in a row than _THIN_ROUNDS the rest is coloured one vertex at a time
 _THIN_ROUND = 64
 _THIN_ROUNDS = 8
+# star colouring: the most adjacency entries for which the one-at-a-time greedy also runs
+_STAR_LOOP_LIMIT = 20_000
 
 
 # ---------------------------------------------------------------------------- seeds
@@ -90,18 +92,18 @@ def _stable_argsort(keys):
 
 
 def _sort_within_rows(pattern, key):
-    """The pattern's column indices with each row's put in increasing order of key[column].
-    Rows of one length are sorted together as the rows of a matrix, which is quick for the
-    short rows of a sparse pattern (a global sort of (row, key) pairs is several times
-    slower)."""
+    """The permutation of the pattern's entries that puts each row's in increasing order of
+    key[column]. Rows of one length are sorted together as the rows of a matrix, which is
+    quick for the short rows of a sparse pattern (a global sort of (row, key) pairs is
+    several times slower)."""
     row_len = np.diff(pattern.indptr)
-    out = pattern.indices.copy()
+    perm = np.arange(pattern.nnz)
     for length in np.unique(row_len[row_len > 1]).tolist():
         starts = pattern.indptr[:-1][row_len == length]
         at = starts[:, None] + np.arange(length)
-        cols = pattern.indices[at]
-        out[at] = np.take_along_axis(cols, np.argsort(key[cols], axis=1), axis=1)
-    return out
+        by_key = np.argsort(key[pattern.indices[at]], axis=1)
+        perm[at] = np.take_along_axis(at, by_key, axis=1)
+    return perm
 
 
 def _transpose(pattern):
@@ -145,35 +147,70 @@ def _lowest_clear_bit(words):
 
 
 def _greedy_columns(pattern):
-    """Greedy distance-1 colouring of the columns in largest-first order.
-
-    Works on the rows rather than the column intersection graph (which has about
-    sum(row length squared) edges): each row keeps a bit set of the colours used in it, and
-    a column takes the smallest colour missing from the union of its rows' sets. The
-    columns that come first, in the order, in every row they are in are coloured together,
-    in one vectorised round (as in Jones and Plassmann's parallel colouring): each sees
-    exactly the colours it would see in the one-at-a-time greedy, so the result is the
-    same. A long chain of such dependencies (a band in natural order) makes rounds thin;
-    the rest is then coloured one column at a time."""
-    m, n = pattern.shape
+    """Greedy distance-1 colouring of the columns, largest-first: the columns with the most
+    (row, other column) conflicts first, ties by index."""
+    n = pattern.shape[1]
     rows, cols = pattern.coo()
-    row_len = np.diff(pattern.indptr)
-    by_col = _transpose(pattern)
-    col_ptr, col_rows = by_col.indptr, by_col.indices
-    col_len = np.diff(col_ptr)
-    # largest-first: the number of (row, other column) conflicts, repeats counted
-    degree = np.bincount(cols, weights=row_len[rows] - 1, minlength=n).astype(np.int64)
-    order = _stable_argsort(degree.max() - degree)
+    conflicts = np.bincount(cols, weights=np.diff(pattern.indptr)[rows] - 1,
+                            minlength=n).astype(np.int64)
+    return _greedy_rows(pattern, _stable_argsort(conflicts.max() - conflicts))
+
+
+def _greedy_rows(pattern, order, leading=None):
+    """Greedy colouring of the columns of `pattern` in `order`, where two columns conflict
+    when they share a row in which at least one of them is leading (leading[e] for entry
+    e of the CSR order; all entries when None, which makes this the distance-1 colouring
+    of the column intersection graph).
+
+    It works on the rows rather than on the conflict graph (which can have about
+    sum(row length squared) edges): each row keeps bit sets of the colours of its coloured
+    columns, all of them and the leading ones, and a column takes the smallest colour
+    missing from the first set of the rows it leads in and the second of the others.
+    The columns whose earlier conflicting columns (in `order`) are all coloured are coloured
+    together, in one vectorised round, as in Jones and Plassmann's parallel colouring: each
+    sees the colours it would see in the one-at-a-time greedy, so the result is the same.
+    Within a row, sorted by order, a column waits for the previous leading column, and a
+    leading column for all since that one: at most two waits per entry. A long chain of
+    waits (a band in natural order) makes the rounds thin; the rest is then coloured one
+    column at a time."""
+    m, n = pattern.shape
+    nnz = pattern.nnz
+    rows = pattern.coo()[0]
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
-    # each row's columns by rank; front[r] is the first not yet coloured
-    queue = _sort_within_rows(pattern, rank)
-    front = pattern.indptr[:-1].copy()
-    end = pattern.indptr[1:]
-    nonempty = row_len > 0
-    waiting = col_len - np.bincount(queue[front[nonempty]], minlength=n)
+    everywhere = leading is None
+    if everywhere:
+        leading = np.ones(nnz, dtype=bool)
+    # The waits, from each row's entries sorted by rank (positions p of `member`): a leading
+    # entry waits for those since the previous leading one (or the row's start), any other
+    # for the previous leading one. So the entries that wait for a leading entry q are the
+    # ones after it up to the next leading one, included; a non-leading entry has only the
+    # next leading one waiting for it.
+    sorted_ = _sort_within_rows(pattern, rank)
+    member, leads = pattern.indices[sorted_], leading[sorted_]
+    pos = np.arange(nnz)
+    first, last = pattern.indptr[:-1][rows], pattern.indptr[1:][rows]
+    before = np.maximum.accumulate(np.where(leads, pos, -1))
+    before = np.concatenate([[-1], before[:-1]])            # the previous leading entry
+    after = np.minimum.accumulate(np.where(leads, pos, nnz)[::-1])[::-1]
+    after = np.concatenate([after[1:], [nnz]])              # the next leading entry
+    waits = np.where(leads, pos - np.maximum(before, first), before >= first)
+    waiting = np.bincount(member, weights=waits, minlength=n).astype(np.int64)
+    next_lo = np.where(leads, pos + 1, after)               # who waits for p: next_lo[p]
+    next_hi = np.minimum(after + 1, last)                   # up to next_hi[p], excluded
+    # each column's entries, by their sorted positions
+    at_sorted = np.empty(nnz, dtype=np.int64)
+    at_sorted[sorted_] = pos
+    by_col = _stable_argsort(pattern.indices)
+    col_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pattern.indices, minlength=n), out=col_ptr[1:])
+    col_pos = at_sorted[by_col]
+    col_row, col_leads = rows[by_col], leading[by_col]
+    col_len = np.diff(col_ptr)
+
     colors = np.full(n, -1, dtype=np.int64)
-    used = np.zeros((m, 1), dtype=np.uint64)        # bit sets of the colours in each row
+    seen = np.zeros((m, 1), dtype=np.uint64)        # bit sets of the colours in each row
+    seen_leading = seen if everywhere else np.zeros((m, 1), dtype=np.uint64)
     ready = np.flatnonzero(waiting == 0)
     slot = np.empty(n, dtype=np.int64)              # scratch for _distinct
     thin = 0
@@ -182,48 +219,65 @@ def _greedy_columns(pattern):
         if thin > _THIN_ROUNDS:
             break
         idx, who = _ranges(col_ptr, ready)
-        r = col_rows[idx]                            # each row at most once: its front
+        r, lead = col_row[idx], col_leads[idx]
         lens = col_len[ready]
-        forbidden = np.zeros((ready.size, used.shape[1]), dtype=np.uint64)
+        forbidden = np.zeros((ready.size, seen.shape[1]), dtype=np.uint64)
         has = lens > 0
         if r.size:
-            starts = (np.cumsum(lens) - lens)[has]
-            forbidden[has] = np.bitwise_or.reduceat(used[r], starts, axis=0)
+            sets = seen[r] if everywhere else np.where(lead[:, None], seen[r], seen_leading[r])
+            forbidden[has] = np.bitwise_or.reduceat(sets, (np.cumsum(lens) - lens)[has], axis=0)
         c = _lowest_clear_bit(forbidden)
         colors[ready] = c
         words = int(c.max()) // 64 + 1
-        if words > used.shape[1]:
-            used = np.hstack([used, np.zeros((m, words - used.shape[1]), dtype=np.uint64)])
+        if words > seen.shape[1]:
+            grow = np.zeros((m, words - seen.shape[1]), dtype=np.uint64)
+            seen = np.hstack([seen, grow])
+            seen_leading = seen if everywhere else np.hstack([seen_leading, grow])
         cr = c[who]
-        used[r, cr // 64] |= np.uint64(1) << (cr % 64).astype(np.uint64)
-        at = front[r] + 1
-        front[r] = at
-        nxt = queue[at[at < end[r]]]
+        word, bit = cr // 64, np.uint64(1) << (cr % 64).astype(np.uint64)
+        if everywhere:                  # one column per row and round: its first
+            seen[r, word] |= bit
+        else:
+            np.bitwise_or.at(seen, (r, word), bit)
+            np.bitwise_or.at(seen_leading, (r[lead], word[lead]), bit[lead])
+        p = col_pos[idx]
+        lo, hi = next_lo[p], next_hi[p]
+        span = np.maximum(hi - lo, 0)
+        nxt = member[np.repeat(lo - (np.cumsum(span) - span), span) + np.arange(int(span.sum()))]
         np.subtract.at(waiting, nxt, 1)
         ready = _distinct(nxt[waiting[nxt] == 0], slot)
     if ready.size:
-        _greedy_columns_tail(col_ptr, col_rows, colors, used, order)
+        _greedy_rows_tail(col_ptr, col_row, col_leads, colors, seen, seen_leading, order)
     return colors
 
 
-def _greedy_columns_tail(col_ptr, col_rows, colors, used, order):
-    """The one-at-a-time greedy for the columns left uncoloured, in order, with each row's
-    colour set as a Python integer."""
+def _python_sets(words):
+    """Rows of uint64 words as Python integers (word w holding bits 64 w to 64 w + 63)."""
+    sets = [0] * words.shape[0]
+    for w in range(words.shape[1]):
+        sets = [s | (int(x) << (64 * w)) for s, x in zip(sets, words[:, w].tolist())]
+    return sets
+
+
+def _greedy_rows_tail(col_ptr, col_row, col_leads, colors, seen, seen_leading, order):
+    """The one-at-a-time greedy of _greedy_rows for the columns left uncoloured, in order,
+    with each row's colour sets as Python integers."""
     rest = order[colors[order] < 0]
-    sets = [0] * used.shape[0]
-    for w in range(used.shape[1]):
-        sets = [s | (int(x) << (64 * w)) for s, x in zip(sets, used[:, w].tolist())]
-    rows_of = col_rows.tolist()
+    every = _python_sets(seen)
+    lead_sets = every if seen_leading is seen else _python_sets(seen_leading)
+    row_of, leads = col_row.tolist(), col_leads.tolist()
     col = colors.tolist()
     for v, a, b in zip(rest.tolist(), col_ptr[rest].tolist(), col_ptr[rest + 1].tolist()):
         mask = 0
-        for r in rows_of[a:b]:
-            mask |= sets[r]
+        for r, lead in zip(row_of[a:b], leads[a:b]):
+            mask |= every[r] if lead else lead_sets[r]
         c = (~mask & (mask + 1)).bit_length() - 1  # the lowest clear bit
         col[v] = c
         bit = 1 << c
-        for r in rows_of[a:b]:
-            sets[r] |= bit
+        for r, lead in zip(row_of[a:b], leads[a:b]):
+            every[r] |= bit
+            if lead:
+                lead_sets[r] |= bit
     colors[:] = col
 
 
@@ -259,7 +313,46 @@ def star_colors(pattern):
         linked[rows[nbr == rows + 1]] = True
         if np.any(linked[:-2] & linked[1:-1] & linked[2:]):
             return np.arange(n, dtype=np.int64) % 3
-    return _greedy_star(ptr, nbr)
+    colors = _greedy_star_rounds(ptr, nbr, rows)
+    if nbr.size <= _STAR_LOOP_LIMIT:
+        # small enough for the one-at-a-time greedy, whose exact test of each path often
+        # saves a colour or two (and costs under about 50 ms here)
+        exact = _greedy_star(ptr, nbr)
+        if exact.max() < colors.max():
+            colors = exact
+    return colors
+
+
+def _greedy_star_rounds(ptr, nbr, rows):
+    """Greedy star colouring, largest-first (the vertices with most neighbours first).
+
+    Two vertices conflict when they are adjacent, or share a neighbour v and one of them
+    comes before v in the order; each vertex takes the smallest colour of no earlier
+    conflicting one. Then in any path u - v - w with c(u) = c(w), v comes before both u
+    and w; a two-coloured path on four vertices a - b - c - d would need b before c (from
+    a - b - c) and c before b (from b - c - d), so none exists and the colouring is a star
+    colouring (this is the orientation argument of Albertson et al., "Coloring with no
+    2-colored P4's", 2004). These conflicts are those of _greedy_rows on the rows of H
+    with its diagonal, in which the diagonal and the neighbours coming before the row's
+    vertex lead, so the colouring runs in vectorised rounds. It is more cautious than the
+    one-at-a-time greedy of _greedy_star, which forbids a colour only for an actual
+    two-coloured path, and so sometimes needs more colours.
+    """
+    n = ptr.size - 1
+    degree = np.diff(ptr)
+    order = _stable_argsort(degree.max() - degree)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    # the adjacency with the diagonal put back in place: row v gains one entry, after its
+    # neighbours below v
+    below = np.bincount(rows[nbr < rows], minlength=n)
+    indptr = ptr + np.arange(n + 1)
+    indices = np.empty(nbr.size + n, dtype=np.int64)
+    indices[np.arange(nbr.size) + rows + (nbr > rows)] = nbr
+    indices[indptr[:-1] + below] = np.arange(n)
+    full = Pattern((n, n), indptr, indices)
+    r, c = full.coo()
+    return _greedy_rows(full, order, leading=rank[c] <= rank[r])
 
 
 def _greedy_star(ptr, nbr):

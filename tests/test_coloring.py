@@ -142,6 +142,19 @@ def is_star_colouring(pattern, colors):
     return True
 
 
+def has_two_coloured_path_on_four(pattern, colors):
+    """Whether some path a - b - c - d has two colours: an edge b - c with another neighbour
+    of b coloured like c and another neighbour of c coloured like b (counted, not
+    enumerated, for large graphs)."""
+    rows, cols = pattern.coo()
+    off = rows != cols
+    rows, cols = rows[off], cols[off]
+    k = int(colors.max()) + 1
+    count = np.bincount(rows * k + colors[cols], minlength=pattern.shape[0] * k)
+    return bool(np.any((count[rows * k + colors[cols]] >= 2)
+                       & (count[cols * k + colors[rows]] >= 2)))
+
+
 @pytest.mark.parametrize("name", JACOBIANS)
 def test_column_colours_are_structurally_orthogonal_and_recover_the_jacobian(name):
     pattern = JACOBIANS[name]
@@ -224,6 +237,54 @@ def test_star_colourings_of_graphs_with_hubs():
                            hess[r, c], rtol=1e-12, atol=0)
 
 
+def star_routines(pattern):
+    """Both star colourings star_colors chooses from: in vectorised rounds, and one vertex
+    at a time with the exact test of Gebremedhin, Manne and Pothen."""
+    ptr, nbr = coloring._adjacency(pattern)
+    rows = np.repeat(np.arange(pattern.shape[0]), np.diff(ptr))
+    return {"rounds": coloring._greedy_star_rounds(ptr, nbr, rows),
+            "one at a time": coloring._greedy_star(ptr, nbr)}
+
+
+def test_both_star_colourings_have_the_star_property():
+    rng = np.random.default_rng(21)
+    for trial in range(80):
+        n = int(rng.integers(2, 30))
+        mask = rng.random((n, n)) < rng.uniform(0.02, 0.4)
+        if trial % 3 == 0:                               # hubs
+            mask[rng.integers(0, n), rng.random(n) < 0.8] = True
+        sym = symmetric(mask, diagonal=trial % 2 == 0)
+        if sym.nnz == sym.shape[0]:
+            continue
+        for name, colors in star_routines(sym).items():
+            assert is_star_colouring(sym, colors), (trial, name)
+            assert not has_two_coloured_path_on_four(sym, colors)
+
+
+def test_a_large_star_colouring_recovers_the_hessian():
+    """Beyond the size where the one-at-a-time greedy runs too."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    rows = np.repeat(np.arange(n), 4)
+    cols = rng.integers(0, n, rows.size)
+    hubs = np.repeat(rng.integers(0, n, 3), 200)
+    rows, cols = np.r_[rows, hubs], np.r_[cols, rng.integers(0, n, hubs.size)]
+    sym = Pattern.from_pairs((n, n), np.r_[rows, cols, np.arange(n)],
+                             np.r_[cols, rows, np.arange(n)])
+    assert sym.nnz - n > coloring._STAR_LOOP_LIMIT
+    colors = star_colors(sym)
+    assert not has_two_coloured_path_on_four(sym, colors)
+    assert colors.max() + 1 < column_colors(sym).max() + 1   # symmetry saves colours
+    r, c = sym.coo()
+    vals = rng.uniform(1, 2, r.size)
+    upper = r <= c                                           # a symmetric H from its upper half
+    h = np.zeros((n, n))
+    h[r[upper], c[upper]] = vals[upper]
+    h = np.triu(h) + np.triu(h, 1).T
+    np.testing.assert_allclose(recover_star(sym, colors, h @ seed_matrix(colors)), h[r, c],
+                               rtol=1e-12, atol=0)
+
+
 def test_colour_counts_on_known_patterns():
     n = 50
     assert column_colors(band(n, n, 0, 0)).max() + 1 == 1           # diagonal
@@ -255,6 +316,23 @@ def test_the_batched_rounds_give_the_one_at_a_time_greedy_colouring(monkeypatch)
     single = [column_colors(p) for p in patterns]
     for a, b in zip(batched, single):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_batched_star_rounds_give_the_one_at_a_time_result(monkeypatch):
+    rng = np.random.default_rng(3)
+    graphs = [symmetric(rng.random((60, 60)) < 0.08), arrowhead(30), band(40, 40, 2, 2),
+              symmetric(rng.random((60, 60)) < 0.3)]
+    def rounds(p):
+        ptr, nbr = coloring._adjacency(p)
+        return coloring._greedy_star_rounds(ptr, nbr, np.repeat(np.arange(p.shape[0]),
+                                                                np.diff(ptr)))
+    monkeypatch.setattr(coloring, "_THIN_ROUND", 0)
+    batched = [rounds(p) for p in graphs]
+    monkeypatch.setattr(coloring, "_THIN_ROUND", 10**9)
+    monkeypatch.setattr(coloring, "_THIN_ROUNDS", -1)
+    for p, colors in zip(graphs, batched):
+        np.testing.assert_array_equal(rounds(p), colors)
+        assert is_star_colouring(p, colors)
 
 
 def test_recover_star_refuses_a_colouring_that_is_not_a_star_colouring():
