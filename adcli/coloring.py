@@ -13,7 +13,10 @@ colouring of the adjacency graph in which every path on four vertices has at lea
 colours) each off-diagonal H_ij can be read either from row i or from row j of B = H @ S.
 
 The greedy colourings follow ColPack: vertices in largest-first order (most conflicts
-first, ties by index), each taking the smallest colour its constraints allow.
+first, ties by index), each taking the smallest colour its constraints allow. They run
+in vectorised rounds of vertices that wait for no uncoloured one, which gives the same
+colours as one vertex at a time. Diagonal, full-row and banded patterns are coloured by
+formula, with a number of colours no colouring can beat.
 """
 from __future__ import annotations
 
@@ -34,13 +37,13 @@ _STAR_LOOP_LIMIT = 20_000
 def seed_matrix(colors, dtype=np.float64):
     """The (n, k) 0/1 seed matrix of a colouring: S[j, colors[j]] = 1."""
     colors = np.asarray(colors, dtype=np.int64)
-    k = int(colors.max()) + 1 if colors.size else 0
-    seed = np.zeros((colors.size, k), dtype=dtype)
+    seed = np.zeros((colors.size, _count(colors)), dtype=dtype)
     seed[np.arange(colors.size), colors] = 1
     return seed
 
 
 def _count(colors):
+    """The number of colours."""
     return int(colors.max()) + 1 if colors.size else 0
 
 
@@ -190,12 +193,16 @@ def _greedy_rows(pattern, order, leading=None):
     member, leads = pattern.indices[sorted_], leading[sorted_]
     pos = np.arange(nnz)
     first, last = pattern.indptr[:-1][rows], pattern.indptr[1:][rows]
-    before = np.maximum.accumulate(np.where(leads, pos, -1))
-    before = np.concatenate([[-1], before[:-1]])            # the previous leading entry
-    after = np.minimum.accumulate(np.where(leads, pos, nnz)[::-1])[::-1]
-    after = np.concatenate([after[1:], [nnz]])              # the next leading entry
-    waits = np.where(leads, pos - np.maximum(before, first), before >= first)
-    waiting = np.bincount(member, weights=waits, minlength=n).astype(np.int64)
+    if everywhere:
+        before, after = pos - 1, pos + 1
+        waiting = np.bincount(member[pos > first], minlength=n)
+    else:
+        before = np.maximum.accumulate(np.where(leads, pos, -1))
+        before = np.concatenate([[-1], before[:-1]])        # the previous leading entry
+        after = np.minimum.accumulate(np.where(leads, pos, nnz)[::-1])[::-1]
+        after = np.concatenate([after[1:], [nnz]])          # the next leading entry
+        waits = np.where(leads, pos - np.maximum(before, first), before >= first)
+        waiting = np.bincount(member, weights=waits, minlength=n).astype(np.int64)
     next_lo = np.where(leads, pos + 1, after)               # who waits for p: next_lo[p]
     next_hi = np.minimum(after + 1, last)                   # up to next_hi[p], excluded
     # each column's entries, by their sorted positions
@@ -204,8 +211,12 @@ def _greedy_rows(pattern, order, leading=None):
     by_col = _stable_argsort(pattern.indices)
     col_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(pattern.indices, minlength=n), out=col_ptr[1:])
+    # (32-bit indices where they fit: the rounds are gathers, and half the bytes help)
+    small = np.int32 if max(nnz, m, n) < 2**31 - 1 else np.int64
     col_pos = at_sorted[by_col]
-    col_row, col_leads = rows[by_col], leading[by_col]
+    col_lo, col_hi = next_lo[col_pos].astype(small), next_hi[col_pos].astype(small)
+    col_row, col_leads = rows[by_col].astype(small), leading[by_col]
+    member = member.astype(small)
     col_len = np.diff(col_ptr)
 
     colors = np.full(n, -1, dtype=np.int64)
@@ -219,7 +230,8 @@ def _greedy_rows(pattern, order, leading=None):
         if thin > _THIN_ROUNDS:
             break
         idx, who = _ranges(col_ptr, ready)
-        r, lead = col_row[idx], col_leads[idx]
+        r = col_row[idx]
+        lead = None if everywhere else col_leads[idx]
         lens = col_len[ready]
         forbidden = np.zeros((ready.size, seen.shape[1]), dtype=np.uint64)
         has = lens > 0
@@ -240,8 +252,7 @@ def _greedy_rows(pattern, order, leading=None):
         else:
             np.bitwise_or.at(seen, (r, word), bit)
             np.bitwise_or.at(seen_leading, (r[lead], word[lead]), bit[lead])
-        p = col_pos[idx]
-        lo, hi = next_lo[p], next_hi[p]
+        lo, hi = col_lo[idx], col_hi[idx]
         span = np.maximum(hi - lo, 0)
         nxt = member[np.repeat(lo - (np.cumsum(span) - span), span) + np.arange(int(span.sum()))]
         np.subtract.at(waiting, nxt, 1)
@@ -267,7 +278,20 @@ def _greedy_rows_tail(col_ptr, col_row, col_leads, colors, seen, seen_leading, o
     lead_sets = every if seen_leading is seen else _python_sets(seen_leading)
     row_of, leads = col_row.tolist(), col_leads.tolist()
     col = colors.tolist()
-    for v, a, b in zip(rest.tolist(), col_ptr[rest].tolist(), col_ptr[rest + 1].tolist()):
+    spans = zip(rest.tolist(), col_ptr[rest].tolist(), col_ptr[rest + 1].tolist())
+    if lead_sets is every:              # every entry leads: one set per row
+        for v, a, b in spans:
+            mask = 0
+            for r in row_of[a:b]:
+                mask |= every[r]
+            c = (~mask & (mask + 1)).bit_length() - 1
+            col[v] = c
+            bit = 1 << c
+            for r in row_of[a:b]:
+                every[r] |= bit
+        colors[:] = col
+        return
+    for v, a, b in spans:
         mask = 0
         for r, lead in zip(row_of[a:b], leads[a:b]):
             mask |= every[r] if lead else lead_sets[r]
