@@ -296,6 +296,10 @@ def test_colour_counts_on_known_patterns():
     assert star_colors(arrowhead(n)).max() + 1 == 2                 # symmetry pays
     assert star_colors(band(n, n, 0, 0)).max() + 1 == 1
     assert star_colors(band(n, n, 1, 1)).max() + 1 == 3             # a path needs 3
+    for b in (1, 2, 3):                                             # full bands: 2b + 1
+        colors = star_colors(band(n, n, b, b))
+        assert colors.max() + 1 == 2 * b + 1
+        assert is_star_colouring(band(n, n, b, b), colors)
     assert star_colors(Pattern.from_dense(np.ones((6, 6)))).max() + 1 == 6
 
 
