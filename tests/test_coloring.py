@@ -5,7 +5,6 @@ with k colours of rows from k reverse sweeps (S.T @ J), and a Hessian with a sta
 from H @ S; the colourings are checked against their definitions and, on small graphs, the
 star property by enumerating every path on four vertices."""
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -373,12 +372,9 @@ def test_large_banded_patterns_colour_at_once():
     diagonal = Pattern.from_pairs((n, n), i, i)
     bidiagonal = Pattern.from_pairs((n - 1, n), np.r_[i[:-1], i[:-1]], np.r_[i[:-1], i[1:]])
     tridiagonal = Pattern.from_pairs((n, n), np.r_[i, i[1:], i[:-1]], np.r_[i, i[:-1], i[1:]])
-    start = time.perf_counter()
     assert column_colors(diagonal).max() == 0
     assert star_colors(diagonal).max() == 0
     assert column_colors(bidiagonal).max() == 1
     assert row_colors(bidiagonal).max() == 1
     assert column_colors(tridiagonal).max() == 2
     assert star_colors(tridiagonal).max() == 2
-    # about 30 ms in all on a slow machine; the bound only catches a fall to a Python loop
-    assert time.perf_counter() - start < 2.0
