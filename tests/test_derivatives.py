@@ -236,7 +236,9 @@ def test_cli_commands_work_on_scripts():
      "does not match the value's shape"),
     (["hvp", "sin(x)", "--at", "x=1"], "hvp needs --vector"),
     (["grad", "sin(x)", "--at", "x=1", "--order", "0"], "--order"),
-    (["hessian", "sum(x)", "--at", "x=ones(20000)"], "limit is"),
+    (["hessian", "sum(x)", "--at", "x=ones(20000)", "--sparse", "off"], "limit is"),
+    (["hessian", "sum(x)", "--at", "x=1", "--sparse", "maybe"], "--sparse maybe"),
+    (["jacobian", "x", "--at", "x=1", "--pattern", "--sparse", "off"], "--pattern"),
 ])
 def test_cli_errors(args, message):
     r = cli(*args)
