@@ -77,6 +77,6 @@ def save_npz(file, pattern, values):
     if values.shape != (pattern.nnz,):
         raise ValueError(f"{values.shape} values for a pattern of {pattern.nnz} entries")
     index = np.int32 if max(pattern.shape[1], pattern.nnz) < 2**31 else np.int64
-    np.savez_compressed(file, indices=pattern.indices.astype(index),
-                        indptr=pattern.indptr.astype(index), format=np.array(b"csr"),
-                        shape=np.array(pattern.shape), data=values)
+    # uncompressed (scipy's compressed=False): zlib would take longer than the derivative
+    np.savez(file, indices=pattern.indices.astype(index), indptr=pattern.indptr.astype(index),
+             format=np.array(b"csr"), shape=np.array(pattern.shape), data=values)

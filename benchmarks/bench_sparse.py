@@ -16,7 +16,8 @@ Cases, each result checked against its closed form (max abs error printed):
   through the log-sum-exp): adcli (first and again), jax.jit(jax.hessian), torch.func.hessian.
 In process: min over --repeat runs, the GC paused. Whole process (unless --no-cli):
 `adcli hessian ... --sparse on --out h.npz` and `adcli jacobian ... --sparse on --out j.npz`
-at n = --large, with `python -c "import numpy"` interleaved as the floor, median and min.
+at n = --large, with `python -c "import numpy"` and `adcli eval 1` (adcli's start-up)
+interleaved as floors, median and min.
 Nothing here asserts on times; it prints figures.
 """
 from __future__ import annotations
@@ -215,6 +216,7 @@ def cli_case(n, repeat):
         env["PYTHONPYCACHEPREFIX"] = os.path.join(d, "pycache")
         np.save(os.path.join(d, "x.npy"), np.linspace(-1, 1, n))
         cmds = {"import numpy": [sys.executable, "-c", "import numpy"],
+                "adcli eval 1 (start-up)": [exe, "eval", "1"],
                 "adcli hessian --sparse on --out h.npz":
                     [exe, "hessian", "sum(sin(x)*x)", "--at", "x=@x.npy", "--sparse", "on",
                      "--out", "h.npz"],
@@ -231,9 +233,11 @@ def cli_case(n, repeat):
                 if k:
                     times[name].append(dt)
         floor = statistics.median(times["import numpy"])
+        start = statistics.median(times["adcli eval 1 (start-up)"])
         for name, ts in times.items():
             print(f"  {name:44s} median {statistics.median(ts):.3f} s  min {min(ts):.3f} s"
-                  f"  ({statistics.median(ts) / floor:.1f}x import numpy)")
+                  f"  ({statistics.median(ts) / floor:.1f}x import numpy, "
+                  f"{statistics.median(ts) - start:+.3f} s over adcli's start-up)")
 
 
 def main():
