@@ -1116,7 +1116,7 @@ def _matmul_jvp(ns, t, y, a, b):
 
 op("matmul", batch=_matmul_batch,
    examples=[(((3, 4), (4, 2)), {}), (((4,), (4, 3)), {}), (((3, 4), (4,)), {}),
-             (((4,), (4,)), {}), (((2, 3, 4), (4, 2)), {})],
+             (((4,), (4,)), {}), (((2, 3, 4), (4, 2)), {}), (((3, 4), (2, 4, 5)), {})],
    args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
    vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
    depends=_matmul_subscripts, curvature="bilinear",
