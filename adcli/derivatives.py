@@ -1,14 +1,19 @@
 """Derivatives of every order and shape, as transforms of the recorded graph.
 
-* `jacobian`: d out / d x for every chosen input, by forward mode (one JVP per input
-  element, the op table's `jvp` rules) or reverse mode (one VJP per output element, its
-  `vjp` rules), picked from the sizes unless asked for.
+* `jacobian`: d out / d x for every chosen input, by forward mode (the JVP of each input
+  element, the op table's `jvp` rules) or reverse mode (the VJP of each output element,
+  its `vjp` rules), picked from the sizes unless asked for.
 * `jvp`, `vjp`: one directional derivative, forward or reverse.
 * `hessian`, `hvp`: forward-over-reverse. Reverse mode with `create_graph=True` records the
   gradient as new graph nodes; forward mode then pushes a tangent through the whole graph,
   gradient included, giving H v (one column of the Hessian per basis vector).
 * `higher_grad`: d^k out / dx^k for each input alone: reverse once, then forward mode k-1
   times, each time over a graph that the previous transform recorded.
+
+No derivative loops over the basis vectors: the JVP or VJP is recorded once as a program
+along a placeholder tangent (or cotangent), and the evaluator runs that program at many
+basis vectors at once, with its batch axis (_sweep_basis, _sweep), `chunk` of them per
+sweep, by default as many as keep the sweep's largest array within BATCH_ELEMENTS.
 
 A derivative that is identically zero (the output does not depend on the input, or only
 through steps with derivative 0) comes out as zeros, with a note, like PyTorch's

@@ -4,8 +4,8 @@
                                            [--no-cli] [--profile]
 
 Cases (issue: "The Hessian of sum(sin(x)*x) ... and jacobian of a 1,000 -> 1,000 map"):
-* Hessian of sum(sin(x)*x), x = linspace(-1, 1, n), n in --sizes: forward over reverse, one
-  JVP over the recorded gradient per element of x; exact: diag(2 cos x - x sin x).
+* Hessian of sum(sin(x)*x), x = linspace(-1, 1, n), n in --sizes: forward over reverse, the
+  JVP program of the recorded gradient at all the basis tangents (batched); exact: diag(2 cos x - x sin x).
 * Jacobian of tanh(A @ x) + x in x, A seeded standard normal n x n / sqrt(n), x seeded
   standard normal, n = --jac-size, --mode fwd (a JVP per input element) and rev (a VJP per
   output element); exact: diag(1 - tanh(Ax)^2) @ A + I.

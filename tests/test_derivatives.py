@@ -339,3 +339,30 @@ def test_chunk_must_be_positive():
     assert cli("hessian", "x*x", "--at", "x=1", "--chunk", "0").exit_code == 2
     with pytest.raises(Exception, match="at least one vector"):
         derivatives.jacobian(traced("x*2", x=[1.0]), chunk=0)
+
+
+def test_an_elementwise_chain_costs_one_batched_product():
+    """Forward mode records the tangent of an elementwise chain as tangent * (partials
+    multiplied and added first), so the Hessian sweep of a sum of elementwise terms
+    multiplies the batch of basis tangents once, not once per step."""
+    from adcli.graph import dependents, reachable
+    t = traced("sum(sin(x) * x * exp(x) + x * x)", x=np.linspace(-1, 1, 5))
+    g, x = t.graph, t.inputs["x"]
+    grad = autodiff.vjp(g, t.output, [x], create_graph=True)[0]
+    tangent = g.placeholder("t", x.shape, g.dtype)
+    h = autodiff.jvp(g, grad, [x], [tangent], create_graph=True)
+    batched = set(dependents(g, [tangent.id])) & set(reachable([h]))
+    assert batched - {tangent.id} == {h.id}
+    xs = np.linspace(-1, 1, 5)
+    d2 = (2 * np.cos(xs) - xs * np.sin(xs)) * np.exp(xs) + 2 * (np.sin(xs) + xs * np.cos(xs)) \
+        * np.exp(xs) + xs * np.sin(xs) * np.exp(xs) + 2
+    np.testing.assert_allclose(derivatives.hessian(t).extra["hessian"]["x"]["x"], np.diag(d2),
+                               rtol=1e-13, atol=1e-13)
+
+
+def test_a_zero_tangent_still_wins_over_an_infinite_partial():
+    # d2/dx2 sqrt(x) x = 0.75 / sqrt(x): infinite at 0, and the off-diagonal entries,
+    # a zero tangent times an infinite partial, are 0, not NaN
+    with np.errstate(all="ignore"):
+        h = derivatives.hessian(traced("sum(sqrt(x) * x)", x=[0.0, 1.0])).extra["hessian"]
+    assert h["x"]["x"].tolist() == [[np.inf, 0.0], [0.0, 0.75]]
