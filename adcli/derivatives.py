@@ -399,6 +399,18 @@ def _rows(graph, v, n, like):
     return at_points(graph.xp, v, n, like.shape).reshape(n, -1)
 
 
+def _basis_points(graph, placeholders, sizes, start, stop):
+    """The placeholders' values at points start:stop of the basis combinations: point p
+    is the multi-index (i_1, i_2, ...) of p over `sizes`, placeholder k's value e_(i_k)."""
+    xp, n = graph.xp, stop - start
+    inputs = {}
+    for p, index in zip(placeholders, xp.unravel_index(xp.arange(start, stop), sizes)):
+        basis = xp.zeros((n, p.size), dtype=graph.dtype)
+        basis[xp.arange(n), index] = 1.0
+        inputs[p] = basis.reshape((n,) + tuple(p.shape))
+    return inputs
+
+
 def _sweep_basis(graph, shape, name, needed, transform, write, chunk=None):
     """Evaluate a derivative program at every basis vector of `shape`, `chunk` at once
     (by default as many as BATCH_ELEMENTS allows): transform(placeholder) records the
@@ -420,7 +432,6 @@ def _sweep(graph, placeholders, sizes, needed, present, write, chunk):
     first varying slowest: point p is the multi-index of p in C order over `sizes`), in
     chunks of consecutive points; write(start, stop, values) takes each chunk's."""
     from .evaluate import evaluate as run
-    xp, dtype = graph.xp, graph.dtype
     total = math.prod(sizes)
     if chunk is None:
         # the nodes that depend on a placeholder carry the batch axis
@@ -433,12 +444,7 @@ def _sweep(graph, placeholders, sizes, needed, present, write, chunk):
         graph.value(node)    # computed once for every chunk
     for start in range(0, total, step):
         stop = min(start + step, total)
-        points = xp.arange(start, stop)
-        inputs = {}
-        for p, index in zip(placeholders, xp.unravel_index(points, sizes)):
-            basis = xp.zeros((stop - start, p.size), dtype=dtype)
-            basis[xp.arange(stop - start), index] = 1.0
-            inputs[p] = basis.reshape((stop - start,) + tuple(p.shape))
+        inputs = _basis_points(graph, placeholders, sizes, start, stop)
         try:
             vals = run(graph, present, inputs, batch=stop - start, batched=placeholders,
                        what=f"the derivative's sweeps along {stop - start} basis vectors")
