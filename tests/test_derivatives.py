@@ -324,7 +324,8 @@ def test_third_derivative_sweep_is_the_closed_form_tensor():
 def test_chunk_bounds_the_memory_of_a_large_hessian():
     """Within --max-memory with 4 tangents per sweep; all 1000 at once are refused before
     allocating, and the hint names --chunk."""
-    args = ["hessian", "sum(sin(x)*x)", "--at", "x=linspace(-1,1,1000)", "--max-memory", "12MB"]
+    args = ["hessian", "sum(sin(x)*x)", "--at", "x=linspace(-1,1,1000)", "--sparse", "off",
+            "--max-memory", "12MB"]
     r = cli(*args, "--chunk", "4", "--json")
     assert r.exit_code == 0, r.output
     h = np.asarray(json.loads(r.stdout)["hessian"]["x"]["x"], dtype=float)
