@@ -344,6 +344,8 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                     c = _rule(mode, op, i, g, y, args, node.attrs)
                 except np.linalg.LinAlgError as e:
                     raise _undefined(node, e) from None
+                except ValueError_ as e:
+                    raise _undefined(node, _reason(e)) from None
                 if c is None:
                     continue
             if (a.shape or type(c) is not scalar) and tuple(c.shape) != a.shape:
@@ -418,6 +420,8 @@ def _walk_numbers(graph, output, need, lo, wanted, cotangent, mode):
                     c = _rule(mode, op, i, g, y, args, node.attrs)
                 except np.linalg.LinAlgError as e:
                     raise _undefined(node, e) from None
+                except ValueError_ as e:
+                    raise _undefined(node, _reason(e)) from None
                 if c is None:
                     continue
             else:
@@ -450,6 +454,45 @@ def _undefined(node, err):
     what = (f"the derivative of {op.name}" if not op.internal
             else f"a derivative (of the internal op {op.name}, which a rule made)")
     return ValueError_(f"{what} is undefined here: {err}", pos=node.pos)
+
+
+def _scaled_tangent(graph, mode, forms, t, partials, y, args):
+    """The recorded tangent sum_i t_i d_i of an elementwise step, kept as base * factor:
+    `base` a tangent given or made by a rule that is not elementwise, `factor` a product
+    and sum of partials (None: 1). A chain of elementwise steps then multiplies and adds
+    its partials, arrays of one point's size, and the tangent once at the end: evaluated
+    with a batch of tangents (a Jacobian's or Hessian's basis) one batched product, not
+    one per step. (A zero factor still wins: mul0(mul0(t, a), b) = mul0(t, mul0(a, b)).)"""
+    ns = mode.ns
+    groups = {}                  # base id -> [base, factor]
+    for ti, d in zip(t, partials):
+        if ti is None:
+            continue
+        base, f = forms.get(ti.id, (ti, None))
+        if d is NEGATE:
+            f = -f if f is not None else graph.const(-1.0)
+        elif d is not IDENTITY:
+            d = d(ns, y, *args)
+            f = d if f is None else ns.mul0(f, d)
+        if base.id not in groups:
+            groups[base.id] = [base, f]
+            continue
+        g = groups[base.id]      # base f1 + base f2 = base (f1 + f2)
+        one = graph.const(1.0)
+        g[1] = (g[1] if g[1] is not None else one) + (f if f is not None else one)
+    out = None
+    for base, f in groups.values():
+        term = base if f is None else ns.mul0(base, f)
+        out = term if out is None else out + term
+    if len(groups) == 1:
+        forms[out.id] = (base, f)
+    return out
+
+
+def _reason(err):
+    """What failed in a ValueError_ of an op that a recorded rule ran ("inv: Singular
+    matrix" -> "Singular matrix"; _undefined names the rule instead)."""
+    return err.message.split(": ", 1)[-1]
 
 
 def _is_broadcast_one(g):
@@ -494,6 +537,7 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe, mark=None):
     lo = min(tans, default=graph.nodes and len(graph.nodes))
     hi = max((o.id for o in outputs), default=-1)
     budget = _Budget(graph) if not create_graph else None
+    forms = {}      # recorded tangent id -> (base, factor): see _scaled_tangent
     from .graph import reachable
     reach = set(reachable(outputs))      # the nodes an output depends on: the sweep's
     for node in graph.nodes[lo:hi + 1]:
@@ -510,7 +554,9 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe, mark=None):
         if mark is not None:
             mark(node)
         y, args = (node, node.args) if create_graph else (node.value, _arguments(node))
-        if op.partials is not None:
+        if op.partials is not None and create_graph:
+            out = _scaled_tangent(graph, mode, forms, t, op.partials, y, args)
+        elif op.partials is not None:
             out = None
             for ti, d in zip(t, op.partials):
                 if ti is None:
@@ -522,6 +568,8 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe, mark=None):
                 out = op.jvp(mode.ns, t, y, *args, **node.attrs)
             except np.linalg.LinAlgError as e:
                 raise _undefined(node, e) from None
+            except ValueError_ as e:   # recorded: an op of the rule computed at once, and failed
+                raise _undefined(node, _reason(e)) from None
         if tuple(out.shape) != tuple(node.shape):   # the tangent of a broadcast input
             out = mode.ns.broadcast_to(out, shape=node.shape)
         tans[node.id] = out

@@ -180,12 +180,18 @@ WRT = typer.Option(None, "--wrt", metavar="NAME,...",
                    help="Inputs to differentiate (default: all). May repeat.")
 
 
+CHUNK = typer.Option(None, "--chunk", min=1, metavar="N",
+                     help="tangents or cotangents per batched sweep (default: as many as fit "
+                          "in 4M elements)")
+
+
 @app.command(context_settings={"ignore_unknown_options": True},
              rich_help_panel="Values and gradients")
 def grad(expr: str = SOURCE,
          at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
          order: int = typer.Option(1, "--order", min=1, max=12,
                                    help="Derivative order: 2 gives d2/dx2 for each input."),
+         chunk: Optional[int] = CHUNK,
          detect_anomaly: bool = typer.Option(
              False, "--detect-anomaly",
              help="Name the first op whose value or derivative is NaN or infinite, even where "
@@ -209,7 +215,7 @@ def grad(expr: str = SOURCE,
             result = api.gradient(traced, wrt_names(wrt))
         else:
             from . import derivatives
-            result = derivatives.higher_grad(traced, wrt_names(wrt), order)
+            result = derivatives.higher_grad(traced, wrt_names(wrt), order, chunk=chunk)
         if not detect_anomaly:
             _show(result, json, plain, out, quiet)
             return
@@ -275,6 +281,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                                 help="Forward or reverse mode (default: the "
                                                      "cheaper for the sizes)."),
              sparse: str = SPARSE, pattern: bool = PATTERN,
+             chunk: Optional[int] = CHUNK,
              dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
              out: Optional[str] = OUT, quiet: bool = QUIET,
              seed: int = SEED, max_elements: int = MAX_ELEMENTS,
@@ -289,13 +296,14 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.jacobian(t, wrt_names(wrt), mode, sparse=sparse,
-                                                    pattern=pattern))
+                                                    pattern=pattern, chunk=chunk))
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
              rich_help_panel="Derivatives of every order and shape")
 def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
-            sparse: str = SPARSE, pattern: bool = PATTERN, dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+            sparse: str = SPARSE, pattern: bool = PATTERN, chunk: Optional[int] = CHUNK,
+            dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
             out: Optional[str] = OUT, quiet: bool = QUIET,
             seed: int = SEED, max_elements: int = MAX_ELEMENTS,
             max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
@@ -309,7 +317,7 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.hessian(t, wrt_names(wrt), sparse=sparse,
-                                                   pattern=pattern))
+                                                   pattern=pattern, chunk=chunk))
 
 
 @app.command("jvp", context_settings={"ignore_unknown_options": True},

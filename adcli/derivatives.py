@@ -1,14 +1,19 @@
 """Derivatives of every order and shape, as transforms of the recorded graph.
 
-* `jacobian`: d out / d x for every chosen input, by forward mode (one JVP per input
-  element, the op table's `jvp` rules) or reverse mode (one VJP per output element, its
-  `vjp` rules), picked from the sizes unless asked for.
+* `jacobian`: d out / d x for every chosen input, by forward mode (the JVP of each input
+  element, the op table's `jvp` rules) or reverse mode (the VJP of each output element,
+  its `vjp` rules), picked from the sizes unless asked for.
 * `jvp`, `vjp`: one directional derivative, forward or reverse.
 * `hessian`, `hvp`: forward-over-reverse. Reverse mode with `create_graph=True` records the
   gradient as new graph nodes; forward mode then pushes a tangent through the whole graph,
   gradient included, giving H v (one column of the Hessian per basis vector).
 * `higher_grad`: d^k out / dx^k for each input alone: reverse once, then forward mode k-1
   times, each time over a graph that the previous transform recorded.
+
+No derivative loops over the basis vectors: the JVP or VJP is recorded once as a program
+along a placeholder tangent (or cotangent), and the evaluator runs that program at many
+basis vectors at once, with its batch axis (_sweep_basis, _sweep), `chunk` of them per
+sweep, by default as many as keep the sweep's largest array within BATCH_ELEMENTS.
 
 A derivative that is identically zero (the output does not depend on the input, or only
 through steps with derivative 0) comes out as zeros, with a note, like PyTorch's
@@ -102,22 +107,25 @@ def _sparse(traced, kind, names, nodes, mode, sparse, pattern, chunk):
 
 
 @_without_gc
-def jacobian(traced, wrt=None, mode=None, *, mark=None, sparse="off", pattern=False,
-             chunk=None):
+def jacobian(traced, wrt=None, mode=None, *, chunk=None, mark=None, sparse="off",
+             pattern=False):
     """d out / d x for each chosen input: arrays of shape out.shape + x.shape.
 
-    mode "fwd" builds the Jacobian a column at a time (one JVP per input element), "rev" a
-    row at a time (one VJP per output element); by default the cheaper of the two.
-    sparse "on" (or "auto", when it pays) finds the Jacobian's sparsity pattern and builds
-    it from a few compressed sweeps (adcli.sparse): the result's `sparse` member holds it;
-    pattern=True gives the pattern alone.
-    mark: passed to every walk (autodiff.vjp), for adcli profile; so in the functions below."""
+    mode "fwd" pushes the basis tangents of each input through the JVP program (a column
+    per input element), "rev" the basis cotangents through the VJP program (a row per
+    output element); by default the cheaper of the two. Each is one batched evaluation
+    (see _sweep_basis) of `chunk` vectors at a time, by default as many as BATCH_ELEMENTS
+    allows. sparse "on" (or "auto", when it pays) finds the Jacobian's sparsity pattern
+    and builds it from a few compressed sweeps (adcli.sparse): the result's `sparse`
+    member holds it; pattern=True gives the pattern alone. mark: adcli profile's
+    callback; with it the vectors go one walk each, marked (so in the functions below)."""
     graph, out = traced.graph, traced.output
     if out.dtype.kind != "f":
         raise InputError("the value is a boolean and has no derivative")
     names, nodes = choose_inputs(traced, wrt)
     if mode not in (None, "fwd", "rev"):
         raise InputError(f"unknown mode '{mode}'", hint="use fwd or rev")
+    _check_chunk(chunk)
     if mark is None and (sparse != "off" or pattern):
         res = _sparse(traced, "jacobian", names, nodes, mode, sparse, pattern, chunk)
         if res is not None:
@@ -130,24 +138,14 @@ def jacobian(traced, wrt=None, mode=None, *, mark=None, sparse="off", pattern=Fa
     jac = [xp.zeros((n_out, x.size), dtype=dtype) for x in nodes]
     reached = [False] * len(nodes)
     with _located(traced):
-        if mode == "fwd":
+        if mark is not None:
+            _marked_jacobian(graph, out, nodes, mode, mark, jac, reached)
+        elif mode == "fwd":
             for k, x in enumerate(nodes):
-                if mark is None and x.size and _jacobian_columns(graph, out, k, x, jac, reached):
-                    continue
-                for i, e in _basis(xp, x.shape, dtype):
-                    t = autodiff.jvp(graph, out, [x], [e], mark=mark)
-                    if t is not None:
-                        reached[k] = True
-                        jac[k][:, i] = xp.broadcast_to(t, out.shape).reshape(-1)
-        elif mark is None and out.size and _jacobian_rows(graph, out, nodes, jac, reached):
-            pass
-        else:
-            graph.value(out)      # the forward values, kept for the many walks that read them
-            for j, e in _basis(xp, out.shape, dtype):
-                for k, c in enumerate(autodiff.vjp(graph, out, nodes, cotangent=e, mark=mark)):
-                    if c is not None:
-                        reached[k] = True
-                        jac[k][j, :] = c.reshape(-1)
+                if x.size:
+                    _jacobian_columns(graph, out, k, x, jac, reached, chunk)
+        elif out.size:
+            _jacobian_rows(graph, out, nodes, jac, reached, chunk)
     res = evaluate(traced)
     res.rows = [(f"d/d{w}", f"∂/∂{w}", J.reshape(tuple(out.shape) + tuple(x.shape)))
                 for w, x, J in zip(names, nodes, jac)]
@@ -156,28 +154,50 @@ def jacobian(traced, wrt=None, mode=None, *, mark=None, sparse="off", pattern=Fa
     return res
 
 
-def _jacobian_columns(graph, out, k, x, jac, reached):
+def _marked_jacobian(graph, out, nodes, mode, mark, jac, reached):
+    """adcli profile's Jacobian: one walk per basis vector, each rule marked as it starts
+    (the timings are of the walks' rules, which the batched program does not keep apart)."""
+    xp, dtype = graph.xp, graph.dtype
+    if mode == "fwd":
+        for k, x in enumerate(nodes):
+            for i, e in _basis(xp, x.shape, dtype):
+                t = autodiff.jvp(graph, out, [x], [e], mark=mark)
+                if t is not None:
+                    reached[k] = True
+                    jac[k][:, i] = xp.broadcast_to(t, out.shape).reshape(-1)
+        return
+    graph.value(out)      # the forward values, kept for the many walks that read them
+    for j, e in _basis(xp, out.shape, dtype):
+        for k, c in enumerate(autodiff.vjp(graph, out, nodes, cotangent=e, mark=mark)):
+            if c is not None:
+                reached[k] = True
+                jac[k][j, :] = c.reshape(-1)
+
+
+def _jacobian_columns(graph, out, k, x, jac, reached, chunk):
     """Columns of d out / d x from the JVP program along a tangent placeholder, evaluated
     at the basis tangents with the batch axis (see _sweep_basis)."""
     def write(start, stop, vals, outs):
         if outs[0] is not None:
             reached[k] = True
-            jac[k][:, start:stop] = _rows(graph, vals[outs[0].id], stop - start, out).T
-    return _sweep_basis(graph, x.shape, "a tangent", [out],
-                        lambda t: [autodiff.jvp(graph, out, [x], [t], create_graph=True)], write)
+            jac[k] = _put(jac[k], start, stop, _rows(graph, vals[outs[0].id], stop - start, out),
+                          columns=True)
+    _sweep_basis(graph, x.shape, "a tangent", [out],
+                 lambda t: [autodiff.jvp(graph, out, [x], [t], create_graph=True)], write,
+                 chunk)
 
 
-def _jacobian_rows(graph, out, nodes, jac, reached):
+def _jacobian_rows(graph, out, nodes, jac, reached, chunk):
     """Rows of d out / d x for every input from the VJP program of a cotangent
     placeholder, evaluated at the basis cotangents with the batch axis."""
     def write(start, stop, vals, outs):
         for k, (x, c) in enumerate(zip(nodes, outs)):
             if c is not None:
                 reached[k] = True
-                jac[k][start:stop, :] = _rows(graph, vals[c.id], stop - start, x)
-    return _sweep_basis(graph, out.shape, "a cotangent", [out],
-                        lambda c: autodiff.vjp(graph, out, nodes, cotangent=c, create_graph=True),
-                        write)
+                jac[k] = _put(jac[k], start, stop, _rows(graph, vals[c.id], stop - start, x))
+    _sweep_basis(graph, out.shape, "a cotangent", [out],
+                 lambda c: autodiff.vjp(graph, out, nodes, cotangent=c, create_graph=True),
+                 write, chunk)
 
 
 @_without_gc
@@ -279,13 +299,15 @@ def hvp(traced, vector, *, mark=None):
 
 
 @_without_gc
-def hessian(traced, wrt=None, *, mark=None, sparse="off", pattern=False, chunk=None):
-    """Every block d2 out / dx dy (shape x.shape + y.shape), forward-over-reverse: one
-    forward sweep over the recorded gradient per input element. sparse and pattern: as
+def hessian(traced, wrt=None, *, chunk=None, mark=None, sparse="off", pattern=False):
+    """Every block d2 out / dx dy (shape x.shape + y.shape), forward-over-reverse: the
+    JVP program of the recorded gradient, evaluated at the basis tangents of each input
+    with the batch axis, `chunk` of them at a time (see jacobian). sparse and pattern: as
     for jacobian (a star colouring, Hessian-vector products along its seeds)."""
     graph, out = traced.graph, traced.output
     scalar_output(traced, "hessian")
     names, nodes = choose_inputs(traced, wrt)
+    _check_chunk(chunk)
     if mark is None and (sparse != "off" or pattern):
         res = _sparse(traced, "hessian", names, nodes, None, sparse, pattern, chunk)
         if res is not None:
@@ -298,15 +320,17 @@ def hessian(traced, wrt=None, *, mark=None, sparse="off", pattern=False, chunk=N
               for a, x in zip(names, nodes) for b, y in zip(names, nodes)}
     with _located(traced):
         for b, y in zip(names, nodes):
-            if mark is None and present and _hessian_columns(graph, names, nodes, grads, b, y,
-                                                             blocks):
+            if not present or not y.size:
                 continue
-            for i, e in _basis(xp, y.shape, dtype):
-                cols = iter(autodiff.jvp(graph, present, [y], [e], mark=mark) if present else [])
-                for a, x, g in zip(names, nodes, grads):
-                    col = next(cols) if g is not None else None
-                    if col is not None:
-                        blocks[a, b][:, i] = xp.broadcast_to(col, x.shape).reshape(-1)
+            if mark is not None:      # adcli profile: one marked walk per column
+                for i, e in _basis(xp, y.shape, dtype):
+                    cols = iter(autodiff.jvp(graph, present, [y], [e], mark=mark))
+                    for a, x, g in zip(names, nodes, grads):
+                        col = next(cols) if g is not None else None
+                        if col is not None:
+                            blocks[a, b][:, i] = xp.broadcast_to(col, x.shape).reshape(-1)
+                continue
+            _hessian_columns(graph, names, nodes, grads, b, y, blocks, chunk)
     res = evaluate(traced)
     res.rows, hess = [], {}
     for a, x in zip(names, nodes):
@@ -320,14 +344,22 @@ def hessian(traced, wrt=None, *, mark=None, sparse="off", pattern=False, chunk=N
     return res
 
 
-BATCH_ELEMENTS = 1 << 22    # the most elements one batched sweep's largest array may hold
+# The most elements the largest array of one batched sweep may hold: a sweep takes as
+# many basis vectors as keep every array of its program (per vector: the array's size)
+# within it, so that a large input goes in chunks and memory stays bounded. `chunk`
+# (--chunk) sets the vectors per sweep instead.
+BATCH_ELEMENTS = 1 << 22
 
 
-def _hessian_columns(graph, names, nodes, grads, b, y, blocks):
+def _check_chunk(chunk):
+    if chunk is not None and chunk < 1:
+        raise InputError(f"--chunk {chunk}: a sweep takes at least one vector")
+
+
+def _hessian_columns(graph, names, nodes, grads, b, y, blocks, chunk):
     """The columns d grad / d y[i] for every i, from one program: the JVP transform of the
     gradient program along a tangent placeholder, evaluated at the basis tangents with
-    the batch axis. False (nothing written) where that cannot be done: the caller goes one
-    column at a time."""
+    the batch axis."""
     present = [g for g in grads if g is not None]
 
     def write(start, stop, vals, cols):
@@ -335,62 +367,110 @@ def _hessian_columns(graph, names, nodes, grads, b, y, blocks):
         for a, x, g in zip(names, nodes, grads):
             c = next(col) if g is not None else None
             if c is not None:
-                blocks[a, b][:, start:stop] = _rows(graph, vals[c.id], stop - start, x).T
-    return _sweep_basis(graph, y.shape, f"a tangent of {b}", present,
-                        lambda t: autodiff.jvp(graph, present, [y], [t], create_graph=True),
-                        write)
+                blocks[a, b] = _put(blocks[a, b], start, stop,
+                                    _rows(graph, vals[c.id], stop - start, x), columns=True)
+    _sweep_basis(graph, y.shape, f"a tangent of {b}", present,
+                 lambda t: autodiff.jvp(graph, present, [y], [t], create_graph=True),
+                 write, chunk)
+
+
+def _put(target, start, stop, rows, columns=False):
+    """target with the chunk's rows (one per basis vector) written as its rows start:stop,
+    or with columns=True as its columns (a JVP's tangent is a column of the Jacobian).
+    A chunk that is the whole of a fresh array is taken as it is, not copied: with
+    columns=True a transposed view, so a one-sweep Jacobian of vectors is laid out
+    column-major, the order in which the sweep made it."""
+    shape = target.shape[::-1] if columns else target.shape
+    if (start == 0 and stop == shape[0] and rows.shape == shape and rows.flags.c_contiguous
+            and rows.flags.writeable):
+        return rows.T if columns else rows
+    if columns:
+        target[:, start:stop] = rows.T
+    else:
+        target[start:stop, :] = rows
+    return target
 
 
 def _rows(graph, v, n, like):
     """A value from an evaluation at n basis vectors as n rows of `like`'s size."""
     from .evaluate import at_points
+    if getattr(v, "shape", None) == (n,) + tuple(like.shape):
+        return v.reshape(n, -1)      # batched: itself (a fresh array _put may keep)
     return at_points(graph.xp, v, n, like.shape).reshape(n, -1)
 
 
-def _sweep_basis(graph, shape, name, needed, transform, write):
-    """Evaluate a derivative program at every basis vector of `shape`, as many at once as
-    BATCH_ELEMENTS allows: transform(placeholder) records the program (its output nodes,
-    None where nothing depends on it), write(start, stop, values, outputs) takes each
-    chunk's values. `needed`: nodes whose values every chunk reads, computed once first.
-    False where an op cannot batch or a derivative is undefined here (a singular matrix):
-    the caller's one-vector-at-a-time sweeps then say which rule fails."""
-    from .evaluate import NotBatchable
+def _basis_points(graph, placeholders, sizes, start, stop):
+    """The placeholders' values at points start:stop of the basis combinations: point p
+    is the multi-index (i_1, i_2, ...) of p over `sizes`, placeholder k's value e_(i_k)."""
+    xp, n = graph.xp, stop - start
+    inputs = {}
+    for p, index in zip(placeholders, xp.unravel_index(xp.arange(start, stop), sizes)):
+        basis = xp.zeros((n, p.size), dtype=graph.dtype)
+        basis[xp.arange(n), index] = 1.0
+        inputs[p] = basis.reshape((n,) + tuple(p.shape))
+    return inputs
+
+
+def _sweep_basis(graph, shape, name, needed, transform, write, chunk=None):
+    """Evaluate a derivative program at every basis vector of `shape`, `chunk` at once
+    (by default as many as BATCH_ELEMENTS allows): transform(placeholder) records the
+    program (its output nodes, None where nothing depends on it), write(start, stop,
+    values, outputs) takes each chunk's values. `needed`: nodes whose values every chunk
+    reads, computed once first. Every op batches (its table entry's rule or its kind's);
+    a derivative undefined here (a singular matrix) is an error naming the op."""
+    t = graph.placeholder(name, shape, graph.dtype)
+    outs = transform(t)
+    present = [o for o in outs if o is not None]
+    if not present:
+        return
+    _sweep(graph, [t], [math.prod(shape)], needed, present,
+           lambda start, stop, vals: write(start, stop, vals, outs), chunk)
+
+
+def _sweep(graph, placeholders, sizes, needed, present, write, chunk):
+    """Evaluate `present` at every combination of basis vectors of the placeholders (the
+    first varying slowest: point p is the multi-index of p in C order over `sizes`), in
+    chunks of consecutive points; write(start, stop, values) takes each chunk's."""
     from .evaluate import evaluate as run
-    xp, dtype = graph.xp, graph.dtype
-    n = math.prod(shape)
-    t = graph.placeholder(name, shape, dtype)
-    try:
-        outs = transform(t)
-        present = [o for o in outs if o is not None]
-        if not present:
-            return True
-        # the nodes that depend on the placeholder carry the batch axis
-        widest = max(1, max(graph.nodes[i].size for i in dependents(graph, [t.id])))
-        step = max(1, min(n, BATCH_ELEMENTS // widest))
-        for node in needed:
-            graph.value(node)    # computed once for every chunk
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            basis = xp.zeros((stop - start, n), dtype=dtype)
-            basis[xp.arange(stop - start), xp.arange(start, stop)] = 1.0
-            vals = run(graph, present, {t: basis.reshape((stop - start,) + tuple(shape))},
-                       batch=stop - start, batched=[t],
+    total = math.prod(sizes)
+    if chunk is None:
+        # the nodes that depend on a placeholder carry the batch axis
+        ids = [p.id for p in placeholders]
+        widest = max(1, max(graph.nodes[i].size for i in dependents(graph, ids)))
+        step = max(1, min(total, BATCH_ELEMENTS // widest))
+    else:
+        step = min(total, chunk)
+    for node in needed:
+        graph.value(node)    # computed once for every chunk
+    for start in range(0, total, step):
+        stop = min(start + step, total)
+        inputs = _basis_points(graph, placeholders, sizes, start, stop)
+        try:
+            vals = run(graph, present, inputs, batch=stop - start, batched=placeholders,
                        what=f"the derivative's sweeps along {stop - start} basis vectors")
-            write(start, stop, vals, outs)
-    except (NotBatchable, ValueError_):
-        return False
-    return True
+        except ValueError_ as err:
+            raise ValueError_(f"a derivative is undefined here: {err.message}", pos=err.pos,
+                              source=err.source, filename=err.filename) from None
+        except LimitError as err:
+            if err.hint == "raise it with --max-memory" and step > 1:
+                err.hint += f", or sweep fewer than {step} vectors at once with --chunk"
+            raise
+        write(start, stop, vals)
 
 
 @_without_gc
-def higher_grad(traced, wrt=None, order=1):
+def higher_grad(traced, wrt=None, order=1, *, chunk=None):
     """d^k out / dx^k for each chosen input on its own (shape x.shape repeated k times):
-    reverse mode once (recorded), then forward mode k-1 times, each recorded but the last."""
+    reverse mode once (recorded), then forward mode k-1 times, each along a tangent
+    placeholder of its own and recorded; the last program is then evaluated once at every
+    combination of basis tangents (the batch axis runs over all k-1 of them together,
+    `chunk` combinations at a time), so no order loops over columns."""
     graph, out = traced.graph, traced.output
     if order < 1:
         raise InputError(f"--order {order}: the order must be 1 or more")
     scalar_output(traced, "grad")
     names, nodes = choose_inputs(traced, wrt)
+    _check_chunk(chunk)
     _reserve(traced, [tuple(x.shape) * order for x in nodes], f"derivative of order {order}")
     xp, dtype = graph.xp, graph.dtype
     res = evaluate(traced)
@@ -404,13 +484,9 @@ def higher_grad(traced, wrt=None, order=1):
     gradient_nodes = len(graph.nodes) - before
     for name, x, d in zip(names, nodes, cts):
         sizes = [len(graph.nodes) - gradient_nodes, len(graph.nodes)]  # after each order
-        for level in range(2, order + 1):
-            if d is None:
-                break
-            if level < order:
-                _check_growth(graph, sizes, order - level, order)
-            d = _forward_jacobian(graph, d, x, record=level < order, traced=traced)
-            sizes.append(len(graph.nodes))
+        if order > 1 and d is not None:
+            with _located(traced):
+                d = _derivative_of_order(graph, d, x, name, order, sizes, chunk)
         if d is None:
             res.notes.append(_unused_note(name))
             d = xp.zeros(tuple(x.shape) * order, dtype=dtype)
@@ -419,28 +495,27 @@ def higher_grad(traced, wrt=None, order=1):
     return res
 
 
-def _forward_jacobian(graph, node, x, record, traced):
-    """d node / d x as a node (record=True) or an array, of shape node.shape + x.shape:
-    one forward sweep per element of x, the columns stacked on a new last axis."""
+def _derivative_of_order(graph, grad, x, name, order, sizes, chunk):
+    """d^(order-1) grad / dx^(order-1) as an array of shape x.shape * order (None where it
+    is zero): the JVP transforms of the gradient program along placeholders t_2 ... t_k,
+    evaluated with t_l = e_(i_l) for every multi-index (i_2, ..., i_k); the entry
+    [i_1, i_2, ..., i_k] is element i_1 of the value at point (i_2, ..., i_k)."""
     xp, dtype = graph.xp, graph.dtype
-    if x.size == 0:     # no columns: an empty derivative
-        zeros = xp.zeros(tuple(node.shape) + tuple(x.shape), dtype=dtype)
-        return graph.const(zeros) if record else zeros
-    cols = []
-    with _located(traced):
-        for i, e in _basis(xp, x.shape, dtype):
-            tangent = graph.const(e) if record else e
-            t = autodiff.jvp(graph, node, [x], [tangent], create_graph=record)
-            if t is None:
-                t = graph.const(xp.zeros(node.shape, dtype=dtype)) if record else \
-                    xp.zeros(node.shape, dtype=dtype)
-            elif tuple(t.shape) != tuple(node.shape):
-                t = graph.ns.broadcast_to(t, shape=node.shape) if record else \
-                    xp.broadcast_to(t, node.shape)
-            cols.append(t)
-    if x.ndim == 0:
-        return cols[0]
-    if record:
-        stacked = graph.ns.stack(*cols, axis=-1)
-        return graph.ns.reshape(stacked, shape=tuple(node.shape) + tuple(x.shape))
-    return xp.stack(cols, axis=-1).reshape(tuple(node.shape) + tuple(x.shape))
+    d, tangents = grad, []
+    for level in range(2, order + 1):
+        _check_growth(graph, sizes, order - level + 1, order)
+        t = graph.placeholder(f"a tangent of {name} (order {level})", x.shape, dtype)
+        d = autodiff.jvp(graph, d, [x], [t], create_graph=True)
+        tangents.append(t)
+        sizes.append(len(graph.nodes))
+        if d is None:
+            return None
+    points = x.size ** (order - 1)
+    result = xp.zeros((x.size, points), dtype=dtype)
+
+    def write(start, stop, vals):
+        nonlocal result
+        result = _put(result, start, stop, _rows(graph, vals[d.id], stop - start, x), columns=True)
+    if x.size:
+        _sweep(graph, tangents, [x.size] * (order - 1), [grad], [d], write, chunk)
+    return result.reshape(tuple(x.shape) * order)

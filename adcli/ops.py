@@ -434,6 +434,8 @@ def _sum_to_batch(xp, x, shapes, out, shape=()):
     s, lead = shapes[0], len(shapes[0]) - len(out)
     axes = tuple(range(1, lead + 1)) + tuple(
         1 + lead + i for i, d in enumerate(out) if d == 1 and s[lead + i] != 1)
+    if not axes:                 # nothing to sum (a copy of the whole batch saved)
+        return xp.reshape(x, x.shape[:1] + tuple(out))
     return xp.reshape(xp.sum(x, axis=axes), x.shape[:1] + tuple(out))
 
 
@@ -451,8 +453,29 @@ def _matmul_batch(xp, a, b, shapes, out):
         a, sa = a[:, None, :], (1,) + tuple(sa)
     if len(sb) == 1:
         b, sb = b[..., None], tuple(sb) + (1,)
+    B = a.shape[0]
+    # one matrix the same at every point (a batch axis of stride 0, as the evaluator
+    # broadcasts an argument that does not move) times B others: one matrix product with
+    # the points side by side, not B small ones (B matrix-vector products of a Jacobian's
+    # tangents are one matrix-matrix product)
+    if len(sa) == 2 and same_at_every_point(a) and len(sb) >= 2:
+        # A (m, n) @ b[p] (n, k) for every p: b's columns of all points as rows, times A^T
+        rows = xp.reshape(xp.swapaxes(b, -1, -2), (-1, sb[-2]))
+        y = xp.matmul(rows, xp.swapaxes(a[0], 0, 1))
+        y = xp.swapaxes(xp.reshape(y, b.shape[:-2] + (sb[-1], sa[0])), -1, -2)
+        return xp.reshape(y, (B,) + tuple(out))
+    if len(sb) == 2 and same_at_every_point(b) and len(sa) >= 2:
+        # a[p] (m, n) @ B (n, k) for every p: all the points' rows in one product
+        y = xp.matmul(xp.reshape(a, (-1, sa[-1])), b[0])
+        return xp.reshape(y, (B,) + tuple(out))
     a, b = aligned(xp, [a, b], [sa, sb])
     return xp.reshape(xp.matmul(a, b), a.shape[:1] + tuple(out))
+
+
+def same_at_every_point(a):
+    """Is a batched argument one array repeated along its batch axis (a broadcast view, or
+    a single point)? Then a rule may take a[0] for all points."""
+    return a.shape[0] == 1 or a.strides[0] == 0
 
 
 def _solve_batch(xp, a, b, shapes, out):
@@ -510,10 +533,19 @@ op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    note="d/da is b*a**(b-1), 0 when b == 0 (also at a == 0); d/db is a**b*log(a), 0 where a**b == 0",
    doc="a ** b (also a ^ b)")
 op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), curvature="linear", symbol=("-",), doc="-x")
+def _mul0(xp, a, b):
+    y = a * b
+    # only 0 * inf and 0 * nan differ from the plain product, and both are NaN: a finite
+    # sum shows there is none (one pass, not the masks' four); otherwise the zeros win
+    if not xp.isfinite(xp.sum(y)):
+        y = xp.where((a == 0) | (b == 0), 0.0, y)
+    return xp.asarray(y, dtype=np.result_type(a, b))
+
+
 op("mul0", args=("a", "b"), internal=True,
    # The chain-rule product with "NaN-safe" semantics: a zero factor wins over an
    # infinite or NaN one, so 0 * (d sqrt/dx at 0) contributes 0, not NaN.
-   fwd=lambda xp, a, b: xp.where((a == 0) | (b == 0), 0.0, a * b).astype(np.result_type(a, b)),
+   fwd=lambda xp, a, b: _mul0(xp, a, b),
    partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear",
    doc="a * b where a zero factor wins over inf and nan")
 
@@ -1084,7 +1116,7 @@ def _matmul_jvp(ns, t, y, a, b):
 
 op("matmul", batch=_matmul_batch,
    examples=[(((3, 4), (4, 2)), {}), (((4,), (4, 3)), {}), (((3, 4), (4,)), {}),
-             (((4,), (4,)), {}), (((2, 3, 4), (4, 2)), {})],
+             (((4,), (4,)), {}), (((2, 3, 4), (4, 2)), {}), (((3, 4), (2, 4, 5)), {})],
    args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
    vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
    depends=_matmul_subscripts, curvature="bilinear",

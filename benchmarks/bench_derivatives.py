@@ -4,8 +4,8 @@
                                            [--no-cli] [--profile]
 
 Cases (issue: "The Hessian of sum(sin(x)*x) ... and jacobian of a 1,000 -> 1,000 map"):
-* Hessian of sum(sin(x)*x), x = linspace(-1, 1, n), n in --sizes: forward over reverse, one
-  JVP over the recorded gradient per element of x; exact: diag(2 cos x - x sin x).
+* Hessian of sum(sin(x)*x), x = linspace(-1, 1, n), n in --sizes: forward over reverse, the
+  JVP program of the recorded gradient at all the basis tangents (batched); exact: diag(2 cos x - x sin x).
 * Jacobian of tanh(A @ x) + x in x, A seeded standard normal n x n / sqrt(n), x seeded
   standard normal, n = --jac-size, --mode fwd (a JVP per input element) and rev (a VJP per
   output element); exact: diag(1 - tanh(Ax)^2) @ A + I.
@@ -19,7 +19,8 @@ max abs error against the exact one printed:
   closed form    the exact matrix in numpy: the floor;
   central diffs  a plain numpy loop, column i = (g(x + h e_i) - g(x - h e_i)) / 2h, g the
                  hand gradient sin x + x cos x (Hessian) or the map (Jacobian), h = 1e-5;
-  torch / jax    torch.autograd.functional.hessian/jacobian (CPU, float64), jax.hessian /
+  torch / jax    torch.autograd.functional.hessian/jacobian and torch.func.hessian/jacfwd
+                 (CPU, float64), jax.hessian /
                  jax.jacfwd (x64) eager and under jax.jit (compile excluded), if importable.
 BLAS threads are as the environment sets them (OPENBLAS_NUM_THREADS...): on a small noisy
 machine a threaded matrix-vector product can be several times slower; compare the minima.
@@ -109,6 +110,10 @@ def framework_methods(kind, x, A):
               else (lambda t: torch.tanh(tA @ t) + t))
         td = getattr(torch.autograd.functional, kind)
         out = [(out[0][0], lambda: td(tf, tx).numpy())]   # (not `d`: jax's is below)
+        # torch.func's transforms (vmap over the basis, as adcli's batched sweeps)
+        tfd = torch.func.hessian(tf) if kind == "hessian" else torch.func.jacfwd(tf)
+        out.append((f"torch.func.{'hessian' if kind == 'hessian' else 'jacfwd'}",
+                    lambda: tfd(tx).numpy()))
     name = "jax.hessian" if kind == "hessian" else "jax.jacfwd"
     if not importlib.util.find_spec("jax"):
         return out + [(f"{name}, eager and jit", None)]
