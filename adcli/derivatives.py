@@ -423,16 +423,18 @@ def _sweep_basis(graph, shape, name, needed, transform, write, chunk=None):
     present = [o for o in outs if o is not None]
     if not present:
         return
-    _sweep(graph, [t], [math.prod(shape)], needed, present,
-           lambda start, stop, vals: write(start, stop, vals, outs), chunk)
+    _sweep(graph, [t], math.prod(shape), needed, present,
+           lambda start, stop, vals: write(start, stop, vals, outs), chunk,
+           lambda start, stop: _basis_points(graph, [t], [math.prod(shape)], start, stop))
 
 
-def _sweep(graph, placeholders, sizes, needed, present, write, chunk):
-    """Evaluate `present` at every combination of basis vectors of the placeholders (the
-    first varying slowest: point p is the multi-index of p in C order over `sizes`), in
-    chunks of consecutive points; write(start, stop, values) takes each chunk's."""
+def _sweep(graph, placeholders, total, needed, present, write, chunk, points,
+           what="basis vectors"):
+    """Evaluate `present` at `total` points of the placeholders, in chunks of consecutive
+    points: points(start, stop) gives the placeholders' values there (with a leading batch
+    axis: the basis vectors of _basis_points, or a sparse derivative's seeds), and
+    write(start, stop, values) takes each chunk's."""
     from .evaluate import evaluate as run
-    total = math.prod(sizes)
     if chunk is None:
         # the nodes that depend on a placeholder carry the batch axis
         ids = [p.id for p in placeholders]
@@ -444,10 +446,10 @@ def _sweep(graph, placeholders, sizes, needed, present, write, chunk):
         graph.value(node)    # computed once for every chunk
     for start in range(0, total, step):
         stop = min(start + step, total)
-        inputs = _basis_points(graph, placeholders, sizes, start, stop)
+        inputs = points(start, stop)
         try:
             vals = run(graph, present, inputs, batch=stop - start, batched=placeholders,
-                       what=f"the derivative's sweeps along {stop - start} basis vectors")
+                       what=f"the derivative's sweeps along {stop - start} {what}")
         except ValueError_ as err:
             raise ValueError_(f"a derivative is undefined here: {err.message}", pos=err.pos,
                               source=err.source, filename=err.filename) from None
@@ -517,5 +519,7 @@ def _derivative_of_order(graph, grad, x, name, order, sizes, chunk):
         nonlocal result
         result = _put(result, start, stop, _rows(graph, vals[d.id], stop - start, x), columns=True)
     if x.size:
-        _sweep(graph, tangents, [x.size] * (order - 1), [grad], [d], write, chunk)
+        sizes = [x.size] * (order - 1)
+        _sweep(graph, tangents, math.prod(sizes), [grad], [d], write, chunk,
+               lambda start, stop: _basis_points(graph, tangents, sizes, start, stop))
     return result.reshape(tuple(x.shape) * order)

@@ -139,33 +139,37 @@ class Compressed:
 
     def values(self, inputs=None, chunk=None):
         """The entries of the matrix (pattern order), from the compressed sweeps at the
-        traced point, or with `inputs` ({input node: value}) at another."""
+        traced point, or with `inputs` ({input node: value}) at another; `chunk` seeds a
+        sweep at most (default: as many as the batched sweeps' memory bound allows)."""
         from . import coloring
+        from .derivatives import _sweep
         from .evaluate import at_points
-        from .evaluate import evaluate as run
         graph, xp, dtype = self.graph, self.graph.xp, self.graph.dtype
         k = self.sweeps
-        if k == 0:
-            return np.zeros(0, dtype=dtype)
         seeds, seed_shapes, outs, out_shapes = self.program()
         present = [o for o in outs if o is not None]
+        compressed = np.zeros((k, sum(math.prod(s) for s in out_shapes)), dtype=dtype)
         S = coloring.seed_matrix(self.colors, dtype)          # (seed elements, k)
         offsets = np.cumsum([0] + [math.prod(s) for s in seed_shapes])
-        step = k if chunk is None else max(1, min(k, int(chunk)))
-        parts = []
-        for start in range(0, k, step):
-            n = min(k, start + step) - start
+
+        def points(start, stop):      # the seeds start:stop, as each placeholder's values
             given = dict(inputs or {})
             for t, shape, lo, hi in zip(seeds, seed_shapes, offsets[:-1], offsets[1:]):
-                given[t] = xp.asarray(np.ascontiguousarray(S[lo:hi, start:start + n].T)
-                                      .reshape((n,) + shape))
-            vals = run(graph, present, given, batch=n, batched=seeds,
-                       what=f"the {self.kind}'s {n} compressed sweeps") if present else {}
-            cols = [np.zeros((n, math.prod(shape)), dtype=dtype) if o is None else
-                    np.asarray(at_points(xp, vals[o.id], n, shape)).reshape(n, -1)
-                    for o, shape in zip(outs, out_shapes)]
-            parts.append(np.concatenate(cols, axis=1))       # (sweeps in chunk, elements)
-        compressed = np.concatenate(parts, axis=0)           # (k, elements)
+                given[t] = xp.asarray(np.ascontiguousarray(S[lo:hi, start:stop].T)
+                                      .reshape((stop - start,) + shape))
+            return given
+
+        def write(start, stop, vals):  # each output's values at those seeds, flattened
+            col = 0
+            for o, shape in zip(outs, out_shapes):
+                size = math.prod(shape)
+                if o is not None:
+                    compressed[start:stop, col:col + size] = np.asarray(
+                        at_points(xp, vals[o.id], stop - start, shape)).reshape(stop - start, -1)
+                col += size
+        if k and present:
+            _sweep(graph, seeds, k, (), present, write, chunk, points,
+                   what=f"seeds of a sparse {self.kind}")
         if self.kind == "hessian":
             return coloring.recover_star(self.pattern, self.colors, compressed.T)
         if self.mode == "rev":
