@@ -340,12 +340,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
                     else:
                         c, fresh = mode.chain(g, d), True
             else:
-                try:
-                    c = _rule(mode, op, i, g, y, args, node.attrs)
-                except np.linalg.LinAlgError as e:
-                    raise _undefined(node, e) from None
-                except ValueError_ as e:
-                    raise _undefined(node, _reason(e)) from None
+                c = _rule_at(mode, node, i, g, y, args)
                 if c is None:
                     continue
             if (a.shape or type(c) is not scalar) and tuple(c.shape) != a.shape:
@@ -416,12 +411,7 @@ def _walk_numbers(graph, output, need, lo, wanted, cotangent, mode):
             if a.id not in need:
                 continue
             if partials is None:
-                try:
-                    c = _rule(mode, op, i, g, y, args, node.attrs)
-                except np.linalg.LinAlgError as e:
-                    raise _undefined(node, e) from None
-                except ValueError_ as e:
-                    raise _undefined(node, _reason(e)) from None
+                c = _rule_at(mode, node, i, g, y, args)
                 if c is None:
                     continue
             else:
@@ -498,6 +488,16 @@ def _reason(err):
 def _is_broadcast_one(g):
     """Is the array g a broadcast view of the number 1 (all strides 0)?"""
     return g.size > 1 and not any(g.strides) and g.flat[0] == 1
+
+
+def _rule_at(mode, node, i, g, y, args):
+    """_rule for argument i of node, a failure (a singular matrix) an error naming it."""
+    try:
+        return _rule(mode, node.op, i, g, y, args, node.attrs)
+    except np.linalg.LinAlgError as e:
+        raise _undefined(node, e) from None
+    except ValueError_ as e:
+        raise _undefined(node, _reason(e)) from None
 
 
 def _rule(mode, op, i, g, y, args, attrs):

@@ -16,6 +16,7 @@ from adcli.graph import Graph
 from adcli.ops import OPS
 from adcli.pattern import Pattern
 from adcli.sparsity import hessian_pattern, jacobian_pattern
+from test_batch import examples   # (argument shapes, attributes) from each op's entry
 
 RNG = np.random.default_rng(12)
 
@@ -27,15 +28,6 @@ CONSERVATIVE_2 = CONSERVATIVE | {"prod", "det", "cofactor", "solve"}
 # Ops whose derivative at a point is 0 on one side of a kink or branch: the pattern holds
 # both sides, the point only one
 POINT_ZEROS = {o.name for o in OPS.values() if o.curvature == "piecewise" or o.selects}
-ELEMENTWISE = [((4,),), ((2, 3), (3,)), ((3, 1), (1, 4)), ((), (3,))]
-
-
-def examples(op):
-    if op.kind in ("elementwise", "comparison"):
-        n = len(op.args)
-        return [(tuple(s[i % len(s)] for i in range(n)), {}) for s in ELEMENTWISE
-                if len(s) == 1 or n > 1]
-    return [(s if isinstance(s[0], tuple) else (s,), attrs) for s, attrs in op.examples]
 
 
 def sample(op, i, shape):
