@@ -155,10 +155,40 @@ def _trace(*options):
     return _tracer(*options)[0]()
 
 
+POINTS = typer.Option(None, "--points", metavar="FILE|-",
+                      help="Evaluate at every row of a table (CSV or TSV with a header, or "
+                           "NDJSON; - reads stdin): one result row per point.")
+NAMES = typer.Option(None, "--names", metavar="NAME,...",
+                     help="With --points: the columns of CSV or TSV input without a header.")
+KEEP = typer.Option(None, "--keep", metavar="COLUMN,...",
+                    help="With --points: columns to pass through to the output (ids, labels).")
+CHUNK_ROWS = typer.Option(None, "--chunk-rows", metavar="N",
+                          help="With --points: rows evaluated at once at most (default 65,536).")
+FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson",
+                      help="With --points: the output format (default: from --out's extension, "
+                           "else csv; --json is ndjson).")
+
+
+def _points(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad, dtype,
+            max_elements, max_nodes, max_memory, max_work, seed, max_steps, max_depth):
+    """eval/grad --points: a row of results per point; exit 1 if some rows failed."""
+    from . import points as pts
+    limits = _limits(max_elements, max_nodes, max_memory, max_work)
+    failed, total = pts.run(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad,
+                            dtype, limits, seed, max_steps, max_depth)
+    if failed:
+        print(f"error: {failed:,} of {total:,} points failed: their rows say why in the "
+              "`error` column", file=sys.stderr)
+        raise typer.Exit(1)
+
+
 @app.command("eval", context_settings={"ignore_unknown_options": True},
              rich_help_panel="Values and gradients")
 def eval_(expr: str = SOURCE,
-          at: Optional[List[str]] = AT, dtype: str = DTYPE, json: bool = JSON,
+          at: Optional[List[str]] = AT, points: Optional[str] = POINTS,
+          names: Optional[List[str]] = NAMES, keep: Optional[List[str]] = KEEP,
+          chunk_rows: Optional[int] = CHUNK_ROWS, format: Optional[str] = FORMAT,
+          dtype: str = DTYPE, json: bool = JSON,
           plain: bool = PLAIN, out: Optional[str] = OUT, quiet: bool = QUIET, seed: int = SEED,
           max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
           max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
@@ -170,10 +200,22 @@ def eval_(expr: str = SOURCE,
     from . import api
 
     def work():
+        if points is not None:
+            return _points(expr, at, points, names, keep, format, json, out, chunk_rows, None,
+                           False, dtype, max_elements, max_nodes, max_memory, max_work, seed,
+                           max_steps, max_depth)
+        _no_points_options(names, keep, chunk_rows, format)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         _show(api.evaluate(traced), json, plain, out, quiet)
     _run(debug, work)
+
+
+def _no_points_options(names, keep, chunk_rows, fmt):
+    given = [o for o, v in (("--names", names), ("--keep", keep), ("--chunk-rows", chunk_rows),
+                            ("--format", fmt)) if v]
+    if given:
+        raise InputError(f"{given[0]} goes with --points", hint="give the points with --points FILE")
 
 
 WRT = typer.Option(None, "--wrt", metavar="NAME,...",
@@ -189,6 +231,9 @@ CHUNK = typer.Option(None, "--chunk", min=1, metavar="N",
              rich_help_panel="Values and gradients")
 def grad(expr: str = SOURCE,
          at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
+         points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
+         keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
+         format: Optional[str] = FORMAT,
          order: int = typer.Option(1, "--order", min=1, max=12,
                                    help="Derivative order: 2 gives d2/dx2 for each input."),
          chunk: Optional[int] = CHUNK,
@@ -209,6 +254,14 @@ def grad(expr: str = SOURCE,
     from . import api
 
     def work():
+        if points is not None:
+            if order != 1 or detect_anomaly:
+                raise InputError("--points gives first derivatives, without --detect-anomaly, "
+                                 "for now")
+            return _points(expr, at, points, names, keep, format, json, out, chunk_rows,
+                           wrt_names(wrt), True, dtype, max_elements, max_nodes, max_memory,
+                           max_work, seed, max_steps, max_depth)
+        _no_points_options(names, keep, chunk_rows, format)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         if order == 1:

@@ -1,0 +1,511 @@
+"""Many points per process: `--points FILE|-` evaluates a traced program at every row of
+a table, a block of rows at a time, and writes one result row per input row.
+
+The source is traced once, at the first row; the value's program (and for `grad` the
+gradient's, a VJP transform recorded beside it) is then evaluated on whole blocks with the
+batch axis. A row whose control flow differs (a script that branches on a value) fails one
+of the program's guards: those rows are taken by another program, traced at the first of
+them, so that every row gets the result of its own path. A row that fails (a value that is
+not a number, an array of the wrong shape, a result that is not finite) gets its message in
+the `error` column, and the run goes on; the exit code is then 1.
+
+Input: CSV or TSV with a header (or headerless with --names), or NDJSON (one JSON object a
+line, whose values may be arrays). Output: CSV, TSV or NDJSON, chosen by --format, --json or
+the extension of --out. Rows are read as they come (a block is what has arrived, up to
+--chunk-rows), so output starts before the input ends, in the order of the input.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import AdcliError, InputError, LimitError
+
+CHUNK_ROWS = 65_536        # rows a block holds at most (--chunk-rows)
+MAX_PROGRAMS = 32          # paths through a script kept as programs; more are traced per row
+FORMATS = ("csv", "tsv", "ndjson")
+
+
+# ---------------------------------------------------------------- reading lines
+
+class Lines:
+    """The lines of a file or pipe, a block at a time: a block waits for one line, then
+    takes what has arrived (at most `most` lines), so a slow pipe's rows are answered as
+    they come."""
+
+    def __init__(self, stream):
+        self.fd = stream.fileno()
+        self.buf, self.eof, self.number = b"", False, 0   # number: lines handed out
+
+    def _read(self, wait):
+        if self.eof:
+            return False
+        if not wait and not select.select([self.fd], [], [], 0)[0]:
+            return False
+        data = os.read(self.fd, 1 << 20)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def block(self, most):
+        """Up to `most` lines (without their ends), [] at the end of the input."""
+        while b"\n" not in self.buf and self._read(wait=True):
+            pass
+        while self.buf.count(b"\n") < most and self._read(wait=False):
+            pass
+        buf = self.buf
+        if self.eof and buf and not buf.endswith(b"\n"):
+            buf += b"\n"                      # the last line, without its end
+        if buf.count(b"\n") > most:
+            cut = len(buf) - len(buf.split(b"\n", most)[-1])
+        else:
+            cut = buf.rfind(b"\n") + 1
+        text, self.buf = buf[:cut].decode("utf-8", "replace"), buf[cut:]
+        lines = text.split("\n")
+        lines.pop()                            # after the last line's end
+        if "\r" in text:
+            lines = [ln.rstrip("\r") for ln in lines]
+        self.number += len(lines)
+        return lines
+
+
+# ---------------------------------------------------------------- the input table
+
+@dataclass
+class Block:
+    rows: int
+    values: dict          # input name -> array (rows,) + shape, rows that failed hold zeros
+    kept: dict            # kept column -> list of texts (CSV) or values (NDJSON)
+    errors: list          # per row: None or the message of a row that could not be read
+
+
+class Table:
+    """A CSV, TSV or NDJSON input of points, read a block at a time."""
+
+    def __init__(self, path, names, fmt, chunk_rows):
+        self.stream = sys.stdin.buffer if path == "-" else _open(path)
+        self.lines, self.chunk = Lines(self.stream), chunk_rows
+        self.pending = []
+        first = self.lines.block(1)
+        if not first:
+            raise InputError(f"--points {path}: no rows")
+        head = first[0]
+        self.fmt = fmt or _sniff(path, head)
+        if self.fmt == "ndjson":
+            self.columns = list(_json_row(head, 1))
+            self.pending = [head]
+            if names:
+                raise InputError("--names is for CSV or TSV input without a header: NDJSON "
+                                 "rows name their values")
+        else:
+            self.sep = "\t" if self.fmt == "tsv" else ","
+            if names:
+                self.columns = names
+                self.pending = [head]
+            else:
+                self.columns = [c.strip().strip('"') for c in head.split(self.sep)]
+        self.path, self.start = path, 0 if (names or self.fmt == "ndjson") else 1
+
+    def blocks(self, shapes, keep, dtype):
+        """Blocks of rows, each as a Block: `shapes` the input columns' shapes by name."""
+        while True:
+            lines = self.pending + self.lines.block(self.chunk - len(self.pending))
+            self.pending = []
+            if not lines:
+                return
+            if "" in lines or any(not ln.strip() for ln in lines if len(ln) < 2):
+                lines = [ln for ln in lines if ln.strip()]     # blank lines are no rows
+                if not lines:
+                    continue
+            if self.fmt == "ndjson":
+                yield self._json_block(lines, shapes, keep, dtype)
+            else:
+                yield self._text_block(lines, shapes, keep, dtype)
+
+    def _text_block(self, lines, shapes, keep, dtype):
+        n, cols = len(lines), self.columns
+        values = {c: np.zeros(n, dtype=dtype) for c in shapes}
+        errors, kept = [None] * n, {c: [""] * n for c in keep}
+        use = [cols.index(c) for c in shapes]
+        try:     # the fast path: numpy's parser, every line well formed
+            if keep or any(shapes[c] for c in shapes):
+                raise ValueError
+            table = np.loadtxt(lines, delimiter=self.sep, dtype=dtype, ndmin=2, usecols=use,
+                               quotechar='"', comments=None)
+            if table.shape != (n, len(use)):
+                raise ValueError
+            for k, c in enumerate(shapes):
+                values[c] = table[:, k]
+        except ValueError:
+            import csv
+            for r, fields in enumerate(csv.reader(lines, delimiter=self.sep)):
+                if len(fields) != len(cols):
+                    errors[r] = (f"line {self.start + r + 1}: {len(fields)} fields where the "
+                                 f"header has {len(cols)}")
+                    continue
+                for c in keep:
+                    kept[c][r] = fields[cols.index(c)]
+                for c, j in zip(shapes, use):
+                    text = fields[j].strip()
+                    try:
+                        if shapes[c]:
+                            v = np.asarray(json.loads(text), dtype=dtype)
+                            if v.shape != shapes[c]:
+                                raise ValueError(f"shape {v.shape}, not {shapes[c]}")
+                            values[c][r] = v
+                        else:
+                            values[c][r] = float(text)
+                    except (ValueError, TypeError) as e:
+                        errors[r] = errors[r] or f"column {c}: cannot read {text[:40]!r} ({e})"
+        self.start += n
+        return Block(n, values, kept, errors)
+
+    def _json_block(self, lines, shapes, keep, dtype):
+        n = len(lines)
+        values = {c: np.zeros((n,) + s, dtype=dtype) for c, s in shapes.items()}
+        errors, kept = [None] * n, {c: [None] * n for c in keep}
+        for r, line in enumerate(lines):
+            try:
+                row = _json_row(line, self.start + r + 1)
+                for c in keep:
+                    kept[c][r] = row.get(c)
+                for c, s in shapes.items():
+                    if c not in row:
+                        raise ValueError(f"no value for '{c}'")
+                    v = np.asarray(row[c], dtype=dtype)
+                    if v.shape != s:
+                        raise ValueError(f"'{c}' has shape {v.shape}, not {s}")
+                    values[c][r] = v
+            except (ValueError, TypeError, InputError) as e:
+                errors[r] = f"line {self.start + r + 1}: {getattr(e, 'message', e)}"
+        self.start += n
+        return Block(n, values, kept, errors)
+
+
+def _open(path):
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise InputError(f"--points {path}: {e.strerror}") from None
+
+
+def _sniff(path, head):
+    ext = path.rsplit(".", 1)[-1].lower() if "." in os.path.basename(path) else ""
+    if ext in ("ndjson", "jsonl"):
+        return "ndjson"
+    if ext == "tsv" or (ext != "csv" and "\t" in head):
+        return "tsv"
+    return "ndjson" if head.lstrip().startswith("{") else "csv"
+
+
+def _json_row(line, number):
+    try:
+        row = json.loads(line)
+    except ValueError as e:
+        raise InputError(f"line {number}: not JSON ({e})") from None
+    if not isinstance(row, dict):
+        raise InputError(f"line {number}: a row of NDJSON is an object, {{\"x\": 1.5, ...}}")
+    return row
+
+
+# ---------------------------------------------------------------- programs
+
+class Program:
+    """A trace (at one point) and the outputs evaluated at the others: the value, and for
+    `grad` the gradient program of each input differentiated (None: unreached)."""
+
+    def __init__(self, traced, wrt):
+        self.traced = traced
+        self.grads = traced.gradient_program(wrt) if wrt is not None else []
+        self.outputs = [traced.output] + [g for g in self.grads if g is not None]
+
+    def run(self, block_values, idx):
+        """{node id: value with the batch axis} at rows idx; GuardFailed.points index idx."""
+        return self.traced.at({n: v[idx] for n, v in block_values.items()},
+                              outputs=self.outputs, batch=len(idx))
+
+
+class Evaluation:
+    """The programs of a --points run: one per path through the source met so far."""
+
+    def __init__(self, trace_at, wrt, fixed):
+        self.trace_at, self.wrt, self.fixed = trace_at, wrt, fixed
+        self.programs = []
+
+    def block(self, block, out_shape, grad_shapes):
+        """value (rows,) + shape, grads {name: (rows,) + shape} and errors of one block:
+        each program takes the rows its guards accept; the rows no program takes get a
+        program traced at the first of them."""
+        from .evaluate import at_points
+        n = block.rows
+        value = np.full((n,) + out_shape, np.nan)
+        grads = {w: np.full((n,) + s, np.nan) for w, s in grad_shapes.items()}
+        errors = list(block.errors)
+
+        def put(prog, idx):
+            vals = prog.run(block.values, idx)
+            k = len(idx)
+            value[idx] = at_points(np, vals[prog.traced.output.id], k, out_shape)
+            for (w, s), g in zip(grad_shapes.items(), prog.grads):
+                grads[w][idx] = 0.0 if g is None else at_points(np, vals[g.id], k, s)
+
+        todo = np.array([r for r in range(n) if errors[r] is None], dtype=np.int64)
+        for prog in self.programs:
+            if not todo.size:
+                break
+            todo = self._take(prog, todo, put, errors)
+        while todo.size:
+            first = todo[0]
+            try:
+                prog = Program(self.trace_at({**self.fixed, **{
+                    c: v[first] for c, v in block.values.items()}}), self.wrt)
+            except LimitError:
+                raise
+            except AdcliError as e:             # this row cannot be traced: its error
+                errors[first] = e.message
+                todo = todo[1:]
+                continue
+            if len(self.programs) < MAX_PROGRAMS:
+                self.programs.append(prog)
+            left = self._take(prog, todo, put, errors)
+            if left.size and left[0] == first:  # (a program always takes its own point)
+                errors[first] = "the program traced at this point does not apply to it"
+                left = left[1:]
+            todo = left
+        return value, grads, errors
+
+    @staticmethod
+    def _take(prog, idx, put, errors):
+        """Evaluate prog at rows idx, all at once where its guards hold: returns the rows
+        whose path differs. A row whose evaluation fails gets its error."""
+        from .evaluate import GuardFailed
+        other = []
+        while idx.size:
+            try:
+                put(prog, idx)
+                break
+            except GuardFailed as e:
+                bad = np.zeros(idx.size, dtype=bool)
+                if e.points is None:
+                    bad[:] = True
+                else:
+                    bad[np.asarray(e.points, dtype=np.int64)] = True
+                other.extend(idx[bad].tolist())
+                idx = idx[~bad]
+            except LimitError:
+                raise
+            except AdcliError:                  # a row fails in the batch: each row alone
+                for r in idx.tolist():
+                    one = np.array([r])
+                    try:
+                        put(prog, one)
+                    except GuardFailed:
+                        other.append(r)
+                    except LimitError:
+                        raise
+                    except AdcliError as e:
+                        errors[r] = e.message
+                break
+        return np.array(sorted(other), dtype=np.int64)
+
+
+# ---------------------------------------------------------------- writing
+
+def _flat_names(prefix, shape):
+    """Column names of an array result flattened in C order: value[0][1], d_W[2]."""
+    if not shape:
+        return [prefix]
+    return [prefix + "".join(f"[{i}]" for i in idx) for idx in np.ndindex(*shape)]
+
+
+def _number(x):
+    return repr(x) if x == x else "nan"
+
+
+class Writer:
+    def __init__(self, stream, fmt, keep, value_shape, grad_shapes, expr, dtype):
+        self.stream, self.fmt, self.keep = stream, fmt, keep
+        self.value_shape, self.grad_shapes = value_shape, grad_shapes
+        self.expr, self.dtype = expr, dtype
+        if fmt != "ndjson":
+            self.sep = "\t" if fmt == "tsv" else ","
+            names = list(keep) + _flat_names("value", value_shape)
+            for w, s in grad_shapes.items():
+                names += _flat_names(f"d_{w}", s)
+            self.stream.write(self.sep.join(map(self._cell, names + ["error"])) + "\n")
+
+    def _cell(self, text):
+        if self.sep == "," and any(ch in text for ch in ',"\n'):
+            return '"' + text.replace('"', '""') + '"'
+        return text.replace("\t", " ").replace("\n", " ") if self.sep == "\t" else text
+
+    def write(self, block, value, grads, errors):
+        n = block.rows
+        if self.fmt == "ndjson":
+            return self._json(block, value, grads, errors)
+        parts = [value.reshape(n, -1)] + [g.reshape(n, -1) for g in grads.values()]
+        numbers = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
+        width = numbers.shape[1]
+        if not self.keep and all(e is None for e in errors):
+            # the common case, as one C-level format of the whole block: %r is the
+            # shortest text that reads back exactly (nan, inf, -inf as in adcli's output)
+            row = self.sep.join(["%r"] * width) + self.sep + "\n"
+            self.stream.write((row * n) % tuple(numbers.ravel().tolist()))
+            self.stream.flush()
+            return
+        texts = list(map(_number, numbers.ravel().tolist()))
+        sep, lines = self.sep, []
+        kept = [block.kept[c] for c in self.keep]
+        for r in range(n):
+            cells = [self._cell(str(k[r])) for k in kept]
+            cells += texts[r * width:(r + 1) * width]
+            cells.append("" if errors[r] is None else self._cell(errors[r]))
+            lines.append(sep.join(cells))
+        self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
+
+    def _json(self, block, value, grads, errors):
+        from .render import to_jsonable
+        lines = []
+        for r in range(block.rows):
+            obj = {c: block.kept[c][r] for c in self.keep}
+            obj.update(expr=self.expr, value=to_jsonable(value[r]))
+            if self.grad_shapes:
+                obj["grad"] = {w: to_jsonable(g[r]) for w, g in grads.items()}
+            obj.update(dtype=self.dtype, device="cpu")
+            if errors[r] is not None:
+                obj["error"] = errors[r]
+            lines.append(json.dumps(obj))
+        self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------- the run
+
+def output_format(fmt, as_json, out):
+    if as_json:
+        return "ndjson"
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise InputError(f"--format {fmt}: with --points the output is csv, tsv or ndjson")
+        return fmt
+    if out:
+        ext = out.rsplit(".", 1)[-1].lower() if "." in os.path.basename(out) else ""
+        if ext in ("ndjson", "jsonl"):
+            return "ndjson"
+        if ext in ("csv", "tsv"):
+            return ext
+        raise InputError(f"--out {out}: with --points the output file is .csv, .tsv or .ndjson")
+    return "csv"
+
+
+def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad, dtype,
+        limits, seed, max_steps, max_depth):
+    """adcli eval/grad --points: returns the number of rows that failed."""
+    from . import api, sources
+    from .parse import parse
+    if chunk_rows is not None and chunk_rows < 1:
+        raise InputError("--chunk-rows must be 1 or more")
+    dtype_np = np.dtype(api.check_dtype(dtype))
+    source = sources.read(expr, at, dtype_np.type, limits, seed)
+    if source.script:
+        from .script import declared_inputs
+        inputs = declared_inputs(parse(source.text, "script"))
+    else:
+        from .trace import CONSTANTS, free_names
+        inputs = [n for n in free_names(parse(source.text)) if n not in CONSTANTS]
+    names = [n.strip() for n in ",".join(names).split(",") if n.strip()] if names else None
+    keep = [k.strip() for k in ",".join(keep).split(",") if k.strip()] if keep else []
+    table = Table(points, names, None, chunk_rows or CHUNK_ROWS)
+    for k in keep:
+        if k not in table.columns:
+            raise InputError(f"--keep {k}: the points have no column '{k}'",
+                             hint="their columns are " + ", ".join(table.columns))
+    unused = [c for c in table.columns if c not in inputs and c not in keep]
+    if unused:
+        raise InputError("the points have column" + ("s " if len(unused) > 1 else " ")
+                         + ", ".join(f"'{c}'" for c in unused) + " that the source does not use",
+                         hint="pass them through to the output with --keep "
+                              + ",".join(unused))
+    point_cols = [c for c in table.columns if c in inputs and c not in keep]
+    missing = [n for n in inputs if n not in point_cols and n not in source.values]
+    if missing and not source.script:
+        raise InputError("no value for " + ", ".join(f"'{n}'" for n in missing),
+                         hint="add a column to the points, or give it with --at")
+
+    def trace_at(values):
+        if source.script:
+            return api.trace_script(source.text, values, dtype=dtype, limits=limits,
+                                    filename=source.filename, seed=seed, max_steps=max_steps,
+                                    max_depth=max_depth)
+        return api.trace(source.text, values, dtype=dtype, limits=limits,
+                         filename=source.filename, seed=seed)
+
+    fixed = {k: v for k, v in source.values.items() if k not in point_cols}
+    shapes = {c: () for c in point_cols}
+    if table.fmt == "ndjson":        # array inputs: their shape from the first row
+        first = _json_row(table.pending[0], 1)
+        shapes = {c: np.shape(first[c]) for c in point_cols}
+    blocks = table.blocks(shapes, keep, dtype_np)
+    first_block = next(blocks, None)
+    if first_block is None:
+        raise InputError(f"--points {points}: no rows")
+    ev = Evaluation(trace_at, None, fixed)
+    ok = [r for r in range(first_block.rows) if first_block.errors[r] is None]
+    if not ok:
+        raise InputError(f"--points {points}: the first block has no readable row: "
+                         + first_block.errors[0])
+    first_point = {c: first_block.values[c][ok[0]] for c in point_cols}
+    traced = trace_at({**fixed, **first_point})
+    if grad:
+        wrt_list, nodes = api.choose_inputs(traced, wrt)
+        api.scalar_output(traced, "grad")
+        ev.wrt = wrt_list
+    ev.programs.append(Program(traced, ev.wrt))
+    grad_shapes = {w: tuple(traced.inputs[w].shape) for w in (ev.wrt or [])}
+    out_shape = tuple(traced.output.shape)
+    from .files import writing
+    label = source.filename or source.text
+    failed = total = 0
+
+    def all_blocks():
+        yield first_block
+        yield from blocks
+
+    def go(stream):
+        nonlocal failed, total
+        w = Writer(stream, output_format(fmt, as_json, out), keep, out_shape, grad_shapes,
+                   label, dtype_np.name)
+        for b in all_blocks():
+            value, grads, errors = _evaluate(ev, b, out_shape, grad_shapes)
+            w.write(b, value, grads, errors)
+            failed += sum(e is not None for e in errors)
+            total += b.rows
+    if out:
+        output_format(fmt, as_json, out)
+        with writing(out) as f:
+            go(f)
+    else:
+        go(sys.stdout)
+    return failed, total
+
+
+def _evaluate(ev, block, out_shape, grad_shapes):
+    """One block through the programs; a row whose result is not finite is a failed row
+    (its numbers are still written)."""
+    value, grads, errors = ev.block(block, out_shape, grad_shapes)
+    n = block.rows
+    for what, arr in [("the value", value)] + [(f"the gradient of '{w}'", g)
+                                              for w, g in grads.items()]:
+        for r in np.nonzero(~np.isfinite(arr.reshape(n, -1)).all(axis=1))[0]:
+            if errors[r] is None:
+                errors[r] = f"{what} is not finite"
+    return value, grads, errors
