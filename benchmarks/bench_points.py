@@ -76,15 +76,15 @@ def main():
         env["PYTHONPYCACHEPREFIX"] = os.path.join(d, "pycache")
         with open(os.path.join(d, "p.csv"), "w") as f:
             f.write("x,y\n")
-            np.savetxt(f, xy, delimiter=",", fmt="%r")
+            np.savetxt(f, xy, delimiter=",", fmt="%.17g")
         with open(os.path.join(d, "p.ndjson"), "w") as f:
             f.writelines(json.dumps({"x": x, "y": y}) + "\n" for x, y in xy.tolist())
         with open(os.path.join(d, "b.csv"), "w") as f:
             f.write("x\n")
-            np.savetxt(f, xy[:, 0], fmt="%r")
+            np.savetxt(f, xy[:, 0], fmt="%.17g")
         with open(os.path.join(d, "pos.csv"), "w") as f:
             f.write("x\n")
-            np.savetxt(f, np.abs(xy[:, 0]) + 1e-3, fmt="%r")
+            np.savetxt(f, np.abs(xy[:, 0]) + 1e-3, fmt="%.17g")
         print("== whole process")
         floor = whole("python -c 'import numpy'", [sys.executable, "-c", "import numpy"], d, env,
                       a.repeat, a.rows)
