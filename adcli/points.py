@@ -40,12 +40,25 @@ class Lines:
     they come."""
 
     def __init__(self, stream):
-        self.fd = stream.fileno()
+        try:
+            self.fd = stream.fileno()
+        except (AttributeError, OSError):   # io.UnsupportedOperation: an in-memory stream
+            self.fd = None                  # (a test runner's stdin): read it, no select
+        self.stream = stream
         self.buf, self.eof, self.number = b"", False, 0   # number: lines handed out
 
     def _read(self, wait):
         if self.eof:
             return False
+        if self.fd is None:
+            if not wait:
+                return False
+            read = getattr(self.stream, "read1", self.stream.read)
+            data = read(1 << 20)
+            if not data:
+                self.eof = True
+            self.buf += data
+            return bool(data)
         if not wait and not select.select([self.fd], [], [], 0)[0]:
             return False
         data = os.read(self.fd, 1 << 20)
@@ -326,6 +339,11 @@ def _flat_names(prefix, shape):
     return [prefix + "".join(f"[{i}]" for i in idx) for idx in np.ndindex(*shape)]
 
 
+def _kept_text(v):
+    """A kept cell: CSV's text as it was; NDJSON's value as JSON (a missing one empty)."""
+    return v if isinstance(v, str) else "" if v is None else json.dumps(v)
+
+
 def _number(x):
     return repr(x) if x == x else "nan"
 
@@ -365,7 +383,7 @@ class Writer:
         sep, lines = self.sep, []
         kept = [block.kept[c] for c in self.keep]
         for r in range(n):
-            cells = [self._cell(str(k[r])) for k in kept]
+            cells = [self._cell(_kept_text(k[r])) for k in kept]
             cells += texts[r * width:(r + 1) * width]
             cells.append("" if errors[r] is None else self._cell(errors[r]))
             lines.append(sep.join(cells))
@@ -435,7 +453,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
                          + ", ".join(f"'{c}'" for c in unused) + " that the source does not use",
                          hint="pass them through to the output with --keep "
                               + ",".join(unused))
-    point_cols = [c for c in table.columns if c in inputs and c not in keep]
+    point_cols = [c for c in table.columns if c in inputs]    # (a kept input is also used)
     missing = [n for n in inputs if n not in point_cols and n not in source.values]
     if missing and not source.script:
         raise InputError("no value for " + ", ".join(f"'{n}'" for n in missing),
@@ -455,14 +473,21 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         first = _json_row(table.pending[0], 1)
         shapes = {c: np.shape(first[c]) for c in point_cols}
     blocks = table.blocks(shapes, keep, dtype_np)
-    first_block = next(blocks, None)
-    if first_block is None:
+    # the trace needs a readable row: the blocks before it wait (their rows are failed rows,
+    # written once the trace gives the columns), so that the output does not depend on
+    # --chunk-rows or on how the rows of a pipe arrive
+    head = []
+    for b in blocks:
+        head.append(b)
+        if any(e is None for e in b.errors):
+            break
+    if not head:
         raise InputError(f"--points {points}: no rows")
+    first_block = head[-1]
     ev = Evaluation(trace_at, None, fixed)
     ok = [r for r in range(first_block.rows) if first_block.errors[r] is None]
     if not ok:
-        raise InputError(f"--points {points}: the first block has no readable row: "
-                         + first_block.errors[0])
+        raise InputError(f"--points {points}: no row could be read: " + head[0].errors[0])
     first_point = {c: first_block.values[c][ok[0]] for c in point_cols}
     traced = trace_at({**fixed, **first_point})
     if grad:
@@ -477,7 +502,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     failed = total = 0
 
     def all_blocks():
-        yield first_block
+        yield from head
         yield from blocks
 
     def go(stream):
