@@ -68,9 +68,10 @@ class Lines:
         self.buf += data
         return True
 
-    def block(self, most):
-        """Up to `most` lines (without their ends), [] at the end of the input."""
-        while b"\n" not in self.buf and self._read(wait=True):
+    def block(self, most, wait=True):
+        """Up to `most` lines (without their ends), [] at the end of the input; wait=False
+        takes only what has arrived (the caller has a row to answer already)."""
+        while wait and b"\n" not in self.buf and self._read(wait=True):
             pass
         while self.buf.count(b"\n") < most and self._read(wait=False):
             pass
@@ -130,7 +131,8 @@ class Table:
     def blocks(self, shapes, keep, dtype):
         """Blocks of rows, each as a Block: `shapes` the input columns' shapes by name."""
         while True:
-            lines = self.pending + self.lines.block(self.chunk - len(self.pending))
+            lines = self.pending + self.lines.block(self.chunk - len(self.pending),
+                                                    wait=not self.pending)
             self.pending = []
             if not lines:
                 return
