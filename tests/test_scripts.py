@@ -58,7 +58,8 @@ def test_sample_output(sample, args, expected):
 def test_every_sample_is_tested_and_runs():
     tested = {"c_sin.ad", "linnainmaa.ad", "nonconvex.ad", "fancy.ad", "fancy_wrong.ad",
               "doubling.ad", "indexed_assignment.ad", "linear_regression.ad",
-              "gradient_descent.ad", "two_layer_relu.ad", "sine.ad", "sine_detached.ad"}
+              "gradient_descent.ad", "two_layer_relu.ad", "sine.ad", "sine_detached.ad",
+              "branch.ad"}   # branch.ad: tests/test_points.py
     assert {p.name for p in SAMPLES.glob("*.ad")} == tested
 
 
