@@ -473,7 +473,10 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     shapes = {c: () for c in point_cols}
     if table.fmt == "ndjson":        # array inputs: their shape from the first row
         first = _json_row(table.pending[0], 1)
-        shapes = {c: np.shape(first[c]) for c in point_cols}
+        try:
+            shapes = {c: np.shape(first[c]) for c in point_cols}
+        except ValueError:          # a ragged list: no array
+            raise InputError("line 1: a value is a ragged list, not an array") from None
     blocks = table.blocks(shapes, keep, dtype_np)
     # the trace needs a readable row: the blocks before it wait (their rows are failed rows,
     # written once the trace gives the columns), so that the output does not depend on

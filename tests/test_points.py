@@ -205,6 +205,7 @@ def test_refused_runs():
     assert "no rows" in fails("grad", "x", "--points", "-", input="")
     assert "no rows" in fails("grad", "x", "--points", "-", "--names", "x", input="\n\n")
     assert "--names" in fails("grad", "x", "--points", "-", "--names", "x", input='{"x": 1}\n')
+    assert "ragged" in fails("grad", "sum(x)", "--points", "-", input='{"x": [1, [2]]}\n')
     for command in ("grad", "eval"):
         for option in (["--keep", "id"], ["--names", "x"], ["--chunk-rows", "3"],
                        ["--format", "csv"]):
