@@ -156,15 +156,15 @@ def _trace(*options):
 
 
 POINTS = typer.Option(None, "--points", metavar="FILE|-",
-                      help="Evaluate at every row of a table (CSV or TSV with a header, or "
-                           "NDJSON; - reads stdin): one result row per point.")
+                      help="Evaluate at every row of a table (CSV or TSV with a header, "
+                           "NDJSON, Parquet or Arrow; - reads stdin): one result row per point.")
 NAMES = typer.Option(None, "--names", metavar="NAME,...",
                      help="With --points: the columns of CSV or TSV input without a header.")
 KEEP = typer.Option(None, "--keep", metavar="COLUMN,...",
                     help="With --points: columns to pass through to the output (ids, labels).")
 CHUNK_ROWS = typer.Option(None, "--chunk-rows", metavar="N",
                           help="With --points: rows evaluated at once at most (default 65,536).")
-FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson",
+FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson|parquet|arrow",
                       help="With --points: the output format (default: from --out's extension, "
                            "else csv; --json is ndjson).")
 

@@ -29,7 +29,7 @@ from .errors import AdcliError, InputError, LimitError
 
 CHUNK_ROWS = 65_536        # rows a block holds at most (--chunk-rows)
 MAX_PROGRAMS = 32          # paths through a script kept as programs; more are traced per row
-FORMATS = ("csv", "tsv", "ndjson")
+FORMATS = ("csv", "tsv", "ndjson", "parquet", "arrow")
 
 
 # ---------------------------------------------------------------- reading lines
@@ -272,7 +272,8 @@ class Evaluation:
             for (w, s), g in zip(grad_shapes.items(), prog.grads):
                 grads[w][idx] = 0.0 if g is None else at_points(np, vals[g.id], k, s)
 
-        todo = np.array([r for r in range(n) if errors[r] is None], dtype=np.int64)
+        todo = (np.arange(n) if errors.count(None) == n else
+                np.array([r for r in range(n) if errors[r] is None], dtype=np.int64))
         for prog in self.programs:
             if not todo.size:
                 break
@@ -342,8 +343,14 @@ def _flat_names(prefix, shape):
 
 
 def _kept_text(v):
-    """A kept cell: CSV's text as it was; NDJSON's value as JSON (a missing one empty)."""
+    """A kept cell: CSV's text as it was; NDJSON's (or a Parquet table's) value as JSON (a
+    missing one empty)."""
+    v = _kept_value(v)                  # (a pyarrow scalar: its value)
     return v if isinstance(v, str) else "" if v is None else json.dumps(v)
+
+
+def _kept_value(v):
+    return v.as_py() if hasattr(v, "as_py") else v
 
 
 def _number(x):
@@ -396,7 +403,7 @@ class Writer:
         from .render import to_jsonable
         lines = []
         for r in range(block.rows):
-            obj = {c: block.kept[c][r] for c in self.keep}
+            obj = {c: _kept_value(block.kept[c][r]) for c in self.keep}
             obj.update(expr=self.expr, value=to_jsonable(value[r]))
             if self.grad_shapes:
                 obj["grad"] = {w: to_jsonable(g[r]) for w, g in grads.items()}
@@ -411,11 +418,15 @@ class Writer:
 # ---------------------------------------------------------------- the run
 
 def output_format(fmt, as_json, out):
+    from . import columnar
     if as_json:
         return "ndjson"
     if fmt is not None:
         if fmt not in FORMATS:
-            raise InputError(f"--format {fmt}: with --points the output is csv, tsv or ndjson")
+            raise InputError(f"--format {fmt}: with --points the output is "
+                             + ", ".join(FORMATS))
+        if fmt in ("parquet", "arrow") and not out:
+            raise InputError(f"--format {fmt} writes a file: give it with --out FILE")
         return fmt
     if out:
         ext = out.rsplit(".", 1)[-1].lower() if "." in os.path.basename(out) else ""
@@ -423,7 +434,10 @@ def output_format(fmt, as_json, out):
             return "ndjson"
         if ext in ("csv", "tsv"):
             return ext
-        raise InputError(f"--out {out}: with --points the output file is .csv, .tsv or .ndjson")
+        if columnar.kind(out) and not os.path.isdir(out):
+            return columnar.kind(out)
+        raise InputError(f"--out {out}: with --points the output file is .csv, .tsv, .ndjson, "
+                         ".parquet or .arrow")
     return "csv"
 
 
@@ -444,7 +458,14 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         inputs = [n for n in free_names(parse(source.text)) if n not in CONSTANTS]
     names = [n.strip() for n in ",".join(names).split(",") if n.strip()] if names else None
     keep = [k.strip() for k in ",".join(keep).split(",") if k.strip()] if keep else []
-    table = Table(points, names, None, chunk_rows or CHUNK_ROWS)
+    from . import columnar
+    if columnar.kind(points):
+        if names:
+            raise InputError("--names is for CSV or TSV input without a header: a Parquet or "
+                             "Arrow table names its columns")
+        table = columnar.ArrowTable(points, chunk_rows or CHUNK_ROWS)
+    else:
+        table = Table(points, names, None, chunk_rows or CHUNK_ROWS)
     for k in keep:
         if k not in table.columns:
             raise InputError(f"--keep {k}: the points have no column '{k}'",
@@ -471,7 +492,9 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
 
     fixed = {k: v for k, v in source.values.items() if k not in point_cols}
     shapes = {c: () for c in point_cols}
-    if table.fmt == "ndjson":        # array inputs: their shape from the first row
+    if table.fmt in ("parquet", "arrow"):
+        shapes = table.shapes(point_cols)
+    elif table.fmt == "ndjson":      # array inputs: their shape from the first row
         first = _json_row(table.pending[0], 1)
         try:
             shapes = {c: np.shape(first[c]) for c in point_cols}
@@ -510,18 +533,23 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         yield from head
         yield from blocks
 
+    kind = output_format(fmt, as_json, out)
+
     def go(stream):
         nonlocal failed, total
-        w = Writer(stream, output_format(fmt, as_json, out), keep, out_shape, grad_shapes,
-                   label, dtype_np.name)
+        if kind in ("parquet", "arrow"):
+            w = columnar.ArrowWriter(stream, kind, keep, out_shape, grad_shapes, dtype_np)
+        else:
+            w = Writer(stream, kind, keep, out_shape, grad_shapes, label, dtype_np.name)
         for b in all_blocks():
             value, grads, errors = _evaluate(ev, b, out_shape, grad_shapes)
             w.write(b, value, grads, errors)
-            failed += sum(e is not None for e in errors)
+            failed += len(errors) - errors.count(None)
             total += b.rows
+        if kind in ("parquet", "arrow"):
+            w.close()
     if out:
-        output_format(fmt, as_json, out)
-        with writing(out) as f:
+        with writing(out, "wb" if kind in ("parquet", "arrow") else "w") as f:
             go(f)
     else:
         go(sys.stdout)

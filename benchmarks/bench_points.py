@@ -5,7 +5,8 @@
 Cases:
 * Whole process: `adcli grad "x*(x+y)" --points p.csv > out.csv` on --rows random points
   (CSV in, CSV out), median and min wall seconds, per point, and peak RSS, beside
-  `python -c "import numpy"`; the same with NDJSON in and out.
+  `python -c "import numpy"` and `adcli eval 1` (adcli's start-up); the same with Parquet
+  in and out (when pyarrow is installed) and with NDJSON in and out.
 * A script with a branch (samples/branch.ad) on points of both signs, against the
   branch-free expression of one branch (x*x*sin(x)) on the same points: the cost of the
   guards and of the second program.
@@ -79,6 +80,11 @@ def main():
             np.savetxt(f, xy, delimiter=",", fmt="%.17g")
         with open(os.path.join(d, "p.ndjson"), "w") as f:
             f.writelines(json.dumps({"x": x, "y": y}) + "\n" for x, y in xy.tolist())
+        have_arrow = importlib.util.find_spec("pyarrow") is not None
+        if have_arrow:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            pq.write_table(pa.table({"x": xy[:, 0], "y": xy[:, 1]}), os.path.join(d, "p.parquet"))
         with open(os.path.join(d, "b.csv"), "w") as f:
             f.write("x\n")
             np.savetxt(f, xy[:, 0], fmt="%.17g")
@@ -91,6 +97,13 @@ def main():
         csv = whole('grad "x*(x+y)" --points p.csv (CSV out)',
                     [exe, "grad", "x*(x+y)", "--points", "p.csv", "--out", "o.csv"], d, env,
                     a.repeat, a.rows)
+        start = whole("adcli eval 1 (start-up)", [exe, "eval", "1"], d, env, a.repeat, a.rows)
+        if have_arrow:
+            parquet = whole('grad "x*(x+y)" --points p.parquet --out o.parquet',
+                            [exe, "grad", "x*(x+y)", "--points", "p.parquet", "--out",
+                             "o.parquet"], d, env, a.repeat, a.rows)
+            print(f"  Parquet in and out: {(parquet - start) / a.rows * 1e6:.3f} us/point above "
+                  "adcli's start-up (issue: at most 0.2 us/point)")
         whole('grad "x*(x+y)" --points p.ndjson --json',
               [exe, "grad", "x*(x+y)", "--points", "p.ndjson", "--out", "o.ndjson"], d, env,
               a.repeat, a.rows)

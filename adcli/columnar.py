@@ -1,0 +1,152 @@
+"""Columnar tables for --points: Parquet files (or a folder of them) and Arrow IPC files,
+read and written a record batch at a time through pyarrow (the optional extra
+`adcli[data]`, imported only here). Numbers stay binary: nothing is parsed or formatted.
+
+A column of numbers is an input of one number per row; a column of lists (fixed-size, or
+lists of one length) an input array of that length. Output columns are those of the CSV
+output (kept columns as they were, `value`, `d_NAME`, arrays flattened as value[0]...),
+float64 (or float32 with --dtype float32), and `error`, a string that is null for a row
+that is fine.
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+
+from .errors import InputError
+
+SUFFIXES = {"parquet": "parquet", "pq": "parquet", "arrow": "arrow", "feather": "arrow",
+            "ipc": "arrow"}
+
+
+def kind(path):
+    """"parquet" or "arrow" for a path that names such a table (a folder of Parquet files
+    too), else None."""
+    if path and path != "-" and os.path.isdir(path):
+        return "parquet"
+    ext = path.rsplit(".", 1)[-1].lower() if path and "." in os.path.basename(path) else ""
+    return SUFFIXES.get(ext)
+
+
+def pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.ipc  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise InputError("Parquet and Arrow tables need pyarrow",
+                         hint="pip install 'adcli[data]' (or pip install pyarrow)") from None
+    return pa
+
+
+class ArrowTable:
+    """A Parquet or Arrow IPC input of points, a record batch at a time."""
+
+    def __init__(self, path, chunk_rows):
+        pa = pyarrow()
+        self.fmt, self.chunk, self.path = kind(path), chunk_rows, path
+        if os.path.isdir(path):
+            self.files = sorted(glob.glob(os.path.join(path, "*.parquet")))
+            if not self.files:
+                raise InputError(f"--points {path}: the folder holds no .parquet files")
+        elif not os.path.isfile(path):
+            raise InputError(f"--points {path}: no such file")
+        else:
+            self.files = [path]
+        try:
+            schema = (pa.parquet.read_schema(self.files[0]) if self.fmt == "parquet"
+                      else pa.ipc.open_file(self.files[0]).schema)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise InputError(f"--points {path}: not a {self.fmt} table ({e})") from None
+        self.columns = schema.names
+        self.pending = []
+
+    def shapes(self, columns):
+        """The shape of a row's value in each column (read from the first row)."""
+        first = next(self._batches(1), None)
+        out = {}
+        for c in columns:
+            v = first.column(c)[0].as_py() if first is not None and first.num_rows else 0.0
+            out[c] = np.shape(v)
+        return out
+
+    def _batches(self, size):
+        pa = pyarrow()
+        for f in self.files:
+            if self.fmt == "parquet":
+                yield from pa.parquet.ParquetFile(f).iter_batches(batch_size=size)
+            else:
+                reader = pa.ipc.open_file(f)
+                for i in range(reader.num_record_batches):
+                    batch = reader.get_batch(i)
+                    for start in range(0, batch.num_rows, size):
+                        yield batch.slice(start, size)
+
+    def blocks(self, shapes, keep, dtype):
+        from .points import Block
+        start = 0
+        for batch in self._batches(self.chunk):
+            n = batch.num_rows
+            values, errors = {}, [None] * n
+            for c, shape in shapes.items():
+                col = batch.column(c)
+                nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False))
+                if shape:
+                    rows = col.to_pylist()
+                    arr = np.zeros((n,) + shape, dtype=dtype)
+                    for r, v in enumerate(rows):
+                        if v is None:
+                            continue
+                        v = np.asarray(v, dtype=dtype)
+                        if v.shape != shape:
+                            errors[r] = errors[r] or (f"row {start + r + 1}: '{c}' has shape "
+                                                      f"{v.shape}, not {shape}")
+                        else:
+                            arr[r] = v
+                else:
+                    try:
+                        arr = col.to_numpy(zero_copy_only=False).astype(dtype)
+                    except (TypeError, ValueError) as e:
+                        raise InputError(f"--points {self.path}: column {c} is not numbers "
+                                         f"({col.type}): {e}") from None
+                    arr = np.where(nulls, 0.0, arr).astype(dtype)
+                for r in np.nonzero(nulls)[0]:
+                    errors[r] = errors[r] or f"row {start + r + 1}: no value for '{c}'"
+                values[c] = arr
+            kept = {c: batch.column(c) for c in keep}
+            start += n
+            yield Block(n, values, kept, errors)
+
+
+class ArrowWriter:
+    """Result rows as a Parquet or Arrow IPC file, a record batch per block."""
+
+    def __init__(self, stream, fmt, keep, value_shape, grad_shapes, dtype):
+        from .points import _flat_names
+        self.pa, self.stream, self.fmt, self.keep = pyarrow(), stream, fmt, keep
+        self.names = _flat_names("value", value_shape)
+        for w, s in grad_shapes.items():
+            self.names += _flat_names(f"d_{w}", s)
+        self.dtype, self.writer = dtype, None
+
+    def write(self, block, value, grads, errors):
+        pa, n = self.pa, block.rows
+        parts = [value.reshape(n, -1)] + [g.reshape(n, -1) for g in grads.values()]
+        numbers = np.concatenate(parts, axis=1).astype(self.dtype)
+        arrays = [block.kept[c] if hasattr(block.kept[c], "type") else pa.array(block.kept[c])
+                  for c in self.keep]
+        arrays += [pa.array(numbers[:, k]) for k in range(numbers.shape[1])]
+        arrays.append(pa.array(errors, type=pa.string()))
+        batch = pa.RecordBatch.from_arrays(arrays, names=list(self.keep) + self.names + ["error"])
+        if self.writer is None:
+            # (dictionary encoding pays for repeated values, not for floats)
+            self.writer = (pa.parquet.ParquetWriter(self.stream, batch.schema,
+                                                    use_dictionary=list(self.keep) + ["error"])
+                           if self.fmt == "parquet" else pa.ipc.new_file(self.stream, batch.schema))
+        self.writer.write_batch(batch)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
