@@ -62,6 +62,9 @@ class ArrowTable:
             raise InputError(f"--points {path}: not a {self.fmt} table ({e})") from None
         self.columns = schema.names
         self.pending = []
+        # the number of rows, for the progress bar (Parquet says it without reading them)
+        self.rows = (sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in self.files)
+                     if self.fmt == "parquet" else None)
 
     def shapes(self, columns):
         """The shape of a row's value in each column (read from the first row)."""

@@ -541,11 +541,15 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
             w = columnar.ArrowWriter(stream, kind, keep, out_shape, grad_shapes, dtype_np)
         else:
             w = Writer(stream, kind, keep, out_shape, grad_shapes, label, dtype_np.name)
-        for b in all_blocks():
-            value, grads, errors = _evaluate(ev, b, out_shape, grad_shapes)
-            w.write(b, value, grads, errors)
-            failed += len(errors) - errors.count(None)
-            total += b.rows
+        from .render import progress_bar
+        with progress_bar("points", sys.stderr) as progress:
+            for b in all_blocks():
+                value, grads, errors = _evaluate(ev, b, out_shape, grad_shapes)
+                w.write(b, value, grads, errors)
+                failed += len(errors) - errors.count(None)
+                total += b.rows
+                if progress is not None:   # on a terminal: rows done (of how many, if known)
+                    progress(total, getattr(table, "rows", None))
         if kind in ("parquet", "arrow"):
             w.close()
     if out:

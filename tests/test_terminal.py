@@ -6,7 +6,9 @@ import json
 import os
 import re
 import subprocess
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
@@ -276,3 +278,21 @@ def test_a_nan_in_an_array_is_shown_not_read_as_markup():
     assert "sum(log(x[0:2]))" in visible(out)
     out, code = on_terminal(["eval", "log(x)", "--at", "x=[-1,2]"], 100)
     assert code == 0 and re.search(r"\[\s*nan, 0\.69314718\]", visible(out))
+
+
+def test_points_report_their_progress(tmp_path, monkeypatch):
+    # the bar (on a terminal only, after a second) is told the rows done of the table's rows
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"x": np.linspace(0, 1, 3000)}), tmp_path / "p.parquet")
+    calls = []
+
+    @contextmanager
+    def recording(description, stream):
+        assert description == "points"
+        yield lambda done, total: calls.append((done, total))
+    monkeypatch.setattr(render, "progress_bar", recording)
+    r = adcli("eval", "sin(x)", "--points", str(tmp_path / "p.parquet"),
+                         "--out", str(tmp_path / "o.parquet"), "--chunk-rows", "1000")
+    assert r.exit_code == 0, r.output
+    assert calls == [(1000, 3000), (2000, 3000), (3000, 3000)]
