@@ -378,7 +378,8 @@ def _walk_numbers(graph, output, need, lo, wanted, cotangent, mode):
     limits, cost, budget = graph.limits, OP_WORK + 3, _Budget(graph)
     cts, found = {output.id: cotangent}, {}
     # comparisons' results (rare), which enter arithmetic rules as numbers
-    bools = {n.id for n in graph.nodes[:output.id + 1] if n.dtype is BOOL}
+    bools = {n.id for n in graph.nodes[:output.id + 1] if n.dtype is BOOL} \
+        if graph.booleans else ()
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:

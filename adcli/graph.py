@@ -149,6 +149,7 @@ def as_numbers(values, dtype):
     return [v.astype(dtype) if getattr(v, "dtype", None) == bool else v for v in values]
 
 
+_new_node = object.__new__
 NO_ATTRS = MappingProxyType({})   # shared by the many nodes without static attributes
 
 
@@ -307,6 +308,7 @@ class Graph:
         self.held = 0              # bytes: the values held beside the program, and its nodes
         self.nodes: list[Node] = []
         self.values = []           # by node id: the traced run's value, or None (not computed)
+        self.booleans = 0          # how many nodes are booleans (comparisons' results)
         self.unknown = 0           # how many values were recorded as None (some may be known
                                    # since): 0 means every value is known (autodiff's fast walk)
         self.guards = {}           # node id -> (kind, value): what the run decided on it
@@ -342,11 +344,13 @@ class Graph:
         node = Node(self, None, (), NO_ATTRS, tuple(shape), np.dtype(dtype), pos, name=name)
         self.values.append(None)
         self.unknown += 1
+        self.booleans += node.dtype == BOOL
         return node
 
     def _leaf(self, value, pos, name=None):
         node = Node(self, None, (), NO_ATTRS, tuple(value.shape), value.dtype, pos, name=name)
         self.values.append(value)
+        self.booleans += value.dtype == BOOL
         return node
 
     def const(self, value, pos=None):
@@ -446,7 +450,20 @@ class Graph:
                 v = forward(entry, self.xp, argv, attrs, dtype, self.pos)   # its error
             if type(v) is not self._scalar_type:
                 v = self.as_array(v)
-            node = Node(self, entry, args, attrs or NO_ATTRS, (), v.dtype, self.pos)
+                self.booleans += v.dtype == BOOL
+            # Node(self, entry, args, attrs, (), v.dtype, self.pos), without the call: the
+            # hot path of an unrolled scalar loop (a tenth of its tracing time)
+            node = _new_node(Node)
+            node.graph = self
+            node.op = entry
+            node.args = args
+            node.attrs = attrs or NO_ATTRS
+            node.shape = ()
+            node.dtype = v.dtype
+            node.pos = self.pos
+            node.name = None
+            node.id = len(values)
+            self.nodes.append(node)
             values.append(v)
         else:
             args = tuple(a if type(a) is Node else self.lift(a) for a in args)
@@ -460,6 +477,7 @@ class Graph:
                 return self._literal(entry, attrs, shape)
             node = Node(self, entry, args, attrs or NO_ATTRS, shape,
                         result_dtype(entry, args, dtype), self.pos)
+            self.booleans += node.dtype == BOOL
             values.append(None)
             self.unknown += 1
             if math.prod(shape) <= EAGER_ELEMENTS and not self.hooks:
@@ -495,6 +513,7 @@ class Graph:
         value = self.as_array(forward(entry, self.xp, [], kw, self.dtype, self.pos))
         check_ndim(value.ndim, what, self.pos)
         node = Node(self, entry, (), attrs or NO_ATTRS, tuple(value.shape), value.dtype, self.pos)
+        self.booleans += value.dtype == BOOL
         self.values.append(value)
         return node
 
