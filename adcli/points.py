@@ -136,7 +136,7 @@ class Table:
             self.pending = []
             if not lines:
                 return
-            if "" in lines or any(not ln.strip() for ln in lines if len(ln) < 2):
+            if not all(map(str.strip, lines)):                 # (C-level: ~40 ns a line)
                 lines = [ln for ln in lines if ln.strip()]     # blank lines are no rows
                 if not lines:
                     continue
@@ -427,6 +427,13 @@ def output_format(fmt, as_json, out):
                              + ", ".join(FORMATS))
         if fmt in ("parquet", "arrow") and not out:
             raise InputError(f"--format {fmt} writes a file: give it with --out FILE")
+        try:      # an extension that names another format contradicts --format
+            implied = output_format(None, False, out) if out else None
+        except InputError:
+            implied = None                # (an extension of no format: --format decides)
+        if implied is not None and implied != fmt:
+            raise InputError(f"--format {fmt} and --out {out} disagree: the file's extension "
+                             f"says {implied}", hint="give one of them")
         return fmt
     if out:
         ext = out.rsplit(".", 1)[-1].lower() if "." in os.path.basename(out) else ""

@@ -253,3 +253,14 @@ def test_wrt_and_constant_inputs():
     assert "d_x" not in rows[0]
     rows = table(ok("grad", "sum(W*x)", "--points", "-", "--at", "W=[1,2]", input="x\n3\n"))
     assert [rows[0][c] for c in ("value", "d_W[0]", "d_W[1]", "d_x")] == ["9.0", "3.0", "3.0", "3.0"]
+
+
+def test_lines_of_spaces_are_blank_and_format_must_agree_with_the_out_file(tmp_path):
+    assert ok("eval", "x", "--points", "-", input="x\n1\n   \n\t\n2\n").splitlines() == [
+        "value,error", "1.0,", "2.0,"]
+    err = fails("eval", "x", "--points", "-", "--format", "tsv", "--out",
+                str(tmp_path / "a.csv"), input="x\n1\n")
+    assert "--format tsv and --out" in err and "says csv" in err
+    ok("eval", "x", "--points", "-", "--format", "csv", "--out", str(tmp_path / "a.txt"),
+       input="x\n1\n")
+    assert (tmp_path / "a.txt").read_text() == "value,error\n1.0,\n"
