@@ -170,12 +170,13 @@ FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson|parquet|arrow",
 
 
 def _points(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad, dtype,
-            max_elements, max_nodes, max_memory, max_work, seed, max_steps, max_depth):
+            max_elements, max_nodes, max_memory, max_work, seed, max_steps, max_depth,
+            detect_anomaly=False):
     """eval/grad --points: a row of results per point; exit 1 if some rows failed."""
     from . import points as pts
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
     failed, total = pts.run(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad,
-                            dtype, limits, seed, max_steps, max_depth)
+                            dtype, limits, seed, max_steps, max_depth, detect_anomaly)
     if failed:
         print(f"error: {failed:,} of {total:,} points failed: their rows say why in the "
               "`error` column", file=sys.stderr)
@@ -255,12 +256,11 @@ def grad(expr: str = SOURCE,
 
     def work():
         if points is not None:
-            if order != 1 or detect_anomaly:
-                raise InputError("--points gives first derivatives, without --detect-anomaly, "
-                                 "for now")
+            if order != 1:
+                raise InputError("--points gives first derivatives (--order 1) for now")
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows,
                            wrt_names(wrt), True, dtype, max_elements, max_nodes, max_memory,
-                           max_work, seed, max_steps, max_depth)
+                           max_work, seed, max_steps, max_depth, detect_anomaly)
         _no_points_options(names, keep, chunk_rows, format)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)

@@ -449,8 +449,8 @@ def output_format(fmt, as_json, out):
 
 
 def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad, dtype,
-        limits, seed, max_steps, max_depth):
-    """adcli eval/grad --points: returns the number of rows that failed."""
+        limits, seed, max_steps, max_depth, detect_anomaly=False):
+    """adcli eval/grad --points: returns (rows that failed, rows)."""
     from . import api, sources
     from .parse import parse
     if chunk_rows is not None and chunk_rows < 1:
@@ -541,6 +541,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         yield from blocks
 
     kind = output_format(fmt, as_json, out)
+    anomalies = [] if detect_anomaly else None
 
     def go(stream):
         nonlocal failed, total
@@ -551,7 +552,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         from .render import progress_bar
         with progress_bar("points", sys.stderr) as progress:
             for b in all_blocks():
-                value, grads, errors = _evaluate(ev, b, out_shape, grad_shapes)
+                value, grads, errors = _evaluate(ev, b, out_shape, grad_shapes, anomalies)
                 w.write(b, value, grads, errors)
                 failed += len(errors) - errors.count(None)
                 total += b.rows
@@ -567,9 +568,14 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     return failed, total
 
 
-def _evaluate(ev, block, out_shape, grad_shapes):
+ANOMALY_ROWS = 1000    # --detect-anomaly: the failed rows traced again, at most, per run
+
+
+def _evaluate(ev, block, out_shape, grad_shapes, anomaly=None):
     """One block through the programs; a row whose result is not finite is a failed row
-    (its numbers are still written)."""
+    (its numbers are still written). With `anomaly` (a list counting the rows explained so
+    far), such a row is traced again alone and its message names the op that first made a
+    NaN or an infinity, as --detect-anomaly does for one point."""
     value, grads, errors = ev.block(block, out_shape, grad_shapes)
     n = block.rows
     for what, arr in [("the value", value)] + [(f"the gradient of '{w}'", g)
@@ -577,4 +583,33 @@ def _evaluate(ev, block, out_shape, grad_shapes):
         for r in np.nonzero(~np.isfinite(arr.reshape(n, -1)).all(axis=1))[0]:
             if errors[r] is None:
                 errors[r] = f"{what} is not finite"
+                if anomaly is not None and len(anomaly) < ANOMALY_ROWS:
+                    anomaly.append(r)
+                    errors[r] += _origin(ev, {c: v[r] for c, v in block.values.items()},
+                                         what == "the value")
     return value, grads, errors
+
+
+def _origin(ev, point, forward):
+    """': first produced by OP(ARGS) at line L, column C' for a point whose value
+    (forward) or gradient is not finite, or '' where the trace does not say."""
+    from . import autodiff
+    from .api import _short
+    from .errors import AdcliError
+    from .evaluate import first_nonfinite
+    try:
+        traced = ev.trace_at({**ev.fixed, **point})
+        if forward:
+            node = first_nonfinite(traced.graph, traced.output)
+            what = "first produced by"
+        else:
+            nodes = [traced.inputs[w] for w in ev.wrt or []]
+            hit = autodiff.first_nonfinite_cotangent(traced.graph, traced.output, nodes,
+                                                     safe=False)
+            node, what = (hit[0] if hit else None), "first made by the derivative of"
+    except AdcliError:
+        return ""
+    if node is None or node.op is None:
+        return ""
+    where = f" at line {node.pos[0]}, column {node.pos[1]}" if node.pos else ""
+    return f": {what} {node.op.name}({', '.join(_short(a.value) for a in node.args)}){where}"

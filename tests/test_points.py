@@ -264,3 +264,22 @@ def test_lines_of_spaces_are_blank_and_format_must_agree_with_the_out_file(tmp_p
     ok("eval", "x", "--points", "-", "--format", "csv", "--out", str(tmp_path / "a.txt"),
        input="x\n1\n")
     assert (tmp_path / "a.txt").read_text() == "value,error\n1.0,\n"
+
+
+def test_detect_anomaly_names_the_op_of_each_failed_row():
+    r = adcli("grad", "sqrt(x) + x", "--points", "-", "--detect-anomaly", input="x\n4\n-1\n0\n")
+    assert r.exit_code == 1
+    rows = r.stdout.splitlines()
+    assert rows[1] == "6.0,1.25,"
+    assert "the value is not finite: first produced by sqrt(-1.0) at line 1, column 1" in rows[2]
+    assert "the gradient of 'x' is not finite: first made by the derivative of sqrt(0.0)" \
+        in rows[3]
+    # without it, the rows say what failed, not where
+    plain = ok_or_1("grad", "sqrt(x) + x", "--points", "-", input="x\n-1\n")
+    assert plain.splitlines()[1] == "nan,nan,the value is not finite"
+
+
+def ok_or_1(*args, input=None):
+    r = adcli(*args, input=input)
+    assert r.exit_code == 1, r.output
+    return r.stdout
