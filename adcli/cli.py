@@ -164,6 +164,8 @@ KEEP = typer.Option(None, "--keep", metavar="COLUMN,...",
                     help="With --points: columns to pass through to the output (ids, labels).")
 CHUNK_ROWS = typer.Option(None, "--chunk-rows", metavar="N",
                           help="With --points: rows evaluated at once at most (default 65,536).")
+JOBS = typer.Option(None, "--jobs", metavar="N",
+                    help="With --points: evaluate blocks in N worker processes (in order).")
 FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson|parquet|arrow",
                       help="With --points: the output format (default: from --out's extension, "
                            "else csv; --json is ndjson).")
@@ -171,12 +173,14 @@ FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson|parquet|arrow",
 
 def _points(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad, dtype,
             max_elements, max_nodes, max_memory, max_work, seed, max_steps, max_depth,
-            detect_anomaly=False):
+            detect_anomaly=False, jobs=None):
     """eval/grad --points: a row of results per point; exit 1 if some rows failed."""
     from . import points as pts
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs must be 1 or more")
     failed, total = pts.run(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad,
-                            dtype, limits, seed, max_steps, max_depth, detect_anomaly)
+                            dtype, limits, seed, max_steps, max_depth, detect_anomaly, jobs)
     if failed:
         print(f"error: {failed:,} of {total:,} points failed: their rows say why in the "
               "`error` column", file=sys.stderr)
@@ -189,7 +193,7 @@ def eval_(expr: str = SOURCE,
           at: Optional[List[str]] = AT, points: Optional[str] = POINTS,
           names: Optional[List[str]] = NAMES, keep: Optional[List[str]] = KEEP,
           chunk_rows: Optional[int] = CHUNK_ROWS, format: Optional[str] = FORMAT,
-          dtype: str = DTYPE, json: bool = JSON,
+          jobs: Optional[int] = JOBS, dtype: str = DTYPE, json: bool = JSON,
           plain: bool = PLAIN, out: Optional[str] = OUT, quiet: bool = QUIET, seed: int = SEED,
           max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
           max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
@@ -204,17 +208,17 @@ def eval_(expr: str = SOURCE,
         if points is not None:
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows, None,
                            False, dtype, max_elements, max_nodes, max_memory, max_work, seed,
-                           max_steps, max_depth)
-        _no_points_options(names, keep, chunk_rows, format)
+                           max_steps, max_depth, jobs=jobs)
+        _no_points_options(names, keep, chunk_rows, format, jobs)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         _show(api.evaluate(traced), json, plain, out, quiet)
     _run(debug, work)
 
 
-def _no_points_options(names, keep, chunk_rows, fmt):
+def _no_points_options(names, keep, chunk_rows, fmt, jobs=None):
     given = [o for o, v in (("--names", names), ("--keep", keep), ("--chunk-rows", chunk_rows),
-                            ("--format", fmt)) if v]
+                            ("--format", fmt), ("--jobs", jobs)) if v]
     if given:
         raise InputError(f"{given[0]} goes with --points", hint="give the points with --points FILE")
 
@@ -234,7 +238,7 @@ def grad(expr: str = SOURCE,
          at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
          points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
          keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
-         format: Optional[str] = FORMAT,
+         format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
          order: int = typer.Option(1, "--order", min=1, max=12,
                                    help="Derivative order: 2 gives d2/dx2 for each input."),
          chunk: Optional[int] = CHUNK,
@@ -260,8 +264,8 @@ def grad(expr: str = SOURCE,
                 raise InputError("--points gives first derivatives (--order 1) for now")
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows,
                            wrt_names(wrt), True, dtype, max_elements, max_nodes, max_memory,
-                           max_work, seed, max_steps, max_depth, detect_anomaly)
-        _no_points_options(names, keep, chunk_rows, format)
+                           max_work, seed, max_steps, max_depth, detect_anomaly, jobs)
+        _no_points_options(names, keep, chunk_rows, format, jobs)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         if order == 1:

@@ -248,6 +248,28 @@ class Program:
                               outputs=self.outputs, batch=len(idx))
 
 
+@dataclass
+class Tracer:
+    """Traces the source at given values (a function that --jobs' workers can receive)."""
+    text: str
+    script: bool
+    filename: str
+    dtype: str
+    limits: object
+    seed: int
+    max_steps: int
+    max_depth: int
+
+    def __call__(self, values):
+        from . import api
+        if self.script:
+            return api.trace_script(self.text, values, dtype=self.dtype, limits=self.limits,
+                                    filename=self.filename, seed=self.seed,
+                                    max_steps=self.max_steps, max_depth=self.max_depth)
+        return api.trace(self.text, values, dtype=self.dtype, limits=self.limits,
+                         filename=self.filename, seed=self.seed)
+
+
 class Evaluation:
     """The programs of a --points run: one per path through the source met so far."""
 
@@ -358,7 +380,7 @@ def _number(x):
 
 
 class Writer:
-    def __init__(self, stream, fmt, keep, value_shape, grad_shapes, expr, dtype):
+    def __init__(self, stream, fmt, keep, value_shape, grad_shapes, expr, dtype, header=True):
         self.stream, self.fmt, self.keep = stream, fmt, keep
         self.value_shape, self.grad_shapes = value_shape, grad_shapes
         self.expr, self.dtype = expr, dtype
@@ -367,7 +389,8 @@ class Writer:
             names = list(keep) + _flat_names("value", value_shape)
             for w, s in grad_shapes.items():
                 names += _flat_names(f"d_{w}", s)
-            self.stream.write(self.sep.join(map(self._cell, names + ["error"])) + "\n")
+            if header:
+                self.stream.write(self.sep.join(map(self._cell, names + ["error"])) + "\n")
 
     def _cell(self, text):
         if self.sep == "," and any(ch in text for ch in ',"\n'):
@@ -449,7 +472,7 @@ def output_format(fmt, as_json, out):
 
 
 def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad, dtype,
-        limits, seed, max_steps, max_depth, detect_anomaly=False):
+        limits, seed, max_steps, max_depth, detect_anomaly=False, jobs=None):
     """adcli eval/grad --points: returns (rows that failed, rows)."""
     from . import api, sources
     from .parse import parse
@@ -489,13 +512,8 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         raise InputError("no value for " + ", ".join(f"'{n}'" for n in missing),
                          hint="add a column to the points, or give it with --at")
 
-    def trace_at(values):
-        if source.script:
-            return api.trace_script(source.text, values, dtype=dtype, limits=limits,
-                                    filename=source.filename, seed=seed, max_steps=max_steps,
-                                    max_depth=max_depth)
-        return api.trace(source.text, values, dtype=dtype, limits=limits,
-                         filename=source.filename, seed=seed)
+    trace_at = Tracer(source.text, source.script, source.filename, dtype, limits, seed,
+                      max_steps, max_depth)
 
     fixed = {k: v for k, v in source.values.items() if k not in point_cols}
     shapes = {c: () for c in point_cols}
@@ -543,22 +561,32 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     kind = output_format(fmt, as_json, out)
     anomalies = [] if detect_anomaly else None
 
+    columnar_out = kind in ("parquet", "arrow")
+    task = (kind, keep, out_shape, grad_shapes, label, dtype_np.name, detect_anomaly)
+
     def go(stream):
         nonlocal failed, total
-        if kind in ("parquet", "arrow"):
+        if columnar_out:
             w = columnar.ArrowWriter(stream, kind, keep, out_shape, grad_shapes, dtype_np)
         else:
             w = Writer(stream, kind, keep, out_shape, grad_shapes, label, dtype_np.name)
         from .render import progress_bar
         with progress_bar("points", sys.stderr) as progress:
-            for b in all_blocks():
-                value, grads, errors = _evaluate(ev, b, out_shape, grad_shapes, anomalies)
-                w.write(b, value, grads, errors)
-                failed += len(errors) - errors.count(None)
+            results = (_in_workers(jobs, all_blocks(), task, (trace_at, ev.wrt, fixed,
+                                                              first_point))
+                       if jobs and jobs > 1 else
+                       ((b, _run_block(ev, b, task, anomalies)) for b in all_blocks()))
+            for b, (payload, bad) in results:
+                if columnar_out:
+                    w.write(b, *payload)
+                else:
+                    stream.write(payload)
+                    stream.flush()
+                failed += bad
                 total += b.rows
                 if progress is not None:   # on a terminal: rows done (of how many, if known)
                     progress(total, getattr(table, "rows", None))
-        if kind in ("parquet", "arrow"):
+        if columnar_out:
             w.close()
     if out:
         with writing(out, "wb" if kind in ("parquet", "arrow") else "w") as f:
@@ -566,6 +594,65 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     else:
         go(sys.stdout)
     return failed, total
+
+
+def _run_block(ev, block, task, anomalies):
+    """One block evaluated and made into output: (the text, or for Parquet and Arrow the
+    arrays, and the number of rows that failed)."""
+    import io
+    kind, keep, out_shape, grad_shapes, label, dtype, _ = task
+    value, grads, errors = _evaluate(ev, block, out_shape, grad_shapes, anomalies)
+    bad = len(errors) - errors.count(None)
+    if kind in ("parquet", "arrow"):
+        return (value, grads, errors), bad
+    text = io.StringIO()
+    Writer(text, kind, keep, out_shape, grad_shapes, label, dtype, header=False).write(
+        block, value, grads, errors)
+    return text.getvalue(), bad
+
+
+_WORKER = {}      # in a --jobs worker process: its Evaluation, traced once
+
+
+def _start_worker(tracer, wrt, fixed, first_point):
+    ev = Evaluation(tracer, wrt, fixed)
+    ev.programs.append(Program(tracer({**fixed, **first_point}), wrt))
+    _WORKER["ev"] = ev
+
+
+def _worker_block(block, task):
+    anomalies = _WORKER.setdefault("anomalies", []) if task[-1] else None
+    return _run_block(_WORKER["ev"], block, task, anomalies)
+
+
+def _in_workers(jobs, blocks, task, setup):
+    """(block, result) in the order of the blocks, each evaluated and formatted by one of
+    `jobs` worker processes (started fresh, each tracing the source once, BLAS on one
+    thread each); at most 2 blocks a worker are in flight, so memory stays bounded."""
+    import collections
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    one = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    saved = {k: os.environ.get(k) for k in one}
+    os.environ.update(one)             # the workers' environment: BLAS on one thread
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=setup) as pool:
+            pending = collections.deque()
+            for b in blocks:
+                pending.append((b, pool.submit(_worker_block, b, task)))
+                if len(pending) >= 2 * jobs:
+                    b0, f = pending.popleft()
+                    yield b0, f.result()
+            while pending:
+                b0, f = pending.popleft()
+                yield b0, f.result()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 ANOMALY_ROWS = 1000    # --detect-anomaly: the failed rows traced again, at most, per run

@@ -283,3 +283,16 @@ def ok_or_1(*args, input=None):
     r = adcli(*args, input=input)
     assert r.exit_code == 1, r.output
     return r.stdout
+
+
+def test_jobs_give_the_same_rows_in_the_same_order(tmp_path):
+    # worker processes evaluate and format blocks; the output is the single process's
+    rows = "x,y\n" + "".join(f"{i / 7!r},{(-1) ** i * 0.5!r}\n" for i in range(40)) + "oops,1\n"
+    src = tmp_path / "p.csv"
+    src.write_text(rows)
+    args = ("grad", str(BRANCH), "--points", str(src), "--chunk-rows", "3")
+    one = adcli(*args, "--keep", "y")
+    two = adcli(*args, "--keep", "y", "--jobs", "2")
+    assert one.exit_code == two.exit_code == 1          # the row 'oops' failed in both
+    assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 42
+    assert "--jobs must be 1 or more" in fails(*args, "--keep", "y", "--jobs", "0")
