@@ -79,7 +79,10 @@ class ArrowTable:
         pa = pyarrow()
         for f in self.files:
             if self.fmt == "parquet":
-                yield from pa.parquet.ParquetFile(f).iter_batches(batch_size=size)
+                # without pre-buffering, which would read every row group of the file at
+                # once: memory bounded by a block, not by the file
+                yield from pa.parquet.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20
+                                                  ).iter_batches(batch_size=size)
             else:
                 reader = pa.ipc.open_file(f)
                 for i in range(reader.num_record_batches):
