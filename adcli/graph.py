@@ -173,6 +173,7 @@ class Node:
         nodes = graph.nodes
         self.id = len(nodes)
         nodes.append(self)
+        graph.booleans += dtype == BOOL     # (emit's number path counts its own)
 
     # the value at the traced point, computed on first use (see Graph.value)
     value = property(lambda self: self.graph.value(self))
@@ -344,13 +345,11 @@ class Graph:
         node = Node(self, None, (), NO_ATTRS, tuple(shape), np.dtype(dtype), pos, name=name)
         self.values.append(None)
         self.unknown += 1
-        self.booleans += node.dtype == BOOL
         return node
 
     def _leaf(self, value, pos, name=None):
         node = Node(self, None, (), NO_ATTRS, tuple(value.shape), value.dtype, pos, name=name)
         self.values.append(value)
-        self.booleans += value.dtype == BOOL
         return node
 
     def const(self, value, pos=None):
@@ -477,7 +476,6 @@ class Graph:
                 return self._literal(entry, attrs, shape)
             node = Node(self, entry, args, attrs or NO_ATTRS, shape,
                         result_dtype(entry, args, dtype), self.pos)
-            self.booleans += node.dtype == BOOL
             values.append(None)
             self.unknown += 1
             if math.prod(shape) <= EAGER_ELEMENTS and not self.hooks:
@@ -513,7 +511,6 @@ class Graph:
         value = self.as_array(forward(entry, self.xp, [], kw, self.dtype, self.pos))
         check_ndim(value.ndim, what, self.pos)
         node = Node(self, entry, (), attrs or NO_ATTRS, tuple(value.shape), value.dtype, self.pos)
-        self.booleans += value.dtype == BOOL
         self.values.append(value)
         return node
 
