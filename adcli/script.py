@@ -186,7 +186,6 @@ class Interpreter:
         self.graph, self.source, self.filename = graph, source, filename
         self.values, self.inputs, self.globals = values, {}, {}
         self.steps, self.max_steps, self.depth, self.max_depth = 0, max_steps, 0, max_depth
-        self._evaluator = None
 
     # ------------------------------------------------------------ running
     def run(self, tree):
@@ -210,19 +209,11 @@ class Interpreter:
             raise LimitError(f"the script ran more than {self.max_steps:,} steps", pos=pos,
                              hint="raise the limit with --max-steps")
 
-    def evaluator(self, scope):
-        """The expression evaluator of `scope`: the last one made, if it is that scope's
-        (a loop's body evaluates expression after expression in one scope)."""
-        ev = self._evaluator
-        if ev is None or ev.scope is not scope:
-            ev = self._evaluator = ScriptEvaluator(self, scope)
-        return ev
-
     def eval(self, tree, scope):
-        return self.evaluator(scope).run(tree)
+        return ScriptEvaluator(self, scope).run(tree)
 
     def array(self, tree, scope):
-        ev = self.evaluator(scope)
+        ev = ScriptEvaluator(self, scope)
         return ev.array(ev.run(tree), tree[1])
 
     def truth(self, tree, scope, what):
@@ -234,9 +225,7 @@ class Interpreter:
 
     def exec_block(self, block, scope):
         for stmt in block:
-            self.steps += 1                  # (tick, inline: this runs for every statement)
-            if self.steps > self.max_steps:
-                self.tick(stmt[1])
+            self.tick(stmt[1])
             signal = getattr(self, "do_" + stmt[0])(stmt, scope)
             if signal is not None:
                 return signal
@@ -346,9 +335,7 @@ class Interpreter:
     def do_for(self, stmt, scope):
         _, pos, name, iterable, body = stmt
         for item in self.iterate(iterable, scope):
-            self.steps += 1                  # (tick, inline)
-            if self.steps > self.max_steps:
-                self.tick(pos)
+            self.tick(pos)
             scope[name] = item
             signal = self.exec_block(body, scope)
             if signal == BREAK:
