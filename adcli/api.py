@@ -272,23 +272,21 @@ def detect_anomaly(traced, nodes, result):
     from .evaluate import first_nonfinite
     born = first_nonfinite(graph, out)
     if born is not None and born.op is not None:
-        shown = ", ".join(_short(a.value) for a in born.args)
         reached = "the value" in bad
         reach = ("it reaches the value" if reached
                  else "it does not reach the value, which is finite (masked)")
-        messages.append(Note("anomaly-forward", f"{born.op.name}({shown}) gives "
+        messages.append(Note("anomaly-forward", f"{call_text(born)} gives "
                              f"{_kinds(born.value)}; {reach}", "warning",
                              tag="anomaly (forward)", **_at(traced, born)))
         record("forward", born, ["value"] if reached else [])
     hit = autodiff.first_nonfinite_cotangent(graph, out, nodes, safe=False) if nodes else None
     if hit is not None:
         node, i = hit
-        shown = ", ".join(_short(a.value) for a in node.args)
         grads = [n for n in bad if n != "the value"]
         reach = ("it reaches " + ", ".join(grads) if grads else
                  "no gradient is affected: adcli's chain rule counts a zero cotangent times an "
                  "infinite derivative as 0, so every gradient is finite")
-        messages.append(Note("anomaly-backward", f"the derivative of {node.op.name}({shown}) "
+        messages.append(Note("anomaly-backward", f"the derivative of {call_text(node)} "
                              f"with respect to argument {i + 1} is not finite here; {reach}",
                              "warning", tag="anomaly (backward)", **_at(traced, node)))
         record("backward", node, grads)
@@ -366,8 +364,7 @@ def _gradient_origin(traced, nodes, bad):
     if hit is None:
         return warning("nonfinite-gradient", msg)
     node, i = hit
-    shown = ", ".join(_short(a.value) for a in node.args)
-    return warning("nonfinite-gradient", f"{msg}: the derivative of {node.op.name}({shown}) with "
+    return warning("nonfinite-gradient", f"{msg}: the derivative of {call_text(node)} with "
                    f"respect to argument {i + 1} is not finite there", **_at(traced, node))
 
 
@@ -390,9 +387,13 @@ def nonfinite_notes(traced, node, what):
     if origin.op is None:
         return [warning(code, msg + (f"; it comes from the input '{origin.name}'"
                                      if origin.is_input else ""))]
-    shown = ", ".join(_short(a.value) for a in origin.args)
-    return [warning(code, f"{msg}: first produced by {origin.op.name}({shown})",
+    return [warning(code, f"{msg}: first produced by {call_text(origin)}",
                     **_at(traced, origin))]
+
+
+def call_text(node):
+    """A node's op applied to its arguments' values, as notes show it: log(-1.0)."""
+    return f"{node.op.name}({', '.join(_short(a.value) for a in node.args)})"
 
 
 def _short(v):

@@ -17,7 +17,6 @@ the extension of --out. Rows are read as they come (a block is what has arrived,
 from __future__ import annotations
 
 import json
-import math
 import os
 import select
 import sys
@@ -45,7 +44,7 @@ class Lines:
         except (AttributeError, OSError):   # io.UnsupportedOperation: an in-memory stream
             self.fd = None                  # (a test runner's stdin): read it, no select
         self.stream = stream
-        self.buf, self.eof, self.number = b"", False, 0   # number: lines handed out
+        self.buf, self.eof = b"", False
 
     def _read(self, wait):
         if self.eof:
@@ -87,7 +86,6 @@ class Lines:
         lines.pop()                            # after the last line's end
         if "\r" in text:
             lines = [ln.rstrip("\r") for ln in lines]
-        self.number += len(lines)
         return lines
 
 
@@ -104,7 +102,7 @@ class Block:
 class Table:
     """A CSV, TSV or NDJSON input of points, read a block at a time."""
 
-    def __init__(self, path, names, fmt, chunk_rows):
+    def __init__(self, path, names, chunk_rows):
         self.stream = sys.stdin.buffer if path == "-" else _open(path)
         self.lines, self.chunk = Lines(self.stream), chunk_rows
         self.pending = []
@@ -112,7 +110,7 @@ class Table:
         if not first:
             raise InputError(f"--points {path}: no rows")
         head = first[0]
-        self.fmt = fmt or _sniff(path, head)
+        self.fmt = _sniff(path, head)
         if self.fmt == "ndjson":
             self.columns = list(_json_row(head, 1))
             self.pending = [head]
@@ -277,6 +275,13 @@ class Evaluation:
         self.trace_at, self.wrt, self.fixed = trace_at, wrt, fixed
         self.programs = []
 
+    def trace(self, point):
+        """The source traced at a point ({column: value}), --at giving the other inputs."""
+        return self.trace_at({**self.fixed, **point})
+
+    def program(self, point):
+        return Program(self.trace(point), self.wrt)
+
     def block(self, block, out_shape, grad_shapes):
         """value (rows,) + shape, grads {name: (rows,) + shape} and errors of one block:
         each program takes the rows its guards accept; the rows no program takes get a
@@ -303,8 +308,7 @@ class Evaluation:
         while todo.size:
             first = todo[0]
             try:
-                prog = Program(self.trace_at({**self.fixed, **{
-                    c: v[first] for c, v in block.values.items()}}), self.wrt)
+                prog = self.program({c: v[first] for c, v in block.values.items()})
             except LimitError:
                 raise
             except AdcliError as e:             # this row cannot be traced: its error
@@ -375,43 +379,43 @@ def _kept_value(v):
     return v.as_py() if hasattr(v, "as_py") else v
 
 
-def _number(x):
-    return repr(x) if x == x else "nan"
-
-
 class Writer:
-    def __init__(self, stream, fmt, keep, value_shape, grad_shapes, expr, dtype, header=True):
-        self.stream, self.fmt, self.keep = stream, fmt, keep
+    """Result rows as the text of CSV, TSV or NDJSON: the header, then a block at a time
+    (made in a --jobs worker, or in the process that writes them)."""
+
+    def __init__(self, fmt, keep, value_shape, grad_shapes, expr, dtype):
+        self.fmt, self.keep = fmt, keep
         self.value_shape, self.grad_shapes = value_shape, grad_shapes
         self.expr, self.dtype = expr, dtype
-        if fmt != "ndjson":
-            self.sep = "\t" if fmt == "tsv" else ","
-            names = list(keep) + _flat_names("value", value_shape)
-            for w, s in grad_shapes.items():
-                names += _flat_names(f"d_{w}", s)
-            if header:
-                self.stream.write(self.sep.join(map(self._cell, names + ["error"])) + "\n")
+        self.sep = "\t" if fmt == "tsv" else ","
+
+    def header(self):
+        if self.fmt == "ndjson":
+            return ""
+        names = list(self.keep) + _flat_names("value", self.value_shape)
+        for w, s in self.grad_shapes.items():
+            names += _flat_names(f"d_{w}", s)
+        return self.sep.join(map(self._cell, names + ["error"])) + "\n"
 
     def _cell(self, text):
         if self.sep == "," and any(ch in text for ch in ',"\n'):
             return '"' + text.replace('"', '""') + '"'
         return text.replace("\t", " ").replace("\n", " ") if self.sep == "\t" else text
 
-    def write(self, block, value, grads, errors):
+    def text(self, block, value, grads, errors):
+        """The lines of a block's rows."""
         n = block.rows
         if self.fmt == "ndjson":
             return self._json(block, value, grads, errors)
         parts = [value.reshape(n, -1)] + [g.reshape(n, -1) for g in grads.values()]
         numbers = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
         width = numbers.shape[1]
-        if not self.keep and all(e is None for e in errors):
-            # the common case, as one C-level format of the whole block: %r is the
-            # shortest text that reads back exactly (nan, inf, -inf as in adcli's output)
+        # repr: the shortest text that reads back exactly (nan, inf, -inf as in adcli's output)
+        if not self.keep and errors.count(None) == n:
+            # the common case, as one C-level format of the whole block
             row = self.sep.join(["%r"] * width) + self.sep + "\n"
-            self.stream.write((row * n) % tuple(numbers.ravel().tolist()))
-            self.stream.flush()
-            return
-        texts = list(map(_number, numbers.ravel().tolist()))
+            return (row * n) % tuple(numbers.ravel().tolist())
+        texts = list(map(repr, numbers.ravel().tolist()))
         sep, lines = self.sep, []
         kept = [block.kept[c] for c in self.keep]
         for r in range(n):
@@ -419,8 +423,7 @@ class Writer:
             cells += texts[r * width:(r + 1) * width]
             cells.append("" if errors[r] is None else self._cell(errors[r]))
             lines.append(sep.join(cells))
-        self.stream.write("\n".join(lines) + "\n")
-        self.stream.flush()
+        return "\n".join(lines) + "\n"
 
     def _json(self, block, value, grads, errors):
         from .render import to_jsonable
@@ -434,8 +437,7 @@ class Writer:
             if errors[r] is not None:
                 obj["error"] = errors[r]
             lines.append(json.dumps(obj))
-        self.stream.write("\n".join(lines) + "\n")
-        self.stream.flush()
+        return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- the run
@@ -495,7 +497,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
                              "Arrow table names its columns")
         table = columnar.ArrowTable(points, chunk_rows or CHUNK_ROWS)
     else:
-        table = Table(points, names, None, chunk_rows or CHUNK_ROWS)
+        table = Table(points, names, chunk_rows or CHUNK_ROWS)
     for k in keep:
         if k not in table.columns:
             raise InputError(f"--keep {k}: the points have no column '{k}'",
@@ -542,7 +544,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     if not ok:
         raise InputError(f"--points {points}: no row could be read: " + head[0].errors[0])
     first_point = {c: first_block.values[c][ok[0]] for c in point_cols}
-    traced = trace_at({**fixed, **first_point})
+    traced = ev.trace(first_point)
     if grad:
         wrt_list, nodes = api.choose_inputs(traced, wrt)
         api.scalar_output(traced, "grad")
@@ -562,14 +564,18 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     anomalies = [] if detect_anomaly else None
 
     columnar_out = kind in ("parquet", "arrow")
-    task = (kind, keep, out_shape, grad_shapes, label, dtype_np.name, detect_anomaly)
+    # what a block's evaluation needs to make its output (sent to --jobs' workers): the
+    # text formats' writer (None for Parquet and Arrow, written here from the arrays)
+    writer = None if columnar_out else Writer(kind, keep, out_shape, grad_shapes, label,
+                                              dtype_np.name)
+    task = (writer, out_shape, grad_shapes, detect_anomaly)
 
     def go(stream):
         nonlocal failed, total
         if columnar_out:
             w = columnar.ArrowWriter(stream, kind, keep, out_shape, grad_shapes, dtype_np)
         else:
-            w = Writer(stream, kind, keep, out_shape, grad_shapes, label, dtype_np.name)
+            stream.write(writer.header())
         from .render import progress_bar
         with progress_bar("points", sys.stderr) as progress:
             results = (_in_workers(jobs, all_blocks(), task, (trace_at, ev.wrt, fixed,
@@ -589,7 +595,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         if columnar_out:
             w.close()
     if out:
-        with writing(out, "wb" if kind in ("parquet", "arrow") else "w") as f:
+        with writing(out, "wb" if columnar_out else "w") as f:
             go(f)
     else:
         go(sys.stdout)
@@ -599,16 +605,12 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
 def _run_block(ev, block, task, anomalies):
     """One block evaluated and made into output: (the text, or for Parquet and Arrow the
     arrays, and the number of rows that failed)."""
-    import io
-    kind, keep, out_shape, grad_shapes, label, dtype, _ = task
+    writer, out_shape, grad_shapes, _ = task
     value, grads, errors = _evaluate(ev, block, out_shape, grad_shapes, anomalies)
     bad = len(errors) - errors.count(None)
-    if kind in ("parquet", "arrow"):
+    if writer is None:
         return (value, grads, errors), bad
-    text = io.StringIO()
-    Writer(text, kind, keep, out_shape, grad_shapes, label, dtype, header=False).write(
-        block, value, grads, errors)
-    return text.getvalue(), bad
+    return writer.text(block, value, grads, errors), bad
 
 
 _WORKER = {}      # in a --jobs worker process: its Evaluation, traced once
@@ -616,7 +618,7 @@ _WORKER = {}      # in a --jobs worker process: its Evaluation, traced once
 
 def _start_worker(tracer, wrt, fixed, first_point):
     ev = Evaluation(tracer, wrt, fixed)
-    ev.programs.append(Program(tracer({**fixed, **first_point}), wrt))
+    ev.programs.append(ev.program(first_point))
     _WORKER["ev"] = ev
 
 
@@ -681,11 +683,10 @@ def _origin(ev, point, forward):
     """': first produced by OP(ARGS) at line L, column C' for a point whose value
     (forward) or gradient is not finite, or '' where the trace does not say."""
     from . import autodiff
-    from .api import _short
-    from .errors import AdcliError
+    from .api import call_text
     from .evaluate import first_nonfinite
     try:
-        traced = ev.trace_at({**ev.fixed, **point})
+        traced = ev.trace(point)
         if forward:
             node = first_nonfinite(traced.graph, traced.output)
             what = "first produced by"
@@ -699,4 +700,4 @@ def _origin(ev, point, forward):
     if node is None or node.op is None:
         return ""
     where = f" at line {node.pos[0]}, column {node.pos[1]}" if node.pos else ""
-    return f": {what} {node.op.name}({', '.join(_short(a.value) for a in node.args)}){where}"
+    return f": {what} {call_text(node)}{where}"
