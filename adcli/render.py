@@ -439,10 +439,10 @@ def save(result, path):
     names of the arrays the file holds."""
     from .errors import InputError
     from .files import writing
-    arrays = {k: np.asarray(v) for k, v in named_arrays(result).items()}
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if result.sparse is not None:
         return _save_sparse(result, path, ext)
+    arrays = {k: np.asarray(v) for k, v in named_arrays(result).items()}
     try:
         if ext == "npz":
             with writing(path, "wb") as f:        # a file object: numpy adds no extension
@@ -506,14 +506,13 @@ def _save_sparse(result, path, ext):
 def saved_summary(result):
     """What --out prints instead of the arrays: (name, shape, dtype, the value if it is one
     number) for each result, named as in the file."""
-    if result.sparse is not None:
-        m = result.sparse
-        return [("value", np.shape(result.value), str(np.asarray(result.value).dtype),
-                 np.asarray(result.value).item() if np.ndim(result.value) == 0 else None),
-                (m.kind, m.pattern.shape, f"{result.dtype}, sparse: {m.pattern.nnz:,} entries",
-                 None)]
-    return [(k, a.shape, str(a.dtype), a.item() if a.ndim == 0 else None)
+    rows = [(k, a.shape, str(a.dtype), a.item() if a.ndim == 0 else None)
             for k, a in ((k, np.asarray(v)) for k, v in named_arrays(result).items())]
+    m = result.sparse
+    if m is not None:        # (the arrays above: the value alone)
+        rows.append((m.kind, m.pattern.shape,
+                     f"{result.dtype}, sparse: {m.pattern.nnz:,} entries", None))
+    return rows
 
 
 def summary_plain(summary, path, saved, out):

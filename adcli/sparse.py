@@ -38,7 +38,6 @@ class SparseMatrix:
     rows: list
     cols: list
     sweeps: int
-    mode: str
 
     def to_dense(self):
         out = np.zeros(self.pattern.shape, dtype=self.values.dtype)
@@ -221,7 +220,7 @@ def result(traced, comp, names, nodes, chunk=None, values=True):
     rows = [("value", tuple(traced.output.shape))] if comp.kind == "jacobian" else cols
     res.sparse = SparseMatrix(comp.kind, comp.pattern,
                               comp.values(chunk=chunk) if values else None, rows, cols,
-                              comp.sweeps, comp.mode)
+                              comp.sweeps)
     res.extra = {"mode": comp.mode if comp.kind == "jacobian" else "fwd-over-rev"}
     # an input that no entry's column belongs to: its derivatives are all zero
     _, c = comp.pattern.coo()

@@ -23,36 +23,20 @@ Nothing here asserts on times; it prints figures.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from adcli import api, derivatives, sparse
 
-from common import adcli_executable, measure
+from common import adcli_executable, best, measure
 
 GMM = Path(__file__).resolve().parent / "gmm.ad"
-
-
-def best(f, repeat):
-    gc.collect()
-    gc.disable()
-    try:
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            out = f()
-            times.append(time.perf_counter() - t)
-    finally:
-        gc.enable()
-    return min(times), out
 
 
 def row(label, seconds, err=None, base=None):
@@ -81,7 +65,7 @@ def hessian_case(n, repeat, jax, torch, dense=True):
     def first():
         traced = api.trace("sum(sin(x)*x)", {"x": x})
         return derivatives.hessian(traced, ["x"], sparse="on")
-    t_first, res = best(first, repeat)
+    t_first, res = best(repeat, first)
     m = res.sparse
     r, c = m.pattern.coo()
     err = max(np.abs(m.values - exact[r]).max(), float(np.any(r != c)))
@@ -90,7 +74,7 @@ def hessian_case(n, repeat, jax, torch, dense=True):
     comp = sparse.compressed(traced.graph, "hessian", None, traced.output, [traced.inputs["x"]])
     comp.values()
     x2 = np.linspace(-0.5, 1.5, n)
-    t_again, v = best(lambda: comp.values({traced.inputs["x"]: x2}), repeat)
+    t_again, v = best(repeat, lambda: comp.values({traced.inputs["x"]: x2}))
     err2 = np.abs(v - (2 * np.cos(x2) - x2 * np.sin(x2))[r]).max()
     results = {}
     if jax is not None and dense:
@@ -98,7 +82,7 @@ def hessian_case(n, repeat, jax, torch, dense=True):
         h = jax.jit(jax.hessian(lambda z: jnp.sum(jnp.sin(z) * z)))
         xj = jnp.asarray(x)
         h(xj).block_until_ready()
-        t, H = best(lambda: h(xj).block_until_ready(), repeat)
+        t, H = best(repeat, lambda: h(xj).block_until_ready())
         results["jax.jit(jax.hessian)"] = (t, np.abs(np.asarray(H) - np.diag(exact)).max())
     base = results.get("jax.jit(jax.hessian)", (None,))[0]
     row("adcli --sparse on, first (trace, pattern, ...)", t_first, err, base)
@@ -107,14 +91,14 @@ def hessian_case(n, repeat, jax, torch, dense=True):
         def dense_run():
             traced = api.trace("sum(sin(x)*x)", {"x": x})
             return derivatives.hessian(traced, ["x"], sparse="off")
-        t, res = best(dense_run, repeat)
+        t, res = best(repeat, dense_run)
         row("adcli --sparse off (dense)", t,
             np.abs(res.extra["hessian"]["x"]["x"] - np.diag(exact)).max(), base)
         if torch is not None:
             from torch.func import hessian as th
             xt = torch.tensor(x)
             f = th(lambda z: torch.sum(torch.sin(z) * z))
-            t, H = best(lambda: f(xt), repeat)
+            t, H = best(repeat, lambda: f(xt))
             results["torch.func.hessian"] = (t, np.abs(H.numpy() - np.diag(exact)).max())
         for name, (t, e) in results.items():
             row(name, t, e, base)
@@ -130,16 +114,17 @@ def jacobian_case(n, repeat):
     def first():
         traced = api.trace("x[1:] - x[:-1]**2", {"x": x})
         return derivatives.jacobian(traced, ["x"], sparse="on")
-    t, res = best(first, repeat)
+    t, res = best(repeat, first)
     m = res.sparse
     r, c = m.pattern.coo()
     exact = np.where(c == r + 1, 1.0, -2 * x[np.minimum(c, n - 1)])
-    print(f"  pattern: {m.pattern.nnz:,} entries, {m.sweeps} compressed sweeps ({m.mode})")
+    print(f"  pattern: {m.pattern.nnz:,} entries, {m.sweeps} compressed sweeps "
+          f"({res.extra['mode']})")
     row("adcli --sparse on, first", t, np.abs(m.values - exact).max())
     traced = api.trace("x[1:] - x[:-1]**2", {"x": x})
     comp = sparse.choose_mode(traced.graph, traced.output, [traced.inputs["x"]], "on", None)
     comp.values()
-    t2, _ = best(lambda: comp.values({traced.inputs["x"]: x * 0.5}), repeat)
+    t2, _ = best(repeat, lambda: comp.values({traced.inputs["x"]: x * 0.5}))
     row("adcli --sparse on, again at a new x", t2)
 
 
@@ -153,7 +138,7 @@ def gmm_case(repeat, jax, torch):
     def first():
         traced = api.trace_script(src, {"x": pts})
         return derivatives.hessian(traced, wrt, sparse="off")
-    t_first, res = best(first, repeat)
+    t_first, res = best(repeat, first)
     sizes = {"alphas": 5, "means": 10, "icf": 15}
     H = np.block([[np.asarray(res.extra["hessian"][a][b]).reshape(sizes[a], sizes[b])
                    for b in wrt] for a in wrt])
@@ -161,7 +146,7 @@ def gmm_case(repeat, jax, torch):
     nodes = [traced.inputs[w] for w in wrt]
     comp = sparse.compressed(traced.graph, "hessian", None, traced.output, nodes)
     comp.values()
-    t_again, v = best(lambda: comp.values(), repeat)
+    t_again, v = best(repeat, lambda: comp.values())
     print(f"  pattern: {comp.pattern.nnz} of {comp.pattern.shape[0] ** 2} entries, "
           f"{comp.sweeps} sweeps")
     results = {}
@@ -181,7 +166,7 @@ def gmm_case(repeat, jax, torch):
         h = jax.jit(jax.hessian(f))
         th, xj = jnp.asarray(theta0), jnp.asarray(pts)
         h(th, xj).block_until_ready()
-        t, Hj = best(lambda: h(th, xj).block_until_ready(), repeat)
+        t, Hj = best(repeat, lambda: h(th, xj).block_until_ready())
         results["jax.jit(jax.hessian)"] = (t, np.abs(np.asarray(Hj) - H).max())
     if torch is not None:
         from torch.func import hessian as thess
@@ -197,7 +182,7 @@ def gmm_case(repeat, jax, torch):
             return torch.sum(torch.logsumexp(inner, 1) - torch.logsumexp(alphas, 0)) + prior
         tt, xt = torch.tensor(theta0), torch.tensor(pts)
         hf = thess(g)
-        t, Ht = best(lambda: hf(tt, xt), repeat)
+        t, Ht = best(repeat, lambda: hf(tt, xt))
         results["torch.func.hessian"] = (t, np.abs(Ht.numpy() - H).max())
     base = results.get("jax.jit(jax.hessian)", (None,))[0]
     dense_again = np.zeros(comp.pattern.shape)
