@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pattern import Pattern
+from .pattern import Pattern, stable_argsort
 
 # a round of the batched greedy colouring smaller than this counts as thin; after more
 # thin rounds in a row than _THIN_ROUNDS the rest is coloured one vertex at a time
@@ -76,22 +76,7 @@ def column_colors(pattern):
 def row_colors(pattern):
     """A colouring of the rows into structurally orthogonal groups, for C = seed.T @ J
     (reverse mode): the column colouring of the transposed pattern."""
-    return column_colors(_transpose(pattern))
-
-
-def _stable_argsort(keys):
-    """A stable argsort of nonnegative integers, as a radix sort on 16-bit digits (numpy
-    sorts 16-bit keys stably in linear time, which beats a comparison sort here)."""
-    keys = np.asarray(keys, dtype=np.int64)
-    perm = np.arange(keys.size)
-    top = int(keys.max()) if keys.size else 0
-    shift = 0
-    while shift == 0 or top >> shift:
-        digit = (keys if shift == 0 else keys[perm]) >> shift & 0xFFFF
-        digit = digit.astype(np.uint8 if top >> shift < 256 else np.uint16)
-        perm = perm[np.argsort(digit, kind="stable")]
-        shift += 16
-    return perm
+    return column_colors(pattern.transpose())
 
 
 def _sort_within_rows(pattern, key):
@@ -107,16 +92,6 @@ def _sort_within_rows(pattern, key):
         by_key = np.argsort(key[pattern.indices[at]], axis=1)
         perm[at] = np.take_along_axis(at, by_key, axis=1)
     return perm
-
-
-def _transpose(pattern):
-    """The transposed pattern (Pattern.transpose, without its sort by comparison)."""
-    m, n = pattern.shape
-    rows, cols = pattern.coo()
-    perm = _stable_argsort(cols)          # stable: each column's rows stay increasing
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cols, minlength=n), out=indptr[1:])
-    return Pattern((n, m), indptr, rows[perm])
 
 
 def _ranges(ptr, vertices):
@@ -156,7 +131,7 @@ def _greedy_columns(pattern):
     rows, cols = pattern.coo()
     conflicts = np.bincount(cols, weights=np.diff(pattern.indptr)[rows] - 1,
                             minlength=n).astype(np.int64)
-    return _greedy_rows(pattern, _stable_argsort(conflicts.max() - conflicts))
+    return _greedy_rows(pattern, stable_argsort(conflicts.max() - conflicts))
 
 
 def _greedy_rows(pattern, order, leading=None):
@@ -208,7 +183,7 @@ def _greedy_rows(pattern, order, leading=None):
     # each column's entries, by their sorted positions
     at_sorted = np.empty(nnz, dtype=np.int64)
     at_sorted[sorted_] = pos
-    by_col = _stable_argsort(pattern.indices)
+    by_col = stable_argsort(pattern.indices)
     col_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(pattern.indices, minlength=n), out=col_ptr[1:])
     # (32-bit indices where they fit: the rounds are gathers, and half the bytes help)
@@ -312,7 +287,7 @@ def _adjacency(pattern):
     m, n = pattern.shape
     if m != n:
         raise ValueError(f"a star colouring needs a square pattern, not {m}x{n}")
-    if not pattern == _transpose(pattern):
+    if not pattern == pattern.transpose():
         raise ValueError("a star colouring needs a symmetric pattern")
     rows, cols = pattern.coo()
     off = rows != cols
@@ -364,7 +339,7 @@ def _greedy_star_rounds(ptr, nbr, rows):
     """
     n = ptr.size - 1
     degree = np.diff(ptr)
-    order = _stable_argsort(degree.max() - degree)
+    order = stable_argsort(degree.max() - degree)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     # the adjacency with the diagonal put back in place: row v gains one entry, after its

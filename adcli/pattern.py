@@ -52,8 +52,13 @@ class Pattern:
         return rows, self.indices
 
     def transpose(self):
+        """The transposed pattern, in linear time: the entries in stable order of their
+        column, so that each column's rows stay increasing (no sort by comparison)."""
+        m, n = self.shape
         rows, cols = self.coo()
-        return Pattern.from_pairs(self.shape[::-1], cols, rows)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=n), out=indptr[1:])
+        return Pattern((n, m), indptr, rows[stable_argsort(cols)])
 
     def to_dense(self):
         out = np.zeros(self.shape, dtype=bool)
@@ -67,6 +72,21 @@ class Pattern:
                 and np.array_equal(self.indices, other.indices))
 
     __hash__ = None
+
+
+def stable_argsort(keys):
+    """A stable argsort of nonnegative integers, as a radix sort on 16-bit digits (numpy
+    sorts 16-bit keys stably in linear time, which beats a comparison sort here)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    perm = np.arange(keys.size)
+    top = int(keys.max()) if keys.size else 0
+    shift = 0
+    while shift == 0 or top >> shift:
+        digit = (keys if shift == 0 else keys[perm]) >> shift & 0xFFFF
+        digit = digit.astype(np.uint8 if top >> shift < 256 else np.uint16)
+        perm = perm[np.argsort(digit, kind="stable")]
+        shift += 16
+    return perm
 
 
 def save_npz(file, pattern, values):
