@@ -21,7 +21,6 @@ PYTHONPYCACHEPREFIX). Nothing here asserts on times; it prints figures.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import adcli_executable, measure
+from common import adcli_executable, best, measure
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -131,11 +130,9 @@ def main():
     prog = Program(traced, ["x", "y"])
     vals = {"x": xy[:, 0], "y": xy[:, 1]}
     idx = np.arange(a.rows)
-    gc.disable()
-    best = min(_t(lambda: prog.run(vals, idx)) for _ in range(5))
-    gc.enable()
-    print(f"  adcli program + gradient program       {best * 1e3:8.2f} ms  "
-          f"{best / a.rows * 1e9:6.1f} ns/point")
+    t_adcli = best(5, lambda: prog.run(vals, idx))[0]
+    print(f"  adcli program + gradient program       {t_adcli * 1e3:8.2f} ms  "
+          f"{t_adcli / a.rows * 1e9:6.1f} ns/point")
     if importlib.util.find_spec("jax") is not None:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
         import jax
@@ -143,15 +140,9 @@ def main():
         f = jax.jit(jax.vmap(jax.value_and_grad(lambda x, y: x * (x + y), argnums=(0, 1))))
         jx, jy = jax.numpy.asarray(xy[:, 0]), jax.numpy.asarray(xy[:, 1])
         jax.block_until_ready(f(jx, jy))
-        tj = min(_t(lambda: jax.block_until_ready(f(jx, jy))) for _ in range(5))
+        tj = best(5, lambda: jax.block_until_ready(f(jx, jy)))[0]
         print(f"  jax.jit(jax.vmap(jax.value_and_grad))  {tj * 1e3:8.2f} ms  "
-              f"{tj / a.rows * 1e9:6.1f} ns/point; adcli / jax = {best / tj:.2f}x")
-
-
-def _t(f):
-    t = time.perf_counter()
-    f()
-    return time.perf_counter() - t
+              f"{tj / a.rows * 1e9:6.1f} ns/point; adcli / jax = {t_adcli / tj:.2f}x")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import adcli_executable
+from common import adcli_executable, best
 
 TARGET_S, TARGET_N, LARGE = 0.5, 10_000, 20_000
 SCRIPT = """input x = 0.5
@@ -155,22 +155,6 @@ def cli_part(sizes, args, folder, env):
         check("adcli grad", float(fields["value"]), float(fields["d/dx"]), n)
         medians[n] = med["adcli grad"]
     return medians
-
-
-def best(repeat, f):
-    """Min wall seconds of f() over `repeat` runs with the GC paused, and its last result."""
-    times, result = [], None
-    for _ in range(repeat):
-        result = None
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            result = f()
-            times.append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
-    return min(times), result
 
 
 def replay(graph, output):

@@ -3,10 +3,12 @@
 Each benchmark runs as `python benchmarks/bench_NAME.py`, so this folder is on sys.path."""
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -45,3 +47,19 @@ def measure(cmd, cwd, env):
         text = err.read().decode(errors="replace")
     dt, maxrss, code = float(out[0]), int(out[1]), int(out[2])
     return dt, maxrss * (1 if sys.platform == "darwin" else 1024), code, text
+
+
+def best(repeat, f):
+    """Min wall seconds of f() over `repeat` runs with the GC paused, and its last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        result = None
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            result = f()
+            times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    return min(times), result
