@@ -304,7 +304,7 @@ def hessian(traced, wrt=None, *, chunk=None, mark=None, sparse="off", pattern=Fa
     JVP program of the recorded gradient, evaluated at the basis tangents of each input
     with the batch axis, `chunk` of them at a time (see jacobian). sparse and pattern: as
     for jacobian (a star colouring, Hessian-vector products along its seeds)."""
-    graph, out = traced.graph, traced.output
+    graph = traced.graph
     scalar_output(traced, "hessian")
     names, nodes = choose_inputs(traced, wrt)
     _check_chunk(chunk)

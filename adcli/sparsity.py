@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from .ops import axes_of, kept_shape
+from .ops import kept_shape
 from .pattern import Pattern
 
 # A relation says which argument elements each result element reads: SAME (element e

@@ -41,7 +41,7 @@ def analytic_jacobian(traced, names):
     batched sweeps of `adcli jacobian`, forward mode when there are fewer inputs than
     outputs (reverse mode where a custom rule has no forward rule), else reverse."""
     from ..derivatives import jacobian
-    graph, out = traced.graph, traced.output
+    out = traced.output
     nodes = [traced.inputs[n] for n in names]
     m, n = out.size, sum(x.size for x in nodes)
     mode = "fwd" if m > n else "rev"
