@@ -171,16 +171,23 @@ FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson|parquet|arrow",
                            "else csv; --json is ndjson).")
 
 
-def _points(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad, dtype,
+def _points(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, command, dtype,
             max_elements, max_nodes, max_memory, max_work, seed, max_steps, max_depth,
-            detect_anomaly=False, jobs=None):
-    """eval/grad --points: a row of results per point; exit 1 if some rows failed."""
+            detect_anomaly=False, jobs=None, tolerances=None):
+    """COMMAND --points: a row of results per point; exit 1 if some rows failed."""
     from . import points as pts
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
     if jobs is not None and jobs < 1:
         raise InputError("--jobs must be 1 or more")
-    failed, total = pts.run(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, grad,
-                            dtype, limits, seed, max_steps, max_depth, detect_anomaly, jobs)
+    failed, total, summary = pts.run(expr, at, points, names, keep, fmt, json, out, chunk_rows,
+                                     wrt, command, dtype, limits, seed, max_steps, max_depth,
+                                     detect_anomaly, jobs, tolerances)
+    if summary is not None:              # gradcheck: the pass rate and the worst points
+        print("\n".join(summary), file=sys.stderr)
+        if failed:
+            from .errors import CHECK_FAILED
+            raise typer.Exit(CHECK_FAILED)
+        return
     if failed:
         print(f"error: {failed:,} of {total:,} points failed: their rows say why in the "
               "`error` column", file=sys.stderr)
@@ -207,7 +214,7 @@ def eval_(expr: str = SOURCE,
     def work():
         if points is not None:
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows, None,
-                           False, dtype, max_elements, max_nodes, max_memory, max_work, seed,
+                           "eval", dtype, max_elements, max_nodes, max_memory, max_work, seed,
                            max_steps, max_depth, jobs=jobs)
         _no_points_options(names, keep, chunk_rows, format, jobs)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
@@ -263,7 +270,7 @@ def grad(expr: str = SOURCE,
             if order != 1:
                 raise InputError("--points gives first derivatives (--order 1) for now")
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows,
-                           wrt_names(wrt), True, dtype, max_elements, max_nodes, max_memory,
+                           wrt_names(wrt), "grad", dtype, max_elements, max_nodes, max_memory,
                            max_work, seed, max_steps, max_depth, detect_anomaly, jobs)
         _no_points_options(names, keep, chunk_rows, format, jobs)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
@@ -315,9 +322,22 @@ def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of th
 # (jacobian, hessian, jvp, vjp, hvp: adcli/derivatives.py)
 
 def _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
-            max_depth, max_memory, max_work, debug, compute):
-    """Trace EXPR, apply `compute(traced, dtype, limits)` and show the result."""
+            max_depth, max_memory, max_work, debug, compute, points=None):
+    """Trace EXPR, apply `compute(traced, dtype, limits)` and show the result; with
+    points=(command, wrt, options given that --points cannot take, --points and its own
+    options), a row of results per point instead."""
     def work():
+        if points is not None and points[3] is not None:
+            command, wrt, refused, _, (path, names, keep, chunk_rows, fmt, jobs) = points
+            for option, given in refused:
+                if given:
+                    raise InputError(f"{option} does not go with --points",
+                                     hint="--points gives the dense derivative of each row")
+            return _points(expr, at, path, names, keep, fmt, json, out, chunk_rows, wrt,
+                           command, dtype, max_elements, max_nodes, max_memory, max_work, seed,
+                           max_steps, max_depth, jobs=jobs)
+        if points is not None:
+            _no_points_options(*points[4][1:])
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         _show(compute(traced, traced.graph.dtype, traced.graph.limits), json, plain, out, quiet)
@@ -339,6 +359,9 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                                      "cheaper for the sizes)."),
              sparse: str = SPARSE, pattern: bool = PATTERN,
              chunk: Optional[int] = CHUNK,
+             points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
+             keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
+             format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
              dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
              out: Optional[str] = OUT, quiet: bool = QUIET,
              seed: int = SEED, max_elements: int = MAX_ELEMENTS,
@@ -353,13 +376,19 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.jacobian(t, wrt_names(wrt), mode, sparse=sparse,
-                                                    pattern=pattern, chunk=chunk))
+                                                    pattern=pattern, chunk=chunk),
+            ("jacobian", wrt_names(wrt), [("--mode", mode), ("--sparse on", sparse == "on"),
+                                          ("--pattern", pattern), ("--chunk", chunk)],
+             points, (points, names, keep, chunk_rows, format, jobs)))
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
              rich_help_panel="Derivatives of every order and shape")
 def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List[str]] = WRT,
             sparse: str = SPARSE, pattern: bool = PATTERN, chunk: Optional[int] = CHUNK,
+            points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
+            keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
+            format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
             dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
             out: Optional[str] = OUT, quiet: bool = QUIET,
             seed: int = SEED, max_elements: int = MAX_ELEMENTS,
@@ -374,7 +403,10 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
     _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.hessian(t, wrt_names(wrt), sparse=sparse,
-                                                   pattern=pattern, chunk=chunk))
+                                                   pattern=pattern, chunk=chunk),
+            ("hessian", wrt_names(wrt), [("--sparse on", sparse == "on"),
+                                         ("--pattern", pattern), ("--chunk", chunk)],
+             points, (points, names, keep, chunk_rows, format, jobs)))
 
 
 @app.command("jvp", context_settings={"ignore_unknown_options": True},
@@ -652,6 +684,12 @@ def gradcheck_(
         order: int = typer.Option(1, "--order",
                                   help="2: also check second derivatives (Hessian-vector "
                                        "products)."),
+        points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
+        keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
+        format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
+        out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+                                          help="With --points: write the rows to FILE "
+                                               "(.csv, .tsv, .ndjson, .parquet, .arrow)."),
         dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
         seed: int = typer.Option(0, "--seed", min=0,
                                  help="Seed of randn, rand and randint in expressions and "
@@ -668,13 +706,29 @@ def gradcheck_(
 
         from . import check as gradcheck, render, sources
         from .errors import CHECK_FAILED
+        if points is not None:
+            for option, given in (("--expect", expect), ("--method complex", method != "central"),
+                                  ("--fast", fast), ("--order 2", order != 1)):
+                if given:
+                    raise InputError(f"{option} does not go with --points",
+                                     hint="--points checks every first derivative of each "
+                                          "row by central differences")
+            from .check.run import check_tolerances
+            check_tolerances(eps, atol, rtol)
+            return _points(expr, at, points, names, keep, format, json, out, chunk_rows,
+                           wrt_names(wrt), "gradcheck", dtype, max_elements, max_nodes,
+                           max_memory, max_work, seed, max_steps, max_depth, jobs=jobs,
+                           tolerances=(rtol, atol, eps))
+        _no_points_options(names, keep, chunk_rows, format, jobs)
+        if out is not None:
+            raise InputError("--out goes with --points for gradcheck",
+                             hint="gradcheck --json writes the report to stdout")
         limits = _limits(max_elements, max_nodes, max_memory, max_work)
         source = sources.read(expr, at, np.float64, limits, seed)
-        names = wrt_names(wrt)
         with render.progress_bar("numeric derivatives", sys.stderr) as progress:
             report = gradcheck.check(
                 source.text, source.values, script=source.script, filename=source.filename,
-                dtype=dtype, wrt=names, expect=expect or [], method=method,
+                dtype=dtype, wrt=wrt_names(wrt), expect=expect or [], method=method,
                 eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed, limits=limits,
                 max_steps=max_steps, max_depth=max_depth, progress=progress)
         render.write_notes(report.notes)

@@ -129,21 +129,22 @@ class ArrowTable:
 class ArrowWriter:
     """Result rows as a Parquet or Arrow IPC file, a record batch per block."""
 
-    def __init__(self, stream, fmt, keep, value_shape, grad_shapes, dtype):
-        from .points import _flat_names
+    def __init__(self, stream, fmt, keep, parts, dtype):
+        from .points import column_names
         self.pa, self.stream, self.fmt, self.keep = pyarrow(), stream, fmt, keep
-        self.names = _flat_names("value", value_shape)
-        for w, s in grad_shapes.items():
-            self.names += _flat_names(f"d_{w}", s)
+        self.parts, self.names = parts, column_names(parts)
         self.dtype, self.writer = dtype, None
 
-    def write(self, block, value, grads, errors):
+    def write(self, block, results, errors):
         pa, n = self.pa, block.rows
-        parts = [value.reshape(n, -1)] + [g.reshape(n, -1) for g in grads.values()]
-        numbers = np.concatenate(parts, axis=1).astype(self.dtype)
         arrays = [block.kept[c] if hasattr(block.kept[c], "type") else pa.array(block.kept[c])
                   for c in self.keep]
-        arrays += [pa.array(numbers[:, k]) for k in range(numbers.shape[1])]
+        for part, res in zip(self.parts, results):
+            if part.text:
+                arrays.append(pa.array(list(res), type=pa.string()))
+                continue
+            flat = res.reshape(n, -1).astype(self.dtype)
+            arrays += [pa.array(np.ascontiguousarray(flat[:, k])) for k in range(flat.shape[1])]
         arrays.append(pa.array(errors, type=pa.string()))
         batch = pa.RecordBatch.from_arrays(arrays, names=list(self.keep) + self.names + ["error"])
         if self.writer is None:

@@ -27,6 +27,7 @@ import numpy as np
 from .errors import AdcliError, InputError, LimitError
 
 CHUNK_ROWS = 65_536        # rows a block holds at most (--chunk-rows)
+ROW_POINTS = 1 << 16       # batch points an evaluation takes at most (rows x basis tangents)
 MAX_PROGRAMS = 32          # paths through a script kept as programs; more are traced per row
 FORMATS = ("csv", "tsv", "ndjson", "parquet", "arrow")
 
@@ -44,7 +45,7 @@ class Lines:
         except (AttributeError, OSError):   # io.UnsupportedOperation: an in-memory stream
             self.fd = None                  # (a test runner's stdin): read it, no select
         self.stream = stream
-        self.buf, self.eof = b"", False
+        self.parts, self.newlines, self.eof = [], 0, False   # what is read, not yet taken
 
     def _read(self, wait):
         if self.eof:
@@ -54,39 +55,50 @@ class Lines:
                 return False
             read = getattr(self.stream, "read1", self.stream.read)
             data = read(1 << 20)
-            if not data:
-                self.eof = True
-            self.buf += data
-            return bool(data)
-        if not wait and not select.select([self.fd], [], [], 0)[0]:
+        elif not wait and not select.select([self.fd], [], [], 0)[0]:
             return False
-        data = os.read(self.fd, 1 << 20)
+        else:
+            data = os.read(self.fd, 1 << 20)
         if not data:
             self.eof = True
             return False
-        self.buf += data
+        self.parts.append(data)
+        self.newlines += data.count(b"\n")
         return True
 
-    def block(self, most, wait=True):
-        """Up to `most` lines (without their ends), [] at the end of the input; wait=False
-        takes only what has arrived (the caller has a row to answer already)."""
-        while wait and b"\n" not in self.buf and self._read(wait=True):
+    def chunk(self, most, wait=True):
+        """Up to `most` whole lines, as bytes, each ending in a newline; b"" at the end of
+        the input. wait=False takes only what has arrived (the caller has a row to answer
+        already)."""
+        while wait and not self.newlines and self._read(wait=True):
             pass
-        while self.buf.count(b"\n") < most and self._read(wait=False):
+        while self.newlines < most and self._read(wait=False):
             pass
-        buf = self.buf
+        buf, lines = b"".join(self.parts), self.newlines
         if self.eof and buf and not buf.endswith(b"\n"):
             buf += b"\n"                      # the last line, without its end
-        if buf.count(b"\n") > most:
-            cut = len(buf) - len(buf.split(b"\n", most)[-1])
+            lines += 1
+        if lines > most:
+            # the end of the most-th line, found in C
+            cut = int(np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)[most - 1]) + 1
         else:
             cut = buf.rfind(b"\n") + 1
-        text, self.buf = buf[:cut].decode("utf-8", "replace"), buf[cut:]
-        lines = text.split("\n")
-        lines.pop()                            # after the last line's end
-        if "\r" in text:
-            lines = [ln.rstrip("\r") for ln in lines]
-        return lines
+        data, rest = buf[:cut], buf[cut:]
+        self.parts, self.newlines = ([rest], rest.count(b"\n")) if rest else ([], 0)
+        return data
+
+    def block(self, most, wait=True):
+        """Up to `most` lines (without their ends), [] at the end of the input."""
+        return _lines(self.chunk(most, wait))
+
+
+def _lines(data):
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    lines.pop()                                # after the last line's end
+    if "\r" in text:
+        lines = [ln.rstrip("\r") for ln in lines]
+    return lines
 
 
 # ---------------------------------------------------------------- the input table
@@ -129,56 +141,81 @@ class Table:
     def blocks(self, shapes, keep, dtype):
         """Blocks of rows, each as a Block: `shapes` the input columns' shapes by name."""
         while True:
-            lines = self.pending + self.lines.block(self.chunk - len(self.pending),
-                                                    wait=not self.pending)
+            head = "".join(ln + "\n" for ln in self.pending).encode("utf-8", "surrogateescape")
+            data = head + self.lines.chunk(self.chunk - len(self.pending),
+                                           wait=not self.pending)
             self.pending = []
-            if not lines:
+            if not data:
                 return
-            if not all(map(str.strip, lines)):                 # (C-level: ~40 ns a line)
-                lines = [ln for ln in lines if ln.strip()]     # blank lines are no rows
+            if self.fmt == "ndjson":
+                lines = _nonblank(_lines(data))
+                if lines:
+                    yield self._json_block(lines, shapes, keep, dtype)
+                continue
+            block = self._arrow_block(data, shapes, keep, dtype)
+            if block is None:
+                lines = _nonblank(_lines(data))
                 if not lines:
                     continue
-            if self.fmt == "ndjson":
-                yield self._json_block(lines, shapes, keep, dtype)
-            else:
-                yield self._text_block(lines, shapes, keep, dtype)
+                block = self._text_block(lines, shapes, keep, dtype)
+            if block.rows:                   # (blank lines only: no rows)
+                self.start += block.rows
+                yield block
+
+    def _arrow_block(self, data, shapes, keep, dtype):
+        """A block of well-formed CSV or TSV rows of numbers, parsed by pyarrow's C++ reader
+        (about 20 times faster than Python); None where any row is not (a field that is not
+        a number, a row of another width, an array cell: the rows are then read one by one
+        for their errors)."""
+        if any(shapes.values()):
+            return None
+        pa = _pyarrow_csv()
+        from pyarrow import csv
+        types = {c: pa.float64() for c in shapes}
+        types.update({c: pa.string() for c in keep})
+        try:
+            table = csv.read_csv(
+                pa.py_buffer(data),
+                read_options=csv.ReadOptions(column_names=self.columns),
+                parse_options=csv.ParseOptions(delimiter=self.sep),
+                convert_options=csv.ConvertOptions(
+                    column_types=types, include_columns=list(dict.fromkeys([*shapes, *keep])),
+                    null_values=[], strings_can_be_null=False,
+                    quoted_strings_can_be_null=False))
+            values = {c: (table.column(c) if c not in keep else
+                          table.column(c).cast(pa.float64())).to_numpy().astype(dtype, copy=False)
+                      for c in shapes}
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        n = table.num_rows
+        kept = {c: table.column(c).to_pylist() for c in keep}
+        return Block(n, values, kept, [None] * n)
 
     def _text_block(self, lines, shapes, keep, dtype):
         n, cols = len(lines), self.columns
-        values = {c: np.zeros(n, dtype=dtype) for c in shapes}
+        values = {c: np.zeros((n,) + shapes[c], dtype=dtype) for c in shapes}
         errors, kept = [None] * n, {c: [""] * n for c in keep}
         use = [cols.index(c) for c in shapes]
-        try:     # the fast path: numpy's parser, every line well formed
-            if keep or any(shapes[c] for c in shapes):
-                raise ValueError
-            table = np.loadtxt(lines, delimiter=self.sep, dtype=dtype, ndmin=2, usecols=use,
-                               quotechar='"', comments=None)
-            if table.shape != (n, len(use)):
-                raise ValueError
-            for k, c in enumerate(shapes):
-                values[c] = table[:, k]
-        except ValueError:
-            import csv
-            for r, fields in enumerate(csv.reader(lines, delimiter=self.sep)):
-                if len(fields) != len(cols):
-                    errors[r] = (f"line {self.start + r + 1}: {len(fields)} fields where the "
-                                 f"header has {len(cols)}")
-                    continue
-                for c in keep:
-                    kept[c][r] = fields[cols.index(c)]
-                for c, j in zip(shapes, use):
-                    text = fields[j].strip()
-                    try:
-                        if shapes[c]:
-                            v = np.asarray(json.loads(text), dtype=dtype)
-                            if v.shape != shapes[c]:
-                                raise ValueError(f"shape {v.shape}, not {shapes[c]}")
-                            values[c][r] = v
-                        else:
-                            values[c][r] = float(text)
-                    except (ValueError, TypeError) as e:
-                        errors[r] = errors[r] or f"column {c}: cannot read {text[:40]!r} ({e})"
-        self.start += n
+        import csv
+        for r, fields in enumerate(csv.reader(lines, delimiter=self.sep)):
+            if len(fields) != len(cols):
+                errors[r] = (f"line {self.start + r + 1}: {len(fields)} fields where the "
+                             f"header has {len(cols)}")
+                continue
+            for c in keep:
+                kept[c][r] = fields[cols.index(c)]
+            for c, j in zip(shapes, use):
+                text = fields[j].strip()
+                try:
+                    if shapes[c]:
+                        v = np.asarray(json.loads(text), dtype=dtype)
+                        if v.shape != shapes[c]:
+                            raise ValueError(f"shape {v.shape}, not {shapes[c]}")
+                        values[c][r] = v
+                    else:
+                        values[c][r] = float(text)
+                except (ValueError, TypeError) as e:
+                    errors[r] = errors[r] or f"column {c}: cannot read {text[:40]!r} ({e})"
         return Block(n, values, kept, errors)
 
     def _json_block(self, lines, shapes, keep, dtype):
@@ -201,6 +238,20 @@ class Table:
                 errors[r] = f"line {self.start + r + 1}: {getattr(e, 'message', e)}"
         self.start += n
         return Block(n, values, kept, errors)
+
+
+def _nonblank(lines):
+    """Blank lines are no rows."""
+    if all(map(str.strip, lines)):                 # (C-level: ~40 ns a line)
+        return lines
+    return [ln for ln in lines if ln.strip()]
+
+
+def _pyarrow_csv():
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.csv  # noqa: F401
+    return pa
 
 
 def _open(path):
@@ -231,19 +282,129 @@ def _json_row(line, number):
 
 # ---------------------------------------------------------------- programs
 
-class Program:
-    """A trace (at one point) and the outputs evaluated at the others: the value, and for
-    `grad` the gradient program of each input differentiated (None: unreached)."""
+@dataclass
+class Part:
+    """One result of a row: its column name (arrays flattened after it: d_W[0][1]), where it
+    goes in the row's JSON object, its shape, and what a failed row's message calls it."""
+    column: str
+    path: tuple
+    shape: tuple
+    what: str
+    text: bool = False        # strings (gradcheck's verdicts), not numbers
+    finite: bool = True       # a row where this is not finite is a failed row
 
-    def __init__(self, traced, wrt):
-        self.traced = traced
-        self.grads = traced.gradient_program(wrt) if wrt is not None else []
-        self.outputs = [traced.output] + [g for g in self.grads if g is not None]
+
+class Program:
+    """A trace (at one point) and the programs that give its results at the others, by
+    `kind`: eval the value; grad also the gradient (the VJP transform, recorded beside
+    it); jacobian the value and d out / d x for each input (the JVP transform along a
+    tangent placeholder per input, run at each row and each basis tangent at once: rows x
+    basis vectors on the batch axis); hessian the value and each block d2 out / dx dy (the
+    JVP of the recorded gradient, the same way)."""
+
+    def __init__(self, traced, kind, wrt):
+        from . import autodiff
+        from .api import choose_inputs, scalar_output
+        self.traced, self.kind = traced, kind
+        graph, out = traced.graph, traced.output
+        self.parts = [Part("value", ("value",), tuple(out.shape), "the value")]
+        self.nodes = [out]
+        self.tangents, self.k, self.columns = [], 1, []
+        if kind == "eval":
+            return
+        names, inputs = choose_inputs(traced, wrt)
+        if kind == "grad":
+            grads = traced.gradient_program(names)
+            self.parts += [Part(f"d_{w}", ("grad", w), tuple(x.shape), f"the gradient of '{w}'")
+                           for w, x in zip(names, inputs)]
+            self.nodes += grads
+            return
+        if kind == "hessian":
+            scalar_output(traced, "hessian")
+            of = autodiff.vjp(graph, out, inputs, create_graph=True)
+        else:
+            of = [out]
+        self.tangents = [graph.placeholder(f"a tangent of {w}", x.shape, graph.dtype)
+                         for w, x in zip(names, inputs)]
+        present = [o for o in of if o is not None]
+        found = iter(autodiff.jvp(graph, present, inputs, self.tangents, create_graph=True)
+                     if present else [])
+        cols = [next(found) if o is not None else None for o in of]
+        self.k = sum(x.size for x in inputs)       # basis tangents per row
+        self.columns = cols                        # the JVP of each of `of`, or None
+        self.of_shapes = [tuple(o.shape) if o is not None else tuple(x.shape)
+                          for o, x in zip(of, inputs)]
+        self.inputs = list(zip(names, inputs))
+        if kind == "jacobian":
+            self.parts += [Part(f"d_{w}", ("jacobian", w), tuple(out.shape) + tuple(x.shape),
+                                f"the Jacobian of '{w}'") for w, x in self.inputs]
+        else:
+            self.parts += [Part(f"d2_{a}_{b}", ("hessian", a, b), tuple(x.shape) + tuple(y.shape),
+                                f"the Hessian block d2/d{a}d{b}")
+                           for a, x in self.inputs for b, y in self.inputs]
 
     def run(self, block_values, idx):
-        """{node id: value with the batch axis} at rows idx; GuardFailed.points index idx."""
-        return self.traced.at({n: v[idx] for n, v in block_values.items()},
-                              outputs=self.outputs, batch=len(idx))
+        """The results at rows idx: one array (len(idx),) + shape per part, evaluated
+        ROW_POINTS batch points at a time. GuardFailed's points index idx."""
+        from .evaluate import GuardFailed
+        step = max(1, ROW_POINTS // self.k)
+        if len(idx) <= step:
+            return self._run(block_values, idx)
+        pieces = []
+        for start in range(0, len(idx), step):
+            try:
+                pieces.append(self._run(block_values, idx[start:start + step]))
+            except GuardFailed as e:
+                if e.points is not None:
+                    e.points = [start + p for p in e.points]
+                raise
+        return [np.concatenate(p) for p in zip(*pieces)]
+
+    def _run(self, block_values, idx):
+        from .evaluate import GuardFailed, at_points
+        from .evaluate import evaluate as run
+        n, k, graph = len(idx), self.k, self.traced.graph
+        given = {}
+        for name, v in block_values.items():
+            a = np.asarray(v[idx], dtype=graph.dtype)
+            given[self.traced.inputs[name]] = np.repeat(a, k, axis=0) if k > 1 else a
+        if self.tangents:
+            # batch point p is row p // k along basis tangent p % k (the tangents of the
+            # other inputs zero)
+            start = 0
+            for t in self.tangents:
+                basis = np.zeros((k, t.size), dtype=graph.dtype)
+                basis[start + np.arange(t.size), np.arange(t.size)] = 1.0
+                start += t.size
+                given[t] = np.tile(basis, (n, 1)).reshape((n * k,) + tuple(t.shape))
+        outputs = [o for o in self.nodes + self.columns if o is not None]
+        try:
+            vals = run(graph, outputs, given, batch=n * k, batched=list(given))
+        except GuardFailed as e:
+            if e.points is not None and k > 1:
+                e.points = sorted({int(p) // k for p in e.points})
+            raise
+        out = self.nodes[0]
+        value = at_points(np, vals[out.id], n * k, out.shape)[::k]
+        if not self.tangents:
+            return [value] + [np.zeros((n,) + p.shape) if g is None else
+                              at_points(np, vals[g.id], n, p.shape)
+                              for p, g in zip(self.parts[1:], self.nodes[1:])]
+        results = [value]
+        sizes = [x.size for _, x in self.inputs]
+        for c, shape in zip(self.columns, self.of_shapes):
+            # (n * k,) + shape: the tangent of c along each basis tangent, split by input
+            full = (np.zeros((n, k) + shape) if c is None else
+                    at_points(np, vals[c.id], n * k, shape).reshape((n, k) + shape))
+            start = 0
+            for (_, x), size in zip(self.inputs, sizes):
+                block = full[:, start:start + size].reshape((n,) + tuple(x.shape) + shape)
+                start += size
+                # d c / d x: c's axes first, then x's
+                r, m = len(x.shape), len(shape)
+                results.append(np.transpose(block, (0,) + tuple(range(1 + r, 1 + r + m))
+                                            + tuple(range(1, 1 + r))))
+        return results
 
 
 @dataclass
@@ -271,8 +432,8 @@ class Tracer:
 class Evaluation:
     """The programs of a --points run: one per path through the source met so far."""
 
-    def __init__(self, trace_at, wrt, fixed):
-        self.trace_at, self.wrt, self.fixed = trace_at, wrt, fixed
+    def __init__(self, trace_at, kind, wrt, fixed):
+        self.trace_at, self.kind, self.wrt, self.fixed = trace_at, kind, wrt, fixed
         self.programs = []
 
     def trace(self, point):
@@ -280,24 +441,32 @@ class Evaluation:
         return self.trace_at({**self.fixed, **point})
 
     def program(self, point):
-        return Program(self.trace(point), self.wrt)
+        return Program(self.trace(point), self.kind, self.wrt)
 
-    def block(self, block, out_shape, grad_shapes):
-        """value (rows,) + shape, grads {name: (rows,) + shape} and errors of one block:
+    def start(self, point, wrt):
+        """The first program, traced at a point, with the inputs `wrt` (names, or None for
+        all) differentiated: its parts."""
+        traced = self.trace(point)
+        if self.kind != "eval":
+            from .api import choose_inputs
+            self.wrt = choose_inputs(traced, wrt)[0]
+        self.programs.append(Program(traced, self.kind, self.wrt))
+        return self.programs[0].parts
+
+    def summary(self, results, errors):
+        return None
+
+    def block(self, block, parts):
+        """The results of one block, an array (rows,) + shape per part, and its errors:
         each program takes the rows its guards accept; the rows no program takes get a
         program traced at the first of them."""
-        from .evaluate import at_points
         n = block.rows
-        value = np.full((n,) + out_shape, np.nan)
-        grads = {w: np.full((n,) + s, np.nan) for w, s in grad_shapes.items()}
+        results = [np.full((n,) + p.shape, np.nan) for p in parts]
         errors = list(block.errors)
 
         def put(prog, idx):
-            vals = prog.run(block.values, idx)
-            k = len(idx)
-            value[idx] = at_points(np, vals[prog.traced.output.id], k, out_shape)
-            for (w, s), g in zip(grad_shapes.items(), prog.grads):
-                grads[w][idx] = 0.0 if g is None else at_points(np, vals[g.id], k, s)
+            for target, got in zip(results, prog.run(block.values, idx)):
+                target[idx] = got
 
         todo = (np.arange(n) if errors.count(None) == n else
                 np.array([r for r in range(n) if errors[r] is None], dtype=np.int64))
@@ -322,7 +491,7 @@ class Evaluation:
                 errors[first] = "the program traced at this point does not apply to it"
                 left = left[1:]
             todo = left
-        return value, grads, errors
+        return results, errors
 
     @staticmethod
     def _take(prog, idx, put, errors):
@@ -375,65 +544,79 @@ def _kept_text(v):
     return v if isinstance(v, str) else "" if v is None else json.dumps(v)
 
 
+def _encode(text):
+    return text.encode("utf-8", "backslashreplace")
+
+
 def _kept_value(v):
     return v.as_py() if hasattr(v, "as_py") else v
 
 
+def column_names(parts):
+    """The result columns of the parts, arrays flattened."""
+    return [name for p in parts for name in _flat_names(p.column, p.shape)]
+
+
 class Writer:
     """Result rows as the text of CSV, TSV or NDJSON: the header, then a block at a time
-    (made in a --jobs worker, or in the process that writes them)."""
+    (made in a --jobs worker, or in the process that writes them). `extra`: members of
+    each NDJSON object after the results (a Jacobian's mode)."""
 
-    def __init__(self, fmt, keep, value_shape, grad_shapes, expr, dtype):
-        self.fmt, self.keep = fmt, keep
-        self.value_shape, self.grad_shapes = value_shape, grad_shapes
-        self.expr, self.dtype = expr, dtype
+    def __init__(self, fmt, keep, parts, expr, dtype, extra=None):
+        self.fmt, self.keep, self.parts = fmt, keep, parts
+        self.expr, self.dtype, self.extra = expr, dtype, extra or {}
         self.sep = "\t" if fmt == "tsv" else ","
 
     def header(self):
         if self.fmt == "ndjson":
-            return ""
-        names = list(self.keep) + _flat_names("value", self.value_shape)
-        for w, s in self.grad_shapes.items():
-            names += _flat_names(f"d_{w}", s)
-        return self.sep.join(map(self._cell, names + ["error"])) + "\n"
+            return b""
+        names = list(self.keep) + column_names(self.parts)
+        return _encode(self.sep.join(map(self._cell, names + ["error"])) + "\n")
 
     def _cell(self, text):
-        if self.sep == "," and any(ch in text for ch in ',"\n'):
+        if self.sep == "," and any(ch in text for ch in ',"\n\r'):
             return '"' + text.replace('"', '""') + '"'
         return text.replace("\t", " ").replace("\n", " ") if self.sep == "\t" else text
 
-    def text(self, block, value, grads, errors):
-        """The lines of a block's rows."""
+    def text(self, block, results, errors):
+        """The bytes of a block's rows: the numbers formatted by pyarrow (in C++: the
+        shortest text that reads back exactly, 2 for 2.0, nan, inf, -inf), the cells
+        joined into lines by pyarrow too."""
         n = block.rows
         if self.fmt == "ndjson":
-            return self._json(block, value, grads, errors)
-        parts = [value.reshape(n, -1)] + [g.reshape(n, -1) for g in grads.values()]
-        numbers = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
-        width = numbers.shape[1]
-        # repr: the shortest text that reads back exactly (nan, inf, -inf as in adcli's output)
-        if not self.keep and errors.count(None) == n:
-            # the common case, as one C-level format of the whole block
-            row = self.sep.join(["%r"] * width) + self.sep + "\n"
-            return (row * n) % tuple(numbers.ravel().tolist())
-        texts = list(map(repr, numbers.ravel().tolist()))
-        sep, lines = self.sep, []
-        kept = [block.kept[c] for c in self.keep]
-        for r in range(n):
-            cells = [self._cell(_kept_text(k[r])) for k in kept]
-            cells += texts[r * width:(r + 1) * width]
-            cells.append("" if errors[r] is None else self._cell(errors[r]))
-            lines.append(sep.join(cells))
-        return "\n".join(lines) + "\n"
+            return _encode(self._json(block, results, errors))
+        pa = _pyarrow_csv()
+        pc = pa.compute
+        text = pa.large_string()          # (64-bit offsets: any --chunk-rows)
+        cells = [pa.array([self._cell(_kept_text(v)) for v in block.kept[c]], text)
+                 for c in self.keep]
+        for part, res in zip(self.parts, results):
+            if part.text:
+                cells.append(pa.array([self._cell(v) for v in res], text))
+                continue
+            flat = res.reshape(n, -1)
+            cells += [pc.cast(pa.array(np.ascontiguousarray(flat[:, k])), text)
+                      for k in range(flat.shape[1])]
+        # the error cell, then the line's end ("" + "\n" for a row that is fine)
+        last = (pa.scalar("\n", text) if errors.count(None) == n else
+                pa.array(["\n" if e is None else self._cell(e) + "\n" for e in errors], text))
+        lines = pc.binary_join_element_wise(*cells, last, pa.scalar(self.sep, text))
+        offsets = np.frombuffer(lines.buffers()[1], np.int64, n + 1, lines.offset * 8)
+        return bytes(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])
 
-    def _json(self, block, value, grads, errors):
+    def _json(self, block, results, errors):
+        """Each row as the JSON object of a single point (`adcli grad --json`)."""
         from .render import to_jsonable
         lines = []
         for r in range(block.rows):
             obj = {c: _kept_value(block.kept[c][r]) for c in self.keep}
-            obj.update(expr=self.expr, value=to_jsonable(value[r]))
-            if self.grad_shapes:
-                obj["grad"] = {w: to_jsonable(g[r]) for w, g in grads.items()}
-            obj.update(dtype=self.dtype, device="cpu")
+            obj["expr"] = self.expr
+            for p, res in zip(self.parts, results):
+                into = obj
+                for key in p.path[:-1]:
+                    into = into.setdefault(key, {})
+                into[p.path[-1]] = res[r] if p.text else to_jsonable(res[r])
+            obj.update(self.extra, dtype=self.dtype, device="cpu")
             if errors[r] is not None:
                 obj["error"] = errors[r]
             lines.append(json.dumps(obj))
@@ -473,9 +656,14 @@ def output_format(fmt, as_json, out):
     return "csv"
 
 
-def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad, dtype,
-        limits, seed, max_steps, max_depth, detect_anomaly=False, jobs=None):
-    """adcli eval/grad --points: returns (rows that failed, rows)."""
+MODES = {"jacobian": "fwd", "hessian": "fwd-over-rev"}   # (as the single point's JSON says)
+
+
+def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, command, dtype,
+        limits, seed, max_steps, max_depth, detect_anomaly=False, jobs=None, tolerances=None):
+    """adcli eval/grad/jacobian/hessian/gradcheck --points: returns (rows that failed, rows,
+    gradcheck's summary lines or None). tolerances: gradcheck's (rtol, atol, eps), None
+    for its defaults."""
     from . import api, sources
     from .parse import parse
     if chunk_rows is not None and chunk_rows < 1:
@@ -539,22 +727,17 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     if not head:
         raise InputError(f"--points {points}: no rows")
     first_block = head[-1]
-    ev = Evaluation(trace_at, None, fixed)
+    spec = (trace_at, command, fixed, dtype_np.name, tolerances)
+    ev = _evaluation(spec)
     ok = [r for r in range(first_block.rows) if first_block.errors[r] is None]
     if not ok:
         raise InputError(f"--points {points}: no row could be read: " + head[0].errors[0])
     first_point = {c: first_block.values[c][ok[0]] for c in point_cols}
-    traced = ev.trace(first_point)
-    if grad:
-        wrt_list, nodes = api.choose_inputs(traced, wrt)
-        api.scalar_output(traced, "grad")
-        ev.wrt = wrt_list
-    ev.programs.append(Program(traced, ev.wrt))
-    grad_shapes = {w: tuple(traced.inputs[w].shape) for w in (ev.wrt or [])}
-    out_shape = tuple(traced.output.shape)
+    parts = ev.start(first_point, wrt)
     from .files import writing
     label = source.filename or source.text
     failed = total = 0
+    summary = None
 
     def all_blocks():
         yield from head
@@ -566,59 +749,87 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     columnar_out = kind in ("parquet", "arrow")
     # what a block's evaluation needs to make its output (sent to --jobs' workers): the
     # text formats' writer (None for Parquet and Arrow, written here from the arrays)
-    writer = None if columnar_out else Writer(kind, keep, out_shape, grad_shapes, label,
-                                              dtype_np.name)
-    task = (writer, out_shape, grad_shapes, detect_anomaly)
+    writer = None if columnar_out else Writer(kind, keep, parts, label, dtype_np.name,
+                                              {"mode": MODES[command]} if command in MODES
+                                              else None)
+    task = (writer, parts, detect_anomaly)
 
     def go(stream):
-        nonlocal failed, total
+        nonlocal failed, total, summary
         if columnar_out:
-            w = columnar.ArrowWriter(stream, kind, keep, out_shape, grad_shapes, dtype_np)
+            w = columnar.ArrowWriter(stream, kind, keep, parts, dtype_np)
         else:
             stream.write(writer.header())
         from .render import progress_bar
         with progress_bar("points", sys.stderr) as progress:
-            results = (_in_workers(jobs, all_blocks(), task, (trace_at, ev.wrt, fixed,
-                                                              first_point))
+            results = (_in_workers(jobs, all_blocks(), task, (spec, ev.wrt, first_point))
                        if jobs and jobs > 1 else
                        ((b, _run_block(ev, b, task, anomalies)) for b in all_blocks()))
-            for b, (payload, bad) in results:
+            for b, (payload, bad, part) in results:
                 if columnar_out:
                     w.write(b, *payload)
                 else:
                     stream.write(payload)
                     stream.flush()
                 failed += bad
+                if part is not None:
+                    from .check.batch import merge
+                    summary = merge(summary, part, total)
                 total += b.rows
                 if progress is not None:   # on a terminal: rows done (of how many, if known)
                     progress(total, getattr(table, "rows", None))
         if columnar_out:
             w.close()
     if out:
-        with writing(out, "wb" if columnar_out else "w") as f:
+        with writing(out, "wb") as f:
             go(f)
     else:
-        go(sys.stdout)
-    return failed, total
+        sys.stdout.flush()
+        go(sys.stdout.buffer)
+    if summary is not None:
+        from .check.batch import report
+        summary = report(summary, ev.rtol, ev.atol)
+    return failed, total, summary
+
+
+def _evaluation(spec):
+    """The Evaluation of a run (or of a --jobs worker): spec = (the Tracer, the command,
+    the --at values, the dtype, gradcheck's tolerances)."""
+    trace_at, command, fixed, dtype, tolerances = spec
+    if command != "gradcheck":
+        return Evaluation(trace_at, command, None, fixed)
+    from dataclasses import replace
+
+    from .check.batch import BatchCheck
+    from .check.run import TOLERANCES
+    rtol, atol, eps = tolerances or (None, None, None)
+    rtol0, atol0 = TOLERANCES[dtype]
+    # the numeric derivatives in float64, whatever adcli's own derivatives are computed in
+    values = Evaluation(replace(trace_at, dtype="float64"), "eval", None, fixed)
+    return BatchCheck(Evaluation(trace_at, "jacobian", None, fixed), values,
+                      rtol0 if rtol is None else rtol, atol0 if atol is None else atol, eps)
 
 
 def _run_block(ev, block, task, anomalies):
     """One block evaluated and made into output: (the text, or for Parquet and Arrow the
     arrays, and the number of rows that failed)."""
-    writer, out_shape, grad_shapes, _ = task
-    value, grads, errors = _evaluate(ev, block, out_shape, grad_shapes, anomalies)
+    writer, parts, _ = task
+    results, errors = _evaluate(ev, block, parts, anomalies)
     bad = len(errors) - errors.count(None)
+    summary = ev.summary(results, errors)
+    if summary is not None:
+        bad += summary[0]["fail"]
     if writer is None:
-        return (value, grads, errors), bad
-    return writer.text(block, value, grads, errors), bad
+        return (results, errors), bad, summary
+    return writer.text(block, results, errors), bad, summary
 
 
 _WORKER = {}      # in a --jobs worker process: its Evaluation, traced once
 
 
-def _start_worker(tracer, wrt, fixed, first_point):
-    ev = Evaluation(tracer, wrt, fixed)
-    ev.programs.append(ev.program(first_point))
+def _start_worker(spec, wrt, first_point):
+    ev = _evaluation(spec)
+    ev.start(first_point, wrt)
     _WORKER["ev"] = ev
 
 
@@ -660,23 +871,24 @@ def _in_workers(jobs, blocks, task, setup):
 ANOMALY_ROWS = 1000    # --detect-anomaly: the failed rows traced again, at most, per run
 
 
-def _evaluate(ev, block, out_shape, grad_shapes, anomaly=None):
+def _evaluate(ev, block, parts, anomaly=None):
     """One block through the programs; a row whose result is not finite is a failed row
     (its numbers are still written). With `anomaly` (a list counting the rows explained so
     far), such a row is traced again alone and its message names the op that first made a
     NaN or an infinity, as --detect-anomaly does for one point."""
-    value, grads, errors = ev.block(block, out_shape, grad_shapes)
+    results, errors = ev.block(block, parts)
     n = block.rows
-    for what, arr in [("the value", value)] + [(f"the gradient of '{w}'", g)
-                                              for w, g in grads.items()]:
+    for part, arr in zip(parts, results):
+        if not part.finite:
+            continue
         for r in np.nonzero(~np.isfinite(arr.reshape(n, -1)).all(axis=1))[0]:
             if errors[r] is None:
-                errors[r] = f"{what} is not finite"
+                errors[r] = f"{part.what} is not finite"
                 if anomaly is not None and len(anomaly) < ANOMALY_ROWS:
                     anomaly.append(r)
                     errors[r] += _origin(ev, {c: v[r] for c, v in block.values.items()},
-                                         what == "the value")
-    return value, grads, errors
+                                         part.path == ("value",))
+    return results, errors
 
 
 def _origin(ev, point, forward):

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -91,14 +92,14 @@ def test_rows_come_out_before_the_input_ends():
             proc.stdin.flush()
             want = len(batch) + (1 if not got else 0)
             got += [lines.get(timeout=20).rstrip("\n") for _ in range(want)]
-        assert got == ["value,d_x,error", "1.0,2.0,", "4.0,4.0,", "9.0,6.0,"]
+        assert got == ["value,d_x,error", "1,2,", "4,4,", "9,6,"]
         proc.stdin.write("".join(f"{x}\n" for x in range(4, 50)))
         proc.stdin.close()                                   # only now does the input end
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
         rest = []
         while len(rest) < 46:
             rest.append(lines.get(timeout=20).rstrip("\n"))
-        assert rest == [f"{x * x:.1f},{2 * x:.1f}," for x in range(4, 50)]   # in order
+        assert rest == [f"{x * x},{2 * x}," for x in range(4, 50)]   # in order
     finally:
         proc.kill()
         proc.wait()
@@ -109,8 +110,8 @@ def test_rows_come_out_before_the_input_ends():
 def test_tsv_in_and_out_and_the_output_format_options(tmp_path):
     tsv = "x\ty\n2\t3\n1\t-1\n"
     assert ok("grad", "x*y", "--points", "-", input=tsv) == \
-        "value,d_x,d_y,error\n6.0,3.0,2.0,\n-1.0,-1.0,1.0,\n"           # csv by default
-    want_tsv = "value\td_x\td_y\terror\n6.0\t3.0\t2.0\t\n-1.0\t-1.0\t1.0\t\n"
+        "value,d_x,d_y,error\n6,3,2,\n-1,-1,1,\n"           # csv by default
+    want_tsv = "value\td_x\td_y\terror\n6\t3\t2\t\n-1\t-1\t1\t\n"
     assert ok("grad", "x*y", "--points", "-", "--format", "tsv", input=tsv) == want_tsv
     (tmp_path / "p.tsv").write_text(tsv)
     for ext in ("tsv", "csv", "ndjson"):
@@ -120,7 +121,7 @@ def test_tsv_in_and_out_and_the_output_format_options(tmp_path):
         if ext == "tsv":
             assert text == want_tsv
         elif ext == "csv":
-            assert text.startswith("value,d_x,d_y,error\n6.0,3.0,2.0,\n")
+            assert text.startswith("value,d_x,d_y,error\n6,3,2,\n")
         else:
             assert json.loads(text.splitlines()[0])["grad"] == {"x": 3.0, "y": 2.0}
     assert ok("grad", "x*y", "--points", "-", "--json", input=tsv) == \
@@ -146,13 +147,13 @@ def test_ndjson_with_arrays_keeps_shapes_and_names_flat_columns():
 
 def test_headerless_quoted_crlf_and_blank_lines():
     assert ok("grad", "x*y", "--points", "-", "--names", "x,y", input="2,3\n\n1,-1\n") == \
-        "value,d_x,d_y,error\n6.0,3.0,2.0,\n-1.0,-1.0,1.0,\n"
+        "value,d_x,d_y,error\n6,3,2,\n-1,-1,1,\n"
     assert ok("grad", "x*y", "--points", "-", "--names", "x", "--names", "y",
-              input="2,3\r\n\r\n1,-1\r\n") == "value,d_x,d_y,error\n6.0,3.0,2.0,\n-1.0,-1.0,1.0,\n"
+              input="2,3\r\n\r\n1,-1\r\n") == "value,d_x,d_y,error\n6,3,2,\n-1,-1,1,\n"
     text = 'id,x\r\n"a, b",2\r\n\r\n"say ""hi""",3\r\n'
     rows = table(ok("grad", "x*x", "--points", "-", "--keep", "id", input=text))
     assert [(r["id"], r["value"], r["d_x"]) for r in rows] == \
-        [("a, b", "4.0", "4.0"), ('say "hi"', "9.0", "6.0")]
+        [("a, b", "4", "4"), ('say "hi"', "9", "6")]
 
 
 # ---------------------------------------------------------------- errors
@@ -167,25 +168,25 @@ def test_unused_column_is_named_and_keep_passes_ids_through_in_order():
     assert [(r["id"], r["label"], float(r["value"])) for r in rows] == \
         [(f"r{i}", f"L{i}", float(i * i)) for i in range(10)]
     rows = table(ok("grad", "x*x", "--points", "-", "--keep", "x", input="x\n3\n"))
-    assert (rows[0]["x"], rows[0]["value"]) == ("3", "9.0")   # a kept input is still used
+    assert (rows[0]["x"], rows[0]["value"]) == ("3", "9")   # a kept input is still used
 
 
 def test_missing_input_unless_at_gives_it():
     err = fails("grad", "x*y", "--points", "-", input="x\n1\n")
     assert "'y'" in err and "--at" in err
-    assert table(ok("grad", "x*y", "--points", "-", "--at", "y=5", input="x\n1\n"))[0]["value"] == "5.0"
+    assert table(ok("grad", "x*y", "--points", "-", "--at", "y=5", input="x\n1\n"))[0]["value"] == "5"
 
 
 def test_failed_rows_carry_their_error_and_the_others_are_fine():
     r = adcli("grad", "x*x", "--points", "-", input="x\n1\nfoo\n3\n")
     assert r.exit_code == 1 and "1 of 3 points failed" in r.stderr
     rows = table(r.stdout)
-    assert [r["value"] for r in rows] == ["1.0", "nan", "9.0"]
+    assert [r["value"] for r in rows] == ["1", "nan", "9"]
     assert "foo" in rows[1]["error"] and rows[0]["error"] == rows[2]["error"] == ""
     # an unreadable first row, even in a block of its own, is just a failed row
     for chunk in ("1", "2", "100"):
         r = adcli("grad", "x*x", "--points", "-", "--chunk-rows", chunk, input="x\nfoo\n2\n")
-        assert r.exit_code == 1 and [row["value"] for row in table(r.stdout)] == ["nan", "4.0"]
+        assert r.exit_code == 1 and [row["value"] for row in table(r.stdout)] == ["nan", "4"]
     r = adcli("grad", "log(x)", "--points", "-", input="x\n1\n-1\n4\n")
     rows = table(r.stdout)
     assert r.exit_code == 1 and "not finite" in rows[1]["error"]
@@ -249,28 +250,28 @@ def test_wrt_and_constant_inputs():
         assert {k: float(row[f"d_{k}"]) for k in grad} == grad
     rows = table(ok("grad", "x*y + z*z", "--points", "-", "--at", "y=5", "--wrt", "y,z",
                     input=text))
-    assert [(r["d_y"], r["d_z"]) for r in rows] == [("2.0", "2.0"), ("-1.0", "6.0")]
+    assert [(r["d_y"], r["d_z"]) for r in rows] == [("2", "2"), ("-1", "6")]
     assert "d_x" not in rows[0]
     rows = table(ok("grad", "sum(W*x)", "--points", "-", "--at", "W=[1,2]", input="x\n3\n"))
-    assert [rows[0][c] for c in ("value", "d_W[0]", "d_W[1]", "d_x")] == ["9.0", "3.0", "3.0", "3.0"]
+    assert [rows[0][c] for c in ("value", "d_W[0]", "d_W[1]", "d_x")] == ["9", "3", "3", "3"]
 
 
 def test_lines_of_spaces_are_blank_and_format_must_agree_with_the_out_file(tmp_path):
     assert ok("eval", "x", "--points", "-", input="x\n1\n   \n\t\n2\n").splitlines() == [
-        "value,error", "1.0,", "2.0,"]
+        "value,error", "1,", "2,"]
     err = fails("eval", "x", "--points", "-", "--format", "tsv", "--out",
                 str(tmp_path / "a.csv"), input="x\n1\n")
     assert "--format tsv and --out" in err and "says csv" in err
     ok("eval", "x", "--points", "-", "--format", "csv", "--out", str(tmp_path / "a.txt"),
        input="x\n1\n")
-    assert (tmp_path / "a.txt").read_text() == "value,error\n1.0,\n"
+    assert (tmp_path / "a.txt").read_text() == "value,error\n1,\n"
 
 
 def test_detect_anomaly_names_the_op_of_each_failed_row():
     r = adcli("grad", "sqrt(x) + x", "--points", "-", "--detect-anomaly", input="x\n4\n-1\n0\n")
     assert r.exit_code == 1
     rows = r.stdout.splitlines()
-    assert rows[1] == "6.0,1.25,"
+    assert rows[1] == "6,1.25,"
     assert "the value is not finite: first produced by sqrt(-1.0) at line 1, column 1" in rows[2]
     assert "the gradient of 'x' is not finite: first made by the derivative of sqrt(0.0)" \
         in rows[3]
@@ -296,3 +297,99 @@ def test_jobs_give_the_same_rows_in_the_same_order(tmp_path):
     assert one.exit_code == two.exit_code == 1          # the row 'oops' failed in both
     assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 42
     assert "--jobs must be 1 or more" in fails(*args, "--keep", "y", "--jobs", "0")
+
+
+# ---------------------------------------------------------------- jacobian, hessian, gradcheck
+
+def _single_json(command, source, at):
+    return json.loads(ok(command, source, "--at", at, "--json", "--sparse", "off"))
+
+
+@pytest.mark.parametrize("command,source", [
+    ("jacobian", "[x*y, sin(x) + y**2, exp(-x*y)]"),
+    ("jacobian", "softmax(z) * y"),
+    ("hessian", "x*x*y + sin(y)*sum(z**3)"),
+    ("hessian", str(BRANCH)),
+])
+def test_jacobian_and_hessian_rows_equal_the_single_point_command(command, source):
+    """Each row's Jacobian or Hessian (rows x basis tangents on the batch axis) is the single
+    point's, in the NDJSON schema of `adcli jacobian/hessian --json`."""
+    script = source.endswith(".ad")
+    rows = ([{"x": x} for x in (-2.0, 0.5, -0.5, 2.0)] if script else
+            [{"x": 0.5, "y": -1.25, "z": [0.1, -2.0, 3.0]},
+             {"x": -2.0, "y": 0.75, "z": [1.0, 0.0, -0.5]}])
+    if not script:      # the columns the expression uses
+        rows = [{k: v for k, v in r.items() if re.search(rf"\b{k}\b", source)} for r in rows]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    got = [json.loads(line) for line in ok(command, source, "--points", "-", "--json",
+                                           "--chunk-rows", "3", input=text).splitlines()]
+    key = "jacobian" if command == "jacobian" else "hessian"
+    for row, g in zip(rows, got):
+        at = ",".join(f"{k}={json.dumps(v).replace(' ', '')}" for k, v in row.items())
+        want = _single_json(command, source, at)
+        assert np.allclose(g["value"], want["value"], rtol=1e-13, atol=1e-15)
+        flat_got = json.dumps(g[key], sort_keys=True)
+        assert set(g[key]) == set(want[key]), flat_got
+        for a in want[key]:
+            if command == "jacobian":
+                assert np.allclose(g[key][a], want[key][a], rtol=1e-12, atol=1e-14)
+            else:
+                for b in want[key][a]:
+                    assert np.allclose(g[key][a][b], want[key][a][b], rtol=1e-12, atol=1e-14)
+
+
+def test_hessian_and_jacobian_csv_columns_are_named_and_flattened():
+    out = ok("hessian", "x*x*y", "--points", "-", input="x,y\n1,2\n2,3\n")
+    rows = table(out)
+    assert list(rows[0]) == ["value", "d2_x_x", "d2_x_y", "d2_y_x", "d2_y_y", "error"]
+    # d2/dx2 = 2y, d2/dxdy = 2x, d2/dy2 = 0
+    assert [(float(r["d2_x_x"]), float(r["d2_x_y"]), float(r["d2_y_y"])) for r in rows] == \
+        [(4.0, 2.0, 0.0), (6.0, 4.0, 0.0)]
+    rows = table(ok("jacobian", "[x*y, x]", "--points", "-", input="x,y\n1,2\n"))
+    assert list(rows[0]) == ["value[0]", "value[1]", "d_x[0]", "d_x[1]", "d_y[0]", "d_y[1]",
+                             "error"]
+    assert [float(rows[0][c]) for c in ("d_x[0]", "d_x[1]", "d_y[0]", "d_y[1]")] == [2, 1, 1, 0]
+    assert "--mode" in fails("jacobian", "x*y", "--points", "-", "--mode", "rev",
+                             input="x,y\n1,2\n")
+    assert "scalar" in fails("hessian", "[x, y]", "--points", "-", input="x,y\n1,2\n")
+
+
+def test_gradcheck_points_finds_the_wrong_rule_at_every_row_and_summarises():
+    wrong = Path(__file__).resolve().parent.parent / "samples" / "fancy_wrong.ad"
+    text = "a,b\n0.5,1.5\n1,0\n0,2\n2,1\n"
+    r = adcli("gradcheck", str(wrong), "--points", "-", input=text)
+    assert r.exit_code == 1
+    rows = table(r.stdout)
+    # the rule flips the sign of d/db = a cos(b): wrong wherever that is not zero
+    assert [row["verdict"] for row in rows] == ["fail", "fail", "pass", "fail"]
+    assert {row["worst"] for row in rows if row["verdict"] == "fail"} == {"d_b"}
+    assert float(rows[1]["analytic"]) == pytest.approx(-1.0)
+    assert float(rows[1]["numeric"]) == pytest.approx(1.0, rel=1e-8)
+    err = r.stderr
+    assert "1 of 4 points pass (25.0%): 3 fail" in err
+    worst = [ln for ln in err.splitlines() if ln.startswith("  row ")]
+    assert [ln.split(":")[1].split(",")[0].strip() for ln in worst] == \
+        ["fail", "fail", "fail", "pass"]                      # failures first
+    assert sorted(ln.split(":")[0] for ln in worst[:3]) == ["  row 1", "  row 2", "  row 4"]
+    # only a: every row passes, exit 0
+    r = adcli("gradcheck", str(wrong), "--points", "-", "--wrt", "a", input=text)
+    assert r.exit_code == 0 and "4 of 4 points pass (100.0%)" in r.stderr
+
+
+def test_gradcheck_points_kinks_branches_failed_rows_and_refusals():
+    # abs at 0: adcli's 0 lies between the one-sided slopes -1 and 1; the branch: each side
+    r = adcli("gradcheck", "abs(x) * y", "--points", "-", input="x,y\n0,1\n-2,3\nfoo,1\n")
+    assert r.exit_code == 1                                   # the unreadable row
+    rows = table(r.stdout)
+    assert [row["verdict"] for row in rows] == ["pass", "pass", ""]
+    assert "foo" in rows[2]["error"] and "1 with an error" in r.stderr
+    r = adcli("gradcheck", str(BRANCH), "--points", "-", input="x\n-2\n0.5\n-0.5\n2\n")
+    assert r.exit_code == 0 and [row["verdict"] for row in table(r.stdout)] == ["pass"] * 4
+    # the same tolerances as one point: a tight --rtol fails the roundoff of differences
+    r = adcli("gradcheck", "exp(x)", "--points", "-", "--rtol", "0", "--atol", "0",
+              input="x\n1.3\n")
+    assert table(r.stdout)[0]["verdict"] in ("pass", "fail")
+    for option in (["--fast"], ["--order", "2"], ["--method", "complex"],
+                   ["--expect", "x=1"]):
+        assert "--points" in fails("gradcheck", "x*x", "--points", "-", *option, input="x\n1\n")
+    assert "--points" in fails("gradcheck", "x*x", "--at", "x=1", "--out", "o.csv")

@@ -155,6 +155,16 @@ def _checked_names(traced, wrt):
 
 # ---------------------------------------------------------------- the whole check
 
+def check_tolerances(eps, atol, rtol):
+    """Refuse a step or tolerance that cannot be one."""
+    if eps is not None and not (0 < eps < 1):
+        raise InputError(f"--eps {eps}: the relative step must be between 0 and 1",
+                         hint="for example --eps 1e-4")
+    for opt, val in (("--atol", atol), ("--rtol", rtol)):
+        if val is not None and not val >= 0:
+            raise InputError(f"{opt} {val}: a tolerance must be 0 or more")
+
+
 def check(source, values, *, script=False, filename=None, dtype="float64", wrt=None, expect=(),
           method="central", eps=None, atol=None, rtol=None, fast=False, order=1, seed=0,
           limits=None, max_steps=1_000_000, max_depth=64, progress=None):
@@ -166,12 +176,7 @@ def check(source, values, *, script=False, filename=None, dtype="float64", wrt=N
         raise InputError(f"unknown --method '{method}'", hint="use central or complex")
     if order not in (1, 2):
         raise InputError(f"--order {order}: gradcheck checks first (1) or second (2) derivatives")
-    if eps is not None and not (0 < eps < 1):
-        raise InputError(f"--eps {eps}: the relative step must be between 0 and 1",
-                         hint="for example --eps 1e-4")
-    for opt, val in (("--atol", atol), ("--rtol", rtol)):
-        if val is not None and not val >= 0:
-            raise InputError(f"{opt} {val}: a tolerance must be 0 or more")
+    check_tolerances(eps, atol, rtol)
     ck = Check(source, values, script=script, filename=filename, dtype=dtype, wrt=wrt,
                method=method, eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, seed=seed,
                limits=limits, max_steps=max_steps, max_depth=max_depth, progress=progress)
