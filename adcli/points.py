@@ -473,10 +473,34 @@ def output_format(fmt, as_json, out):
     return "csv"
 
 
-def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad, dtype,
-        limits, seed, max_steps, max_depth, detect_anomaly=False, jobs=None):
-    """adcli eval/grad --points: returns (rows that failed, rows)."""
-    from . import api, sources
+@dataclass
+class Setup:
+    """What every --points run starts from, here or on a cluster: the table with its columns
+    checked, and the source traced at the first row that could be read."""
+    table: object            # Table or columnar.ArrowTable
+    keep: list               # the columns passed through
+    shapes: dict             # the input columns' shapes by name
+    tracer: Tracer
+    fixed: dict              # the inputs --at gives, the same at every point
+    first_point: dict        # {column: value} the source was traced at
+    evaluation: Evaluation   # holding the program traced there
+    out_shape: tuple
+    grad_shapes: dict        # {name: shape} of the inputs differentiated (grad)
+    label: str               # the source, as NDJSON's "expr"
+    dtype: object            # numpy dtype
+    head: list               # the blocks read up to the first readable row
+    blocks: object           # the blocks after them (an iterator)
+
+    @property
+    def wrt(self):
+        return self.evaluation.wrt
+
+
+def setup(expr, at, points, names, keep, chunk_rows, wrt, grad, dtype, limits, seed,
+          max_steps, max_depth):
+    """Read the source and the table's first rows, check the columns, trace at the first
+    readable row: the Setup of a run."""
+    from . import api, columnar, sources
     from .parse import parse
     if chunk_rows is not None and chunk_rows < 1:
         raise InputError("--chunk-rows must be 1 or more")
@@ -490,8 +514,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         inputs = [n for n in free_names(parse(source.text)) if n not in CONSTANTS]
     names = [n.strip() for n in ",".join(names).split(",") if n.strip()] if names else None
     keep = [k.strip() for k in ",".join(keep).split(",") if k.strip()] if keep else []
-    from . import columnar
-    if columnar.kind(points):
+    if columnar.kind(points) or columnar.is_url(points):
         if names:
             raise InputError("--names is for CSV or TSV input without a header: a Parquet or "
                              "Arrow table names its columns")
@@ -514,9 +537,8 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
         raise InputError("no value for " + ", ".join(f"'{n}'" for n in missing),
                          hint="add a column to the points, or give it with --at")
 
-    trace_at = Tracer(source.text, source.script, source.filename, dtype, limits, seed,
-                      max_steps, max_depth)
-
+    tracer = Tracer(source.text, source.script, source.filename, dtype, limits, seed,
+                    max_steps, max_depth)
     fixed = {k: v for k, v in source.values.items() if k not in point_cols}
     shapes = {c: () for c in point_cols}
     if table.fmt in ("parquet", "arrow"):
@@ -539,26 +561,45 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     if not head:
         raise InputError(f"--points {points}: no rows")
     first_block = head[-1]
-    ev = Evaluation(trace_at, None, fixed)
+    ev = Evaluation(tracer, None, fixed)
     ok = [r for r in range(first_block.rows) if first_block.errors[r] is None]
     if not ok:
         raise InputError(f"--points {points}: no row could be read: " + head[0].errors[0])
     first_point = {c: first_block.values[c][ok[0]] for c in point_cols}
     traced = ev.trace(first_point)
     if grad:
-        wrt_list, nodes = api.choose_inputs(traced, wrt)
+        ev.wrt = api.choose_inputs(traced, wrt)[0]
         api.scalar_output(traced, "grad")
-        ev.wrt = wrt_list
     ev.programs.append(Program(traced, ev.wrt))
-    grad_shapes = {w: tuple(traced.inputs[w].shape) for w in (ev.wrt or [])}
-    out_shape = tuple(traced.output.shape)
+    return Setup(table, keep, shapes, tracer, fixed, first_point, ev, tuple(traced.output.shape),
+                 {w: tuple(traced.inputs[w].shape) for w in (ev.wrt or [])},
+                 source.filename or source.text, dtype_np, head, blocks)
+
+
+def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad, dtype,
+        limits, seed, max_steps, max_depth, detect_anomaly=False, jobs=None, scheduler=None):
+    """adcli eval/grad --points: returns (rows that failed, rows). With `scheduler`, on a
+    dask.distributed cluster (adcli.cluster), else in this process (or --jobs workers)."""
+    if scheduler is not None:
+        from . import cluster
+        cluster.check_options(points, fmt, as_json, out, jobs, scheduler)
+    s = setup(expr, at, points, names, keep, chunk_rows, wrt, grad, dtype, limits, seed,
+              max_steps, max_depth)
+    if scheduler is not None:
+        return cluster.run(s, scheduler, jobs, out, chunk_rows or CHUNK_ROWS, detect_anomaly)
+    return _run_here(s, fmt, as_json, out, jobs, detect_anomaly)
+
+
+def _run_here(s, fmt, as_json, out, jobs, detect_anomaly):
+    """The rows evaluated in this process, or by --jobs worker processes, written in order
+    to --out or stdout."""
+    from . import columnar
     from .files import writing
-    label = source.filename or source.text
     failed = total = 0
 
     def all_blocks():
-        yield from head
-        yield from blocks
+        yield from s.head
+        yield from s.blocks
 
     kind = output_format(fmt, as_json, out)
     anomalies = [] if detect_anomaly else None
@@ -566,22 +607,23 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
     columnar_out = kind in ("parquet", "arrow")
     # what a block's evaluation needs to make its output (sent to --jobs' workers): the
     # text formats' writer (None for Parquet and Arrow, written here from the arrays)
-    writer = None if columnar_out else Writer(kind, keep, out_shape, grad_shapes, label,
-                                              dtype_np.name)
-    task = (writer, out_shape, grad_shapes, detect_anomaly)
+    writer = None if columnar_out else Writer(kind, s.keep, s.out_shape, s.grad_shapes,
+                                              s.label, s.dtype.name)
+    task = (writer, s.out_shape, s.grad_shapes, detect_anomaly)
 
     def go(stream):
         nonlocal failed, total
         if columnar_out:
-            w = columnar.ArrowWriter(stream, kind, keep, out_shape, grad_shapes, dtype_np)
+            w = columnar.ArrowWriter(stream, kind, s.keep, s.out_shape, s.grad_shapes, s.dtype)
         else:
             stream.write(writer.header())
         from .render import progress_bar
         with progress_bar("points", sys.stderr) as progress:
-            results = (_in_workers(jobs, all_blocks(), task, (trace_at, ev.wrt, fixed,
-                                                              first_point))
+            results = (_in_workers(jobs, all_blocks(), task, (s.tracer, s.wrt, s.fixed,
+                                                              s.first_point))
                        if jobs and jobs > 1 else
-                       ((b, _run_block(ev, b, task, anomalies)) for b in all_blocks()))
+                       ((b, _run_block(s.evaluation, b, task, anomalies))
+                        for b in all_blocks()))
             for b, (payload, bad) in results:
                 if columnar_out:
                     w.write(b, *payload)
@@ -591,7 +633,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, grad,
                 failed += bad
                 total += b.rows
                 if progress is not None:   # on a terminal: rows done (of how many, if known)
-                    progress(total, getattr(table, "rows", None))
+                    progress(total, getattr(s.table, "rows", None))
         if columnar_out:
             w.close()
     if out:
