@@ -114,7 +114,7 @@ def connect(scheduler, jobs):
     if scheduler == "local":
         cluster = distributed.LocalCluster(n_workers=jobs or os.cpu_count() or 1,
                                            threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           dashboard_address=None, silence_logs=logging.CRITICAL)
         return distributed.Client(cluster), cluster
     try:
         if "://" in scheduler:
