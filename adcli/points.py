@@ -13,6 +13,8 @@ Input: CSV or TSV with a header (or headerless with --names), or NDJSON (one JSO
 line, whose values may be arrays). Output: CSV, TSV or NDJSON, chosen by --format, --json or
 the extension of --out. Rows are read as they come (a block is what has arrived, up to
 --chunk-rows), so output starts before the input ends, in the order of the input.
+Parquet and Arrow tables are adcli.columnar's; setup() is what every run starts from, and
+--scheduler runs the rest on a dask.distributed cluster (adcli.cluster).
 """
 from __future__ import annotations
 
