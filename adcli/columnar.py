@@ -1,6 +1,7 @@
-"""Columnar tables for --points: Parquet files (or a folder of them) and Arrow IPC files,
-read and written a record batch at a time through pyarrow (the optional extra
-`adcli[data]`, imported only here). Numbers stay binary: nothing is parsed or formatted.
+"""Columnar tables for --points: Parquet files (a file, a folder of them, a glob, or a URL
+such as s3://bucket/folder through fsspec) and Arrow IPC files, read and written a record
+batch at a time through pyarrow (the optional extra `adcli[data]`, imported only here).
+Numbers stay binary: nothing is parsed or formatted.
 
 A column of numbers is an input of one number per row; a column of lists (fixed-size, or
 lists of one length) an input array of that length. Output columns are those of the CSV
