@@ -166,6 +166,10 @@ CHUNK_ROWS = typer.Option(None, "--chunk-rows", metavar="N",
                           help="With --points: rows evaluated at once at most (default 65,536).")
 JOBS = typer.Option(None, "--jobs", metavar="N",
                     help="With --points: evaluate blocks in N worker processes (in order).")
+SCHEDULER = typer.Option(None, "--scheduler", metavar="ADDRESS|FILE|local",
+                         help="With --points (Parquet) and --out FOLDER: evaluate on a "
+                              "dask.distributed cluster: its address (tcp://host:8786), a "
+                              "scheduler file, or local (a LocalCluster of --jobs workers).")
 FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson|parquet|arrow",
                       help="With --points: the output format (default: from --out's extension, "
                            "else csv; --json is ndjson).")
@@ -173,7 +177,7 @@ FORMAT = typer.Option(None, "--format", metavar="csv|tsv|ndjson|parquet|arrow",
 
 def _points(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, command, dtype,
             max_elements, max_nodes, max_memory, max_work, seed, max_steps, max_depth,
-            detect_anomaly=False, jobs=None, tolerances=None):
+            detect_anomaly=False, jobs=None, tolerances=None, scheduler=None):
     """COMMAND --points: a row of results per point; exit 1 if some rows failed."""
     from . import points as pts
     limits = _limits(max_elements, max_nodes, max_memory, max_work)
@@ -181,7 +185,7 @@ def _points(expr, at, points, names, keep, fmt, json, out, chunk_rows, wrt, comm
         raise InputError("--jobs must be 1 or more")
     failed, total, summary = pts.run(expr, at, points, names, keep, fmt, json, out, chunk_rows,
                                      wrt, command, dtype, limits, seed, max_steps, max_depth,
-                                     detect_anomaly, jobs, tolerances)
+                                     detect_anomaly, jobs, tolerances, scheduler)
     if summary is not None:              # gradcheck: the pass rate and the worst points
         print("\n".join(summary), file=sys.stderr)
         if failed:
@@ -200,7 +204,8 @@ def eval_(expr: str = SOURCE,
           at: Optional[List[str]] = AT, points: Optional[str] = POINTS,
           names: Optional[List[str]] = NAMES, keep: Optional[List[str]] = KEEP,
           chunk_rows: Optional[int] = CHUNK_ROWS, format: Optional[str] = FORMAT,
-          jobs: Optional[int] = JOBS, dtype: str = DTYPE, json: bool = JSON,
+          jobs: Optional[int] = JOBS, scheduler: Optional[str] = SCHEDULER,
+          dtype: str = DTYPE, json: bool = JSON,
           plain: bool = PLAIN, out: Optional[str] = OUT, quiet: bool = QUIET, seed: int = SEED,
           max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
           max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
@@ -215,17 +220,18 @@ def eval_(expr: str = SOURCE,
         if points is not None:
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows, None,
                            "eval", dtype, max_elements, max_nodes, max_memory, max_work, seed,
-                           max_steps, max_depth, jobs=jobs)
-        _no_points_options(names, keep, chunk_rows, format, jobs)
+                           max_steps, max_depth, jobs=jobs, scheduler=scheduler)
+        _no_points_options(names, keep, chunk_rows, format, jobs, scheduler)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         _show(api.evaluate(traced), json, plain, out, quiet)
     _run(debug, work)
 
 
-def _no_points_options(names, keep, chunk_rows, fmt, jobs=None):
+def _no_points_options(names, keep, chunk_rows, fmt, jobs=None, scheduler=None):
     given = [o for o, v in (("--names", names), ("--keep", keep), ("--chunk-rows", chunk_rows),
-                            ("--format", fmt), ("--jobs", jobs)) if v]
+                            ("--format", fmt), ("--jobs", jobs), ("--scheduler", scheduler))
+             if v]
     if given:
         raise InputError(f"{given[0]} goes with --points", hint="give the points with --points FILE")
 
@@ -246,6 +252,7 @@ def grad(expr: str = SOURCE,
          points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
          keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
          format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
+         scheduler: Optional[str] = SCHEDULER,
          order: int = typer.Option(1, "--order", min=1, max=12,
                                    help="Derivative order: 2 gives d2/dx2 for each input."),
          chunk: Optional[int] = CHUNK,
@@ -271,8 +278,9 @@ def grad(expr: str = SOURCE,
                 raise InputError("--points gives first derivatives (--order 1) for now")
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows,
                            wrt_names(wrt), "grad", dtype, max_elements, max_nodes, max_memory,
-                           max_work, seed, max_steps, max_depth, detect_anomaly, jobs)
-        _no_points_options(names, keep, chunk_rows, format, jobs)
+                           max_work, seed, max_steps, max_depth, detect_anomaly, jobs,
+                           scheduler=scheduler)
+        _no_points_options(names, keep, chunk_rows, format, jobs, scheduler)
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         if order == 1:

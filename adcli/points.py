@@ -13,6 +13,8 @@ Input: CSV or TSV with a header (or headerless with --names), or NDJSON (one JSO
 line, whose values may be arrays). Output: CSV, TSV or NDJSON, chosen by --format, --json or
 the extension of --out. Rows are read as they come (a block is what has arrived, up to
 --chunk-rows), so output starts before the input ends, in the order of the input.
+Parquet and Arrow tables are adcli.columnar's; setup() is what every run starts from, and
+--scheduler runs the rest on a dask.distributed cluster (adcli.cluster).
 """
 from __future__ import annotations
 
@@ -659,12 +661,36 @@ def output_format(fmt, as_json, out):
 MODES = {"jacobian": "fwd", "hessian": "fwd-over-rev"}   # (as the single point's JSON says)
 
 
-def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, command, dtype,
-        limits, seed, max_steps, max_depth, detect_anomaly=False, jobs=None, tolerances=None):
-    """adcli eval/grad/jacobian/hessian/gradcheck --points: returns (rows that failed, rows,
-    gradcheck's summary lines or None). tolerances: gradcheck's (rtol, atol, eps), None
-    for its defaults."""
-    from . import api, sources
+@dataclass
+class Setup:
+    """What every --points run starts from, here or on a cluster: the table with its columns
+    checked, and the source traced at the first row that could be read."""
+    table: object            # Table or columnar.ArrowTable
+    keep: list               # the columns passed through
+    shapes: dict             # the input columns' shapes by name
+    spec: tuple              # what _evaluation makes the run's Evaluation from
+    first_point: dict        # {column: value} the source was traced at
+    evaluation: object       # Evaluation (or gradcheck's BatchCheck) holding the program
+    parts: list              # the results of a row (Part)
+    label: str               # the source, as NDJSON's "expr"
+    dtype: object            # numpy dtype
+    head: list               # the blocks read up to the first readable row
+    blocks: object           # the blocks after them (an iterator)
+
+    @property
+    def wrt(self):
+        return self.evaluation.wrt
+
+    @property
+    def command(self):
+        return self.spec[1]
+
+
+def setup(expr, at, points, names, keep, chunk_rows, wrt, command, dtype, limits, seed,
+          max_steps, max_depth, tolerances=None):
+    """Read the source and the table's first rows, check the columns, trace at the first
+    readable row: the Setup of a run."""
+    from . import api, columnar, sources
     from .parse import parse
     if chunk_rows is not None and chunk_rows < 1:
         raise InputError("--chunk-rows must be 1 or more")
@@ -678,8 +704,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, comma
         inputs = [n for n in free_names(parse(source.text)) if n not in CONSTANTS]
     names = [n.strip() for n in ",".join(names).split(",") if n.strip()] if names else None
     keep = [k.strip() for k in ",".join(keep).split(",") if k.strip()] if keep else []
-    from . import columnar
-    if columnar.kind(points):
+    if columnar.kind(points) or columnar.is_url(points):
         if names:
             raise InputError("--names is for CSV or TSV input without a header: a Parquet or "
                              "Arrow table names its columns")
@@ -702,9 +727,8 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, comma
         raise InputError("no value for " + ", ".join(f"'{n}'" for n in missing),
                          hint="add a column to the points, or give it with --at")
 
-    trace_at = Tracer(source.text, source.script, source.filename, dtype, limits, seed,
-                      max_steps, max_depth)
-
+    tracer = Tracer(source.text, source.script, source.filename, dtype, limits, seed,
+                    max_steps, max_depth)
     fixed = {k: v for k, v in source.values.items() if k not in point_cols}
     shapes = {c: () for c in point_cols}
     if table.fmt in ("parquet", "arrow"):
@@ -727,21 +751,46 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, comma
     if not head:
         raise InputError(f"--points {points}: no rows")
     first_block = head[-1]
-    spec = (trace_at, command, fixed, dtype_np.name, tolerances)
+    spec = (tracer, command, fixed, dtype_np.name, tolerances)
     ev = _evaluation(spec)
     ok = [r for r in range(first_block.rows) if first_block.errors[r] is None]
     if not ok:
         raise InputError(f"--points {points}: no row could be read: " + head[0].errors[0])
     first_point = {c: first_block.values[c][ok[0]] for c in point_cols}
     parts = ev.start(first_point, wrt)
+    return Setup(table, keep, shapes, spec, first_point, ev, parts,
+                 source.filename or source.text, dtype_np, head, blocks)
+
+
+def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, command, dtype,
+        limits, seed, max_steps, max_depth, detect_anomaly=False, jobs=None, tolerances=None,
+        scheduler=None):
+    """adcli eval/grad/jacobian/hessian/gradcheck --points: returns (rows that failed, rows,
+    gradcheck's summary lines or None). tolerances: gradcheck's (rtol, atol, eps), None for
+    its defaults. With `scheduler`, on a dask.distributed cluster (adcli.cluster), else in
+    this process (or --jobs workers)."""
+    if scheduler is not None:
+        from . import cluster
+        cluster.check_options(points, fmt, as_json, out, jobs, scheduler)
+    s = setup(expr, at, points, names, keep, chunk_rows, wrt, command, dtype, limits, seed,
+              max_steps, max_depth, tolerances)
+    if scheduler is not None:
+        return cluster.run(s, scheduler, jobs, out, chunk_rows or CHUNK_ROWS,
+                           detect_anomaly) + (None,)
+    return _run_here(s, fmt, as_json, out, jobs, detect_anomaly)
+
+
+def _run_here(s, fmt, as_json, out, jobs, detect_anomaly):
+    """The rows evaluated in this process, or by --jobs worker processes, written in order
+    to --out or stdout."""
+    from . import columnar
     from .files import writing
-    label = source.filename or source.text
     failed = total = 0
     summary = None
 
     def all_blocks():
-        yield from head
-        yield from blocks
+        yield from s.head
+        yield from s.blocks
 
     kind = output_format(fmt, as_json, out)
     anomalies = [] if detect_anomaly else None
@@ -749,22 +798,23 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, comma
     columnar_out = kind in ("parquet", "arrow")
     # what a block's evaluation needs to make its output (sent to --jobs' workers): the
     # text formats' writer (None for Parquet and Arrow, written here from the arrays)
-    writer = None if columnar_out else Writer(kind, keep, parts, label, dtype_np.name,
-                                              {"mode": MODES[command]} if command in MODES
+    writer = None if columnar_out else Writer(kind, s.keep, s.parts, s.label, s.dtype.name,
+                                              {"mode": MODES[s.command]} if s.command in MODES
                                               else None)
-    task = (writer, parts, detect_anomaly)
+    task = (writer, s.parts, detect_anomaly)
 
     def go(stream):
         nonlocal failed, total, summary
         if columnar_out:
-            w = columnar.ArrowWriter(stream, kind, keep, parts, dtype_np)
+            w = columnar.ArrowWriter(stream, kind, s.keep, s.parts, s.dtype)
         else:
             stream.write(writer.header())
         from .render import progress_bar
         with progress_bar("points", sys.stderr) as progress:
-            results = (_in_workers(jobs, all_blocks(), task, (spec, ev.wrt, first_point))
+            results = (_in_workers(jobs, all_blocks(), task, (s.spec, s.wrt, s.first_point))
                        if jobs and jobs > 1 else
-                       ((b, _run_block(ev, b, task, anomalies)) for b in all_blocks()))
+                       ((b, _run_block(s.evaluation, b, task, anomalies))
+                        for b in all_blocks()))
             for b, (payload, bad, part) in results:
                 if columnar_out:
                     w.write(b, *payload)
@@ -777,7 +827,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, comma
                     summary = merge(summary, part, total)
                 total += b.rows
                 if progress is not None:   # on a terminal: rows done (of how many, if known)
-                    progress(total, getattr(table, "rows", None))
+                    progress(total, getattr(s.table, "rows", None))
         if columnar_out:
             w.close()
     if out:
@@ -788,7 +838,7 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, comma
         go(sys.stdout.buffer)
     if summary is not None:
         from .check.batch import report
-        summary = report(summary, ev.rtol, ev.atol)
+        summary = report(summary, s.evaluation.rtol, s.evaluation.atol)
     return failed, total, summary
 
 

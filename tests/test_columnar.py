@@ -45,6 +45,10 @@ def test_a_folder_of_parquet_files_is_read_in_order(tmp_path):
     table(folder / "part-1.parquet", x=[3.0])
     out = ok("eval", "x**2", "--points", str(folder), "--chunk-rows", "1")
     assert out.splitlines() == ["value,error", "1,", "4,", "9,"]
+    table(folder / "other-2.parquet", x=[4.0])          # a glob takes the files it matches
+    out = ok("eval", "x**2", "--points", str(folder / "part-*.parquet"))
+    assert out.splitlines() == ["value,error", "1,", "4,", "9,"]
+    assert "no file matches" in fails("eval", "x", "--points", str(folder / "none-*.parquet"))
 
 
 def test_array_columns_and_arrow_ipc_out(tmp_path):
