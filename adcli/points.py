@@ -127,6 +127,7 @@ class Table:
         self.fmt = _sniff(path, head)
         if self.fmt == "ndjson":
             self.columns = list(_json_row(head, 1))
+            self.known = set(self.columns)
             self.pending = [head]
             if names:
                 raise InputError("--names is for CSV or TSV input without a header: NDJSON "
@@ -227,6 +228,12 @@ class Table:
         for r, line in enumerate(lines):
             try:
                 row = _json_row(line, self.start + r + 1)
+                # a key the first row did not have: neither an input nor kept, it would be
+                # dropped (or, for an input, silently given by --at instead)
+                new = [k for k in row if k not in self.known]
+                if new:
+                    raise ValueError(f"'{new[0]}' is not a column of the first row (the "
+                                     f"columns are {', '.join(self.columns)})")
                 for c in keep:
                     kept[c][r] = row.get(c)
                 for c, s in shapes.items():

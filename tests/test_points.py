@@ -393,3 +393,13 @@ def test_gradcheck_points_kinks_branches_failed_rows_and_refusals():
                    ["--expect", "x=1"]):
         assert "--points" in fails("gradcheck", "x*x", "--points", "-", *option, input="x\n1\n")
     assert "--points" in fails("gradcheck", "x*x", "--at", "x=1", "--out", "o.csv")
+
+
+def test_an_ndjson_key_the_first_row_lacks_fails_its_row():
+    """Not dropped, and for an input not silently replaced by the --at value."""
+    r = adcli("grad", "x*y", "--points", "-", "--at", "y=10", "--json",
+              input='{"x": 1}\n{"x": 2, "y": 3}\n{"x": 3}\n')
+    assert r.exit_code == 1
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["value"] for row in rows] == [10.0, "nan", 30.0]
+    assert "'y' is not a column of the first row" in rows[1]["error"]
