@@ -354,10 +354,12 @@ class Program:
 
     def run(self, block_values, idx):
         """The results at rows idx: one array (len(idx),) + shape per part, evaluated
-        ROW_POINTS batch points at a time. GuardFailed's points index idx."""
+        ROW_POINTS batch points at a time where each row takes k > 1 of them (its basis
+        tangents; a row alone is a block's row, which --chunk-rows bounds already).
+        GuardFailed's points index idx."""
         from .evaluate import GuardFailed
         step = max(1, ROW_POINTS // self.k)
-        if len(idx) <= step:
+        if self.k == 1 or len(idx) <= step:
             return self._run(block_values, idx)
         pieces = []
         for start in range(0, len(idx), step):
@@ -375,7 +377,9 @@ class Program:
         n, k, graph = len(idx), self.k, self.traced.graph
         given = {}
         for name, v in block_values.items():
-            a = np.asarray(v[idx], dtype=graph.dtype)
+            # consecutive rows (a whole block, usually) as a view, not a copy
+            rows = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == n else idx
+            a = np.asarray(v[rows], dtype=graph.dtype)
             given[self.traced.inputs[name]] = np.repeat(a, k, axis=0) if k > 1 else a
         if self.tangents:
             # batch point p is row p // k along basis tangent p % k (the tangents of the

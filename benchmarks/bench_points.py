@@ -127,8 +127,9 @@ def main():
     from adcli import api
     from adcli.points import Program
     traced = api.trace("x*(x+y)", {"x": 1.0, "y": 2.0})
-    prog = Program(traced, ["x", "y"])
-    vals = {"x": xy[:, 0], "y": xy[:, 1]}
+    prog = Program(traced, "grad", ["x", "y"])
+    # contiguous columns, as a block of the pipeline holds them (and as jax's arrays are)
+    vals = {"x": np.ascontiguousarray(xy[:, 0]), "y": np.ascontiguousarray(xy[:, 1])}
     idx = np.arange(a.rows)
     t_adcli = best(5, lambda: prog.run(vals, idx))[0]
     print(f"  adcli program + gradient program       {t_adcli * 1e3:8.2f} ms  "
@@ -138,7 +139,7 @@ def main():
         import jax
         jax.config.update("jax_enable_x64", True)
         f = jax.jit(jax.vmap(jax.value_and_grad(lambda x, y: x * (x + y), argnums=(0, 1))))
-        jx, jy = jax.numpy.asarray(xy[:, 0]), jax.numpy.asarray(xy[:, 1])
+        jx, jy = jax.numpy.asarray(vals["x"]), jax.numpy.asarray(vals["y"])
         jax.block_until_ready(f(jx, jy))
         tj = best(5, lambda: jax.block_until_ready(f(jx, jy)))[0]
         print(f"  jax.jit(jax.vmap(jax.value_and_grad))  {tj * 1e3:8.2f} ms  "
