@@ -403,3 +403,18 @@ def test_an_ndjson_key_the_first_row_lacks_fails_its_row():
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [row["value"] for row in rows] == [10.0, "nan", 30.0]
     assert "'y' is not a column of the first row" in rows[1]["error"]
+
+
+def test_jobs_give_gradcheck_and_hessian_the_same_rows_and_summary(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "ab.csv"
+    path.write_text("a,b\n" + "".join(f"{a!r},{b!r}\n" for a, b in
+                                      rng.normal(size=(120, 2)).tolist()))
+    wrong = str(Path(__file__).resolve().parent.parent / "samples" / "fancy_wrong.ad")
+    for args in (["gradcheck", wrong], ["hessian", "sin(a)*b**2"]):
+        one = adcli(*args, "--points", str(path))
+        two = adcli(*args, "--points", str(path), "--jobs", "2", "--chunk-rows", "25")
+        assert one.exit_code == two.exit_code and one.stdout == two.stdout
+        assert one.stderr == two.stderr          # gradcheck's summary: the same worst rows
+        if args[0] == "gradcheck":               # the flipped sign is wrong at every row
+            assert one.exit_code == 1 and "0 of 120 points pass" in one.stderr
