@@ -12,10 +12,9 @@ inputs in order); the others keep their --at values.
 
 Methods. Built in: gd (x -= lr g), momentum (heavy ball: v = 0.9 v + g, x -= lr v), adam
 (Kingma & Ba: bias-corrected moments, 0.9 and 0.999, eps 1e-8), newton (the exact Hessian
-for up to DENSE_NEWTON elements, made positive definite by adding a multiple of the
-identity where it is not; above that, truncated conjugate gradients on Hessian-vector
-products; either way a backtracking line search, so that a step never raises the value).
-With SciPy: lbfgs (L-BFGS-B, which takes bounds) and trust (trust-krylov, with adcli's
+for up to DENSE_NEWTON elements, its negative eigenvalues turned positive; above that,
+truncated conjugate gradients on Hessian-vector products; either way a backtracking
+line search, so that a step never raises the value). With SciPy: lbfgs (L-BFGS-B, which takes bounds) and trust (trust-krylov, with adcli's
 Hessian-vector products), both with adcli's exact gradient.
 
 Bounds (lower, upper per input, for every element) are kept by gd, momentum and adam by
@@ -393,19 +392,14 @@ def _newton(_lr):
 
 
 def _damped_newton_direction(H, g):
-    """d solving (H + lam I) d = -g, with lam = 0 where H is positive definite, else the
-    smallest of 1e-8 |H|, 10 times that, ... that makes it so (a Cholesky factorisation
-    succeeds): the Newton step where the function is convex, bent towards -g where not."""
-    scale = max(float(np.max(np.abs(H))) if H.size else 0.0, 1e-12)
-    lam = 0.0
-    while True:
-        try:
-            L = np.linalg.cholesky(H + lam * np.eye(len(g)))
-            return -np.linalg.solve(L.T, np.linalg.solve(L, g))
-        except np.linalg.LinAlgError:
-            lam = 1e-8 * scale if lam == 0 else lam * 10
-            if not math.isfinite(lam) or lam > 1e20 * scale:
-                return -g
+    """The Newton direction -H^-1 g with H's eigenvalues replaced by their absolute values
+    (at least 1e-8 of the largest): the Newton step itself where H is positive definite;
+    where it is not, a step that goes downhill along directions of negative curvature
+    instead of up (Nocedal & Wright 3.4; the "saddle-free" Newton of Dauphin et al.)."""
+    eigenvalues, Q = np.linalg.eigh(H)
+    size = np.abs(eigenvalues)
+    floor = max(1e-8 * (float(size.max()) if size.size else 0.0), 1e-300)
+    return -Q @ ((Q.T @ g) / np.maximum(size, floor))
 
 
 def _truncated_cg(hvp, g, max_iter=250):
