@@ -14,8 +14,9 @@ Methods. Built in: gd (x -= lr g), momentum (heavy ball: v = 0.9 v + g, x -= lr 
 (Kingma & Ba: bias-corrected moments, 0.9 and 0.999, eps 1e-8), newton (the exact Hessian
 for up to DENSE_NEWTON elements, its negative eigenvalues turned positive; above that,
 truncated conjugate gradients on Hessian-vector products; either way a backtracking
-line search, so that a step never raises the value). With SciPy: lbfgs (L-BFGS-B, which takes bounds) and trust (trust-krylov, with adcli's
-Hessian-vector products), both with adcli's exact gradient.
+line search, so that a step never raises the value). With SciPy: lbfgs (L-BFGS-B, which
+takes bounds) and trust (trust-krylov, with adcli's Hessian-vector products), both with
+adcli's exact gradient.
 
 Bounds (lower, upper per input, for every element) are kept by gd, momentum and adam by
 projecting each step back into the box, and by lbfgs itself; with bounds the gradient
