@@ -503,6 +503,102 @@ def hvp(expr: str = SOURCE, at: Optional[List[str]] = AT,
             max_depth, max_memory, max_work, debug, compute)
 
 
+# ---------------------------------------------------------------- minimize
+# (adcli/minimize.py)
+
+@app.command("minimize", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Values and gradients")
+def minimize_(expr: str = SOURCE, at: Optional[List[str]] = AT,
+              wrt: Optional[List[str]] = typer.Option(
+                  None, "--wrt", metavar="NAME,...",
+                  help="Inputs to minimise over (default: all; the others keep their --at "
+                       "values). May repeat."),
+              method: str = typer.Option("gd", "--method",
+                                         metavar="gd|momentum|adam|newton|lbfgs|trust",
+                                         help="gd, momentum, adam, newton (exact Hessian or "
+                                              "Hessian-vector products), lbfgs or trust "
+                                              "(scipy.optimize)."),
+              lr: Optional[float] = typer.Option(None, "--lr",
+                                                 help="The learning rate of gd, momentum and "
+                                                      "adam (default 0.01, 0.01, 0.001)."),
+              steps: int = typer.Option(1000, "--steps", min=0, max=10**9,
+                                        help="Most steps (default 1000)."),
+              tol: float = typer.Option(1e-6, "--tol",
+                                        help="Stop once the gradient norm is at most this "
+                                             "(default 1e-6)."),
+              xtol: float = typer.Option(1e-10, "--xtol",
+                                         help="Stop once a step is at most this times "
+                                              "1 + |x| (default 1e-10)."),
+              bounds: Optional[List[str]] = typer.Option(
+                  None, "--bounds", metavar="NAME=LO:HI",
+                  help="Keep an input's elements within [LO, HI] (gd, momentum, adam, "
+                       "lbfgs); a side may be empty. May repeat."),
+              history: Optional[str] = typer.Option(None, "--history", metavar="FILE.csv",
+                                                    help="Write every step to a CSV file."),
+              stream: bool = typer.Option(False, "--stream",
+                                          help="With --json: one JSON object per step, then "
+                                               "the result."),
+              check: bool = typer.Option(False, "--check",
+                                         help="Run gradcheck at the point found (exit 1 if it "
+                                              "fails)."),
+              dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN, seed: int = SEED,
+              max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
+              max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+              max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
+    """Follow the gradient downhill from the --at point to a minimum of a scalar EXPR
+    (exit 1 if it does not converge).
+
+    Example: adcli minimize "theta*cos(4*theta) + 2*abs(theta)" --at theta=0.5
+    """
+    def work():
+        import numpy as np
+
+        from . import minimize as minimizing, render, sources
+        from .errors import CHECK_FAILED
+        if stream and not json:
+            raise InputError("--stream goes with --json")
+        if history is not None and not history.strip():
+            raise InputError("--history needs a file name")
+        limits = _limits(max_elements, max_nodes, max_memory, max_work)
+        api_dtype = np.float32 if dtype == "float32" else np.float64
+        from .api import check_dtype
+        check_dtype(dtype)
+        source = sources.read(expr, at, api_dtype, limits, seed)
+        trace_at = minimizing.tracer_at(source, dtype=dtype, limits=limits, seed=seed,
+                                        max_steps=max_steps, max_depth=max_depth)
+        label = source.filename or source.text
+        with render.status_line(sys.stderr) as status:
+            def on_step(k, value, grad_norm, x):
+                if stream:
+                    print(minimizing.step_json(k, value, grad_norm, x), flush=True)
+                if status is not None:
+                    status(minimizing.progress_text(k, value, grad_norm))
+            outcome = minimizing.minimize(
+                trace_at, source.values, label=label, wrt=wrt_names(wrt), method=method,
+                lr=lr, steps=steps, tol=tol, xtol=xtol, bounds=bounds,
+                history=history is not None,
+                on_step=on_step if (stream or status is not None) else None)
+        if check:
+            outcome.check = minimizing.check_at(outcome, source, dtype=dtype, limits=limits,
+                                                seed=seed, max_steps=max_steps,
+                                                max_depth=max_depth)
+            render.write_notes(outcome.check.notes)
+        if history is not None:
+            minimizing.write_history(outcome, history)
+        render.emit(render.choose(json, plain), json=lambda: minimizing.to_json(outcome),
+                    plain=lambda: minimizing.to_plain(outcome),
+                    rich=lambda console: minimizing.to_rich(outcome, console))
+        sys.stdout.flush()
+        if not outcome.converged:
+            print(f"not converged: {outcome.message}", file=sys.stderr)
+            raise typer.Exit(CHECK_FAILED)
+        if outcome.check is not None and outcome.check.failed:
+            print("gradcheck failed at the point found: " + outcome.check.message,
+                  file=sys.stderr)
+            raise typer.Exit(CHECK_FAILED)
+    _run(debug, work)
+
+
 # ---------------------------------------------------------------- profile
 # (adcli/profile.py)
 

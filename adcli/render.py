@@ -600,3 +600,47 @@ def progress_bar(description, stream):
         yield bar
     finally:
         bar.close()
+
+
+class StatusLine:
+    """One line of live text for a long loop (minimize's step, value and gradient norm),
+    drawn like ProgressBar: from the calls, once the work has taken DELAY seconds, at most
+    every REFRESH seconds, and gone when the work ends."""
+
+    DELAY, REFRESH = ProgressBar.DELAY, ProgressBar.REFRESH
+
+    def __init__(self, console, clock=time.monotonic):
+        self.console, self.clock = console, clock
+        self.start, self.live, self.drawn = clock(), None, None
+
+    def __call__(self, text):
+        now = self.clock()
+        if self.live is None:
+            if now - self.start < self.DELAY:
+                return
+            from rich.live import Live
+            self.live = Live(console=self.console, transient=True, auto_refresh=False)
+            self.live.start()
+        if self.drawn is None or now - self.drawn >= self.REFRESH:
+            from rich.text import Text
+            self.live.update(Text(text), refresh=True)
+            self.drawn = now
+
+    def close(self):
+        if self.live is not None:
+            self.live.stop()
+
+
+@contextmanager
+def status_line(stream):
+    """status(text) for a long loop: a live line on `stream` (standard error) when it is
+    a terminal, None otherwise."""
+    if not stream.isatty():
+        yield None
+        return
+    from rich.console import Console
+    line = StatusLine(Console(file=stream))
+    try:
+        yield line
+    finally:
+        line.close()
