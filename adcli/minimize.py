@@ -445,13 +445,12 @@ def _line_search(objective, x, f, g, d):
 
 def _import_scipy(method):
     try:
-        import scipy.optimize  # noqa: F401
+        import scipy.optimize as optimize
     except ImportError:
         raise InputError(f"--method {method} needs SciPy, which is not installed",
                          hint="pip install 'adcli[special]', or use gd, momentum, adam or "
                               "newton") from None
-    import scipy.optimize
-    return scipy.optimize
+    return optimize
 
 
 def _scipy(objective, method, x, f, g, steps, tol, box, record):
