@@ -581,7 +581,9 @@ def _heat_map(s, path=None):
         raise InputError("nothing to plot: the function is not finite anywhere on the range")
     lo, hi = float(z[ok].min()), float(z[ok].max())
     scaled = np.where(ok, (z - lo) / ((hi - lo) or 1.0), 0.0)
-    level = np.clip(np.floor(scaled * len(RAMP)).astype(int), 0, len(RAMP) - 1)
+    # (a value on a level's boundary, up to rounding, takes the upper level: symmetric maps
+    # stay symmetric)
+    level = np.clip(np.floor(scaled * len(RAMP) + 1e-9).astype(int), 0, len(RAMP) - 1)
     cells = np.array(list(RAMP))[level]
     cells[~ok] = "!"
     x, y = s.axes
