@@ -846,6 +846,54 @@ def gradcheck_(
     _run(debug, work)
 
 
+# ---------------------------------------------------------------- plot
+# (adcli/plot.py)
+
+@app.command("plot", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Seeing inside")
+def plot_(expr: str = SOURCE,
+          over: Optional[List[str]] = typer.Option(
+              None, "--over", metavar="NAME=LO:HI,...",
+              help="The input to plot and its range (x=-5:5; pi works: x=-pi:pi); two inputs "
+                   "(x=-2:2,y=-1:3, or --over twice) give a contour map. May repeat."),
+          points: Optional[int] = typer.Option(
+              None, "--points", metavar="N",
+              help="Grid points per input (default 201 for one input; for two, 60 x 24 on "
+                   "the terminal and 101 x 101 in a file)."),
+          grad: bool = typer.Option(False, "--grad", help="Plot the derivative too."),
+          order: Optional[int] = typer.Option(
+              None, "--order", min=1, max=2,
+              help="Plot the derivatives up to this order (2: f' and f'')."),
+          out: Optional[str] = typer.Option(None, "-o", "--out", metavar="FILE",
+                                            help="Write a .png or .svg (needs matplotlib: "
+                                                 "pip install 'adcli[plot]')."),
+          width: int = typer.Option(60, "--width", min=10, max=1000,
+                                    help="Width of a terminal plot, in characters."),
+          height: int = typer.Option(17, "--height", min=3, max=1000,
+                                     help="Height of a terminal plot of one input, in lines."),
+          at: Optional[List[str]] = AT, dtype: str = DTYPE, seed: int = SEED,
+          max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
+          max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+          max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
+    """Plot EXPR over a range of one input (with --grad its derivative), or of two (a
+    contour map), marking kinks and points where it is not finite: in the terminal, or to
+    PNG or SVG with -o.
+
+    Example: adcli plot "sin(x)" --over x=-pi:pi --grad
+    """
+    def work():
+        from . import plot as plotting
+        text = plotting.run(expr, at, over, points=points,
+                            order=max(order or 0, 1 if grad else 0), out=out, width=width,
+                            height=height, color=out is None and sys.stdout.isatty(),
+                            dtype=dtype, limits=_limits(max_elements, max_nodes, max_memory,
+                                                        max_work),
+                            seed=seed, max_steps=max_steps, max_depth=max_depth)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    _run(debug, work)
+
+
 # `adcli --help` lists the commands by panel, in this order
 PANELS = ["Values and gradients", "Derivatives of every order and shape", "Checking derivatives",
           "Seeing inside", "Reference"]

@@ -309,7 +309,10 @@ class Program:
     it); jacobian the value and d out / d x for each input (the JVP transform along a
     tangent placeholder per input, run at each row and each basis tangent at once: rows x
     basis vectors on the batch axis); hessian the value and each block d2 out / dx dy (the
-    JVP of the recorded gradient, the same way)."""
+    JVP of the recorded gradient, the same way). `hooks`: evaluator hooks of every batched
+    evaluation (adcli plot's kink probe)."""
+
+    hooks = ()
 
     def __init__(self, traced, kind, wrt):
         from . import autodiff
@@ -392,7 +395,7 @@ class Program:
                 given[t] = np.tile(basis, (n, 1)).reshape((n * k,) + tuple(t.shape))
         outputs = [o for o in self.nodes + self.columns if o is not None]
         try:
-            vals = run(graph, outputs, given, batch=n * k, batched=list(given))
+            vals = run(graph, outputs, given, batch=n * k, batched=list(given), hooks=self.hooks)
         except GuardFailed as e:
             if e.points is not None and k > 1:
                 e.points = sorted({int(p) // k for p in e.points})
@@ -443,7 +446,10 @@ class Tracer:
 
 
 class Evaluation:
-    """The programs of a --points run: one per path through the source met so far."""
+    """The programs of a --points run: one per path through the source met so far (each a
+    `program_class`, Program unless a subclass says otherwise)."""
+
+    program_class = Program
 
     def __init__(self, trace_at, kind, wrt, fixed):
         self.trace_at, self.kind, self.wrt, self.fixed = trace_at, kind, wrt, fixed
@@ -454,7 +460,7 @@ class Evaluation:
         return self.trace_at({**self.fixed, **point})
 
     def program(self, point):
-        return Program(self.trace(point), self.kind, self.wrt)
+        return self.program_class(self.trace(point), self.kind, self.wrt)
 
     def start(self, point, wrt):
         """The first program, traced at a point, with the inputs `wrt` (names, or None for
@@ -463,7 +469,7 @@ class Evaluation:
         if self.kind != "eval":
             from .api import choose_inputs
             self.wrt = choose_inputs(traced, wrt)[0]
-        self.programs.append(Program(traced, self.kind, self.wrt))
+        self.programs.append(self.program_class(traced, self.kind, self.wrt))
         return self.programs[0].parts
 
     def summary(self, results, errors):
