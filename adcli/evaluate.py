@@ -196,11 +196,11 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         if node is None:        # a fused group (adcli/fuse.py): one kernel, several values
             produced = entry.run(graph, args, batch) if not hooks else None
             if produced is None:     # inputs the kernel does not take: op by op
-                inner = {}
-                _run(graph, entry.members, inner,
+                inner, sums = {}, [j for j, _ in entry.sums]
+                _run(graph, entry.members + sums, inner,
                      lambda j: vals[j] if j in vals else recorded(j), keep=None, hooks=hooks,
                      held=held + live, batch=batch, batched=batched, xp=xp, guards={})
-                produced = {j: inner[j] for j in entry.outputs}
+                produced = {j: inner[j] for j in entry.outputs + sums}
             for j, v in produced.items():
                 vals[j] = v = settle(v, nodes[j])
                 live += _nbytes(v)

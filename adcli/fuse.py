@@ -34,12 +34,14 @@ class Group:
     (own members read outside or wanted), `shape` and `batched` (whether
     the values carry the batch axis), `literals` (inputs that are the program's literals)."""
 
-    __slots__ = ("members", "own", "inputs", "outputs", "shape", "batched", "literals", "specs")
+    __slots__ = ("members", "own", "inputs", "outputs", "shape", "batched", "literals", "specs",
+                 "sums")
 
     def __init__(self, shape, batched):
         self.members, self.own, self.inputs, self.outputs = [], [], [], []
         self.shape, self.batched = shape, batched
         self.literals, self.specs = set(), {}
+        self.sums = []          # (id of a sum of every element, id of the member it sums)
 
     name = "fused"
 
@@ -79,9 +81,15 @@ class Group:
         from .kernels import cpu
         fn = cpu.load(source, argtypes)
         outs = [np.empty(shape, dtype=graph.nodes[o].dtype) for o in self.outputs]
+        # a fused sum: one partial sum per block of elements, added up here (pairwise)
+        partials = [np.empty(-(-n // codegen.BLOCK)) for _ in self.sums]
         pointers = [c if k in scalars else c.ctypes.data for k, c in enumerate(call)]
-        cpu.run(fn, n, pointers + [o.ctypes.data for o in outs])
-        return dict(zip(self.outputs, outs))
+        cpu.run(fn, n, pointers + [o.ctypes.data for o in outs + partials],
+                align=codegen.BLOCK if partials else 64)
+        produced = dict(zip(self.outputs, outs))
+        for (i, _), p in zip(self.sums, partials):
+            produced[i] = np.asarray(np.sum(p), dtype=dtype)
+        return produced
 
     def body(self, graph, spec, ctype):
         """The per-element program of the group for inputs of these kinds."""
@@ -99,14 +107,15 @@ class Group:
             expr = codegen.apply(node.op.c, [names[a.id] for a in node.args])
             lets.append((name, codegen.spell(expr, ctype)))
         outputs = [("bool" if nodes[o].dtype == BOOL else "array", names[o]) for o in self.outputs]
-        return codegen.Body(tuple(params), tuple(lets), tuple(outputs))
+        sums = tuple(names[m] for _, m in self.sums)
+        return codegen.Body(tuple(params), tuple(lets), tuple(outputs), sums)
 
     def _source(self, graph, spec, ctype):
         import ctypes
         body = self.body(graph, spec, ctype)
         scalar = ctypes.c_double if ctype == "double" else ctypes.c_float
         argtypes = [scalar if kind == "scalar" else ctypes.c_void_p for kind, _ in body.params]
-        argtypes += [ctypes.c_void_p] * len(body.outputs)
+        argtypes += [ctypes.c_void_p] * (len(body.outputs) + len(body.sums))
         if kernels.settings.dump_dir:
             dump(codegen.cuda_source(body, ctype), "cu")
         return codegen.cpu_source(body, ctype), tuple(argtypes)
@@ -172,10 +181,23 @@ def fused_steps(graph, plan, wanted, batch, batched):
             groups.append(group)
             steps.append(group)
 
+    def sums_group(node):
+        """Is node a sum of all the elements of a member of the open group (not at many
+        points), which the group's loop can add up as it goes?"""
+        op, a = node.op, node.args[0] if len(node.args) == 1 else None
+        return (op.adds and a is not None and a.id in members and not group.batched
+                and not node.attrs.get("keepdims") and node.id not in plan.guards
+                and node.attrs.get("axis") in (None, tuple(range(len(a.shape)))))
+
     for step in plan.steps:
         node = step[1]
         k = group_key(node)
         reads = group is not None and any(a.id in members for a in node.args)
+        if reads and k is None and sums_group(node):
+            group.sums.append((node.id, node.args[0].id))
+            close()
+            group, members = None, set()
+            continue
         if k is not None and group is not None and k == (group.shape, group.batched):
             group.members.append(node.id)
             members.add(node.id)
@@ -211,7 +233,7 @@ def fused_steps(graph, plan, wanted, batch, batched):
     needed = set(wanted)
     out, fused = [], False
     for s in steps:
-        if type(s) is not Group or len(s.members) < 2:   # one op: numpy does it as well
+        if type(s) is not Group or (len(s.members) < 2 and not s.sums):   # one op: numpy's
             s = s if type(s) is not Group else by_id[s.members[0]]
             out.append(s)
             needed.update(s[3])
@@ -233,7 +255,7 @@ def fused_steps(graph, plan, wanted, batch, batched):
             nbytes = sum(math.prod(nodes[o].shape) * nodes[o].dtype.itemsize for o in s.outputs)
             # (a group whose values others all compute again has nothing left to do)
             out[k] = (s.members[-1], None, s, list(s.inputs), NO_ATTRS, nbytes, False) \
-                if s.outputs else None
+                if s.outputs or s.sums else None
     out = [s for s in out if s is not None]
     result = None
     if fused:

@@ -334,3 +334,22 @@ def test_every_cuda_kernel_compiles_to_ptx(dtype):
     for src in sources:
         ptx = cuda.compile_ptx(src)
         assert ".entry adcli_kernel" in ptx
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-13), ("float32", 1e-6)])
+def test_a_final_sum_is_fused_and_agrees(dtype, rtol):
+    """sum(exp(x)*x) is one kernel that adds up its terms in double, by blocks of 4096
+    (numpy sums pairwise in the array's type: the two differ by summation order alone,
+    rtol 1e-13 in float64 and 1e-6 in float32)."""
+    from adcli import fuse
+    from adcli.evaluate import _plan
+    x = np.random.default_rng(3).standard_normal(100_003).astype(dtype)
+    t = api.trace("sum(exp(x)*x)", {"x": x}, dtype=dtype)
+    plan = _plan(t.graph, [t.output], {t.inputs["x"].id: x}, True)
+    steps, _ = fuse.fused_steps(t.graph, plan, {t.output.id}, None, [])
+    groups = [s[2] for s in steps if s[1] is None]
+    assert len(groups) == 1 and groups[0].sums and not groups[0].outputs
+    fused, plain = both_ways(t.graph, [t.output], {t.inputs["x"]: x})
+    exact = math.fsum(float(v) for v in np.exp(x.astype(np.float64)) * x.astype(np.float64))
+    assert abs(float(fused[t.output.id]) - exact) <= rtol * abs(exact) * 10
+    np.testing.assert_allclose(float(fused[t.output.id]), float(plain[t.output.id]), rtol=rtol)

@@ -68,10 +68,12 @@ class Body:
     with kind "array" (a pointer to the float type), "bool" (a pointer to bytes: numpy's
     booleans) or "scalar" (a number passed by value); `lets`: (name, C expression) in
     order, each reading params and earlier lets; `outputs`: (kind, name of a let or
-    param), kind "array" or "bool"."""
+    param), kind "array" or "bool"; `sums`: names of lets whose sum over the elements is
+    wanted (a sum reduction fused into the loop)."""
     params: tuple
     lets: tuple
     outputs: tuple
+    sums: tuple = ()
 
     def lines(self):
         out = []
@@ -98,23 +100,44 @@ class Body:
         return args
 
 
+BLOCK = 4096     # elements per partial sum of a fused reduction
+
+
 def cpu_source(body, ctype):
     """The body in a loop over [start, stop) that GCC vectorises (`omp simd`), the maths
-    functions going to libmvec's vector entry points (declared by the forced header)."""
-    sig = ", ".join(["long start", "long stop"] + body.signature("restrict"))
-    inner = "\n".join("    " + line for line in body.lines())
+    functions going to libmvec's vector entry points (declared by the forced header).
+    A fused sum is accumulated in double over blocks of BLOCK elements, one partial sum
+    per block (sumK[block]), which the caller adds up pairwise as numpy would: the error
+    of a block's sum stays that of BLOCK / 4 additions, whatever the length."""
+    args = body.signature("restrict") + [f"double *restrict sum{k}" for k in range(len(body.sums))]
+    sig = ", ".join(["long start", "long stop"] + args)
     mul0 = MUL0_CPU.format(bits="long long" if ctype == "double" else "int")
-    return (f"typedef {ctype} T;\n{mul0}"
+    head = (f"typedef {ctype} T;\n{mul0}"
             "#define ADCLI_INF ((T)INFINITY)\n#define ADCLI_NAN ((T)NAN)\n\n"
-            f"void adcli_kernel({sig})\n{{\n#pragma omp simd\n"
-            f"  for (long i = start; i < stop; i++) {{\n{inner}\n  }}\n}}\n")
+            f"void adcli_kernel({sig})\n{{\n")
+    if not body.sums:
+        inner = "\n".join("    " + line for line in body.lines())
+        return (head + "#pragma omp simd\n"
+                f"  for (long i = start; i < stop; i++) {{\n{inner}\n  }}\n}}\n")
+    accs = [f"acc{k}" for k in range(len(body.sums))]
+    inner = "\n".join("      " + line for line in body.lines()
+                      + [f"{a} += {name};" for a, name in zip(accs, body.sums)])
+    zero = " ".join(f"double {a} = 0;" for a in accs)
+    store = " ".join(f"sum{k}[b / {BLOCK}] = {a};" for k, a in enumerate(accs))
+    return (head + f"  for (long b = start; b < stop; b += {BLOCK}) {{\n"
+            f"    long e = b + {BLOCK} < stop ? b + {BLOCK} : stop;\n    {zero}\n"
+            f"#pragma omp simd reduction(+:{','.join(accs)})\n"
+            f"    for (long i = b; i < e; i++) {{\n{inner}\n    }}\n    {store}\n  }}\n}}\n")
 
 
 def cuda_source(body, ctype):
     """The same body as a CUDA kernel (a grid-stride loop over n elements), for CuPy's
     RawKernel; NVRTC compiles it without any header."""
-    sig = ", ".join(["long long n"] + body.signature("__restrict__"))
-    inner = "\n".join("    " + line for line in body.lines())
+    # (a fused sum: its terms, one per element, for the launcher's reduction)
+    sig = ", ".join(["long long n"] + body.signature("__restrict__")
+                    + [f"T *__restrict__ sum{k}" for k in range(len(body.sums))])
+    inner = "\n".join("    " + line for line in body.lines()
+                      + [f"sum{k}[i] = {name};" for k, name in enumerate(body.sums)])
     inf = ("__longlong_as_double(0x7ff0000000000000LL)" if ctype == "double"
            else "__int_as_float(0x7f800000)")
     nan = ("__longlong_as_double(0x7ff8000000000000LL)" if ctype == "double"

@@ -160,9 +160,9 @@ def threads():
 _pool = None
 
 
-def run(fn, n, args):
+def run(fn, n, args, align=64):
     """fn(start, stop, *args) over [0, n), split over threads for large n (ctypes releases
-    the GIL during the call, so the threads run at once)."""
+    the GIL during the call, so the threads run at once) at multiples of `align`."""
     workers = min(threads(), n // PARALLEL_MIN)
     if workers <= 1:
         fn(0, n, *args)
@@ -172,7 +172,7 @@ def run(fn, n, args):
         from concurrent.futures import ThreadPoolExecutor
         _pool = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="adcli-kernel")
     step = -(-n // workers)
-    step += -step % 64          # whole cache lines for every thread
+    step += -step % align       # whole cache lines (or sum blocks) for every thread
     futures = [_pool.submit(fn, s, min(s + step, n), *args) for s in range(0, n, step)]
     for f in futures:
         f.result()
