@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from . import fuse
+from . import kernels
 from .errors import AdcliError
 from .graph import BOOL, NODE_BYTES, OP_WORK, apply_rule, as_numbers, dependents, forward
 
@@ -85,11 +85,14 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}
     steps, readers = plan.steps, plan.readers
-    if order and fuse.fusible_here(graph, xp, hooks):
-        # elementwise chains as generated kernels (adcli/fuse.py), or None: nothing fuses
-        fused = fuse.fused_steps(graph, plan, wanted, batch, [n.id for n in batched])
-        if fused is not None:
-            steps, readers = fused
+    if order and not hooks and kernels.settings.enabled and \
+            plan.largest * (batch or 1) >= kernels.settings.min_elements:
+        from . import fuse       # (imported when an evaluation may fuse: start-up stays small)
+        if fuse.fusible_here(graph, xp, hooks):
+            # elementwise chains as generated kernels (adcli/fuse.py), or None: none fuses
+            fused = fuse.fused_steps(graph, plan, wanted, batch, [n.id for n in batched])
+            if fused is not None:
+                steps, readers = fused
     try:
         out = _run(graph, order, vals, graph.values.__getitem__, keep=wanted, hooks=hooks,
                    held=graph.held, batch=batch, batched={n.id for n in batched}, xp=xp,
@@ -104,7 +107,8 @@ class _Plan:
     """What one kind of evaluation computes: the nodes in order, how many of them read
     each value, the guards to check and the work. Made once per outputs and given
     inputs, and kept: re-evaluating a program at new points repeats no search."""
-    __slots__ = ("order", "readers", "guards", "fixed_work", "element_work", "steps", "fused")
+    __slots__ = ("order", "readers", "guards", "fixed_work", "element_work", "steps", "fused",
+                 "largest")
 
 
 def _plan(graph, outputs, given, check_guards):
@@ -124,6 +128,7 @@ def _plan(graph, outputs, given, check_guards):
     computed = set(order)
     plan = _Plan()
     plan.fused = None       # the fused steps, by what is batched (adcli/fuse.py)
+    plan.largest = max((math.prod(nodes[i].shape) for i in order), default=0)
     plan.order, plan.guards = order, {i: g for i, g in guards.items() if i in computed}
     plan.readers = _readers(nodes, order)
     plan.steps = _steps(nodes, order)

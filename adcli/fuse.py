@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from .graph import BOOL, NO_ATTRS
 from . import kernels
+from .graph import BOOL, NO_ATTRS
 from .kernels import codegen
 
 

@@ -12,16 +12,14 @@ else $XDG_CACHE_HOME/adcli/kernels) and where to keep their sources (--dump-kern
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 
-@dataclass
 class Settings:
-    enabled: bool = os.environ.get("ADCLI_NO_FUSE", "") in ("", "0")
-    cache_dir: str = None          # None: the user's cache folder (cache_folder())
-    dump_dir: str = None           # a folder to write every kernel's C and CUDA source to
-    min_elements: int = 4096       # smaller arrays stay on numpy: a call costs about 2 µs
-    threads: int = None            # None: the CPUs this process may use
+    enabled = os.environ.get("ADCLI_NO_FUSE", "") in ("", "0")
+    cache_dir = None          # None: the user's cache folder (cache_folder())
+    dump_dir = None           # a folder to write every kernel's C and CUDA source to
+    min_elements = 4096       # smaller arrays stay on numpy: a call costs about 2 µs
+    threads = None            # None: the CPUs this process may use
 
 
 settings = Settings()
