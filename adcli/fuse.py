@@ -79,7 +79,11 @@ class Group:
             made = self.specs[spec] = self._source(graph, spec, ctype)
         source, argtypes = made
         from .kernels import cpu
-        fn = cpu.load(source, argtypes)
+        try:
+            fn = cpu.load(source, argtypes)
+        except OSError as e:       # an unwritable cache, a compiler that cannot run
+            cpu.failed = f"a kernel could not be built or loaded ({e})"
+            return None
         outs = [np.empty(shape, dtype=graph.nodes[o].dtype) for o in self.outputs]
         # a fused sum: one partial sum per block of elements, added up here (pairwise)
         partials = [np.empty(-(-n // codegen.BLOCK)) for _ in self.sums]

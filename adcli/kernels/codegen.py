@@ -100,15 +100,16 @@ class Body:
         return args
 
 
-BLOCK = 4096     # elements per partial sum of a fused reduction
+BLOCK = 128      # elements per partial sum of a fused reduction: 32 additions in each of
+                 # 4 lanes, then the partial sums pairwise, about as accurate as numpy's sum
 
 
 def cpu_source(body, ctype):
     """The body in a loop over [start, stop) that GCC vectorises (`omp simd`), the maths
     functions going to libmvec's vector entry points (declared by the forced header).
     A fused sum is accumulated in double over blocks of BLOCK elements, one partial sum
-    per block (sumK[block]), which the caller adds up pairwise as numpy would: the error
-    of a block's sum stays that of BLOCK / 4 additions, whatever the length."""
+    per block (sumK[block]), which the caller adds up pairwise as numpy does: the error of
+    a block's sum stays that of a few additions per vector lane, whatever the length."""
     args = body.signature("restrict") + [f"double *restrict sum{k}" for k in range(len(body.sums))]
     sig = ", ".join(["long start", "long stop"] + args)
     mul0 = MUL0_CPU.format(bits="long long" if ctype == "double" else "int")

@@ -93,13 +93,16 @@ def flags():
     return FLAGS + machine_flags()
 
 
+failed = None      # why building or loading a kernel failed in this process (then numpy runs)
+
+
 def available():
     """Why fused kernels cannot run here, or None when they can."""
     if not settings.enabled:
         return "fusion is switched off (--no-fuse or ADCLI_NO_FUSE)"
     if compiler() is None:
         return "no C compiler found (gcc or cc, or $CC)"
-    return None
+    return failed
 
 
 _loaded = {}      # (cache folder, source) -> ctypes function
@@ -172,7 +175,7 @@ def run(fn, n, args, align=64):
         from concurrent.futures import ThreadPoolExecutor
         _pool = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="adcli-kernel")
     step = -(-n // workers)
-    step += -step % align       # whole cache lines (or sum blocks) for every thread
+    step += -step % max(align, 64)      # whole cache lines (and sum blocks) for every thread
     futures = [_pool.submit(fn, s, min(s + step, n), *args) for s in range(0, n, step)]
     for f in futures:
         f.result()
