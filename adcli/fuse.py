@@ -150,7 +150,7 @@ def fused_steps(graph, plan, wanted, batch, batched):
     """The plan's steps with elementwise chains as Group steps, and the readers of each
     value among them; None when nothing fuses. `batched`: ids of the given inputs with a
     leading axis of `batch` points."""
-    key = (tuple(sorted(wanted)), batch, tuple(sorted(batched)))
+    key = (tuple(sorted(wanted)), batch, tuple(sorted(batched)), kernels.settings.min_elements)
     cache = plan.fused if plan.fused is not None else {}
     plan.fused = cache
     if key in cache:
@@ -190,19 +190,22 @@ def fused_steps(graph, plan, wanted, batch, batched):
         points), which the group's loop can add up as it goes?"""
         op, a = node.op, node.args[0] if len(node.args) == 1 else None
         return (op.adds and a is not None and a.id in members and not group.batched
+                and all(a.id != i for i, _ in group.sums)
                 and not node.attrs.get("keepdims") and node.id not in plan.guards
                 and node.attrs.get("axis") in (None, tuple(range(len(a.shape)))))
 
+    # (`members` also holds the open group's sums, which no member can read: a node that
+    # reads one closes the group)
     for step in plan.steps:
         node = step[1]
         k = group_key(node)
         reads = group is not None and any(a.id in members for a in node.args)
         if reads and k is None and sums_group(node):
             group.sums.append((node.id, node.args[0].id))
-            close()
-            group, members = None, set()
+            members.add(node.id)        # the group goes on: the gradient after the value
             continue
-        if k is not None and group is not None and k == (group.shape, group.batched):
+        if k is not None and group is not None and k == (group.shape, group.batched) \
+                and not any(a.id == i for a in node.args for i, _ in group.sums):
             group.members.append(node.id)
             members.add(node.id)
             continue

@@ -11,7 +11,9 @@ f(x) = sum(sin(x)*exp(-x*x) + log1p(x*x)) at n float64 numbers (seeded standard 
 * adcli numpy      the same programs, op by op with numpy (--no-fuse);
 * adcli grad       api.gradient, what `adcli grad` runs (the chunked elementwise-sum path);
 * jax.jit          jax.jit(jax.value_and_grad(f)) in float64 (x64 on), after its first call;
-* torch.compile    torch.compile of the value and autograd gradient, after its first call.
+* torch.compile    torch.compile of the value and autograd gradient, after its first call;
+* batched points   the value and gradient programs of x*(x+y), traced at one point, at n
+                   points at once (Traced.at with batch=n), fused.
 
 Each time is the best of --repeat runs. Also: the first call of the fused programs with an
 empty kernel cache (compilation included), the time a fresh process spends loading its
@@ -87,6 +89,12 @@ def main():
         t_plain, (v_plain, g_plain) = best(max(1, args.repeat // 2), plain)
         rows.insert(1, ("adcli numpy (--no-fuse)", t_plain))
         kernels.configure(enabled=True, cache_dir=None)
+    # value and gradient of a small expression at n points, with the batch axis (the
+    # programs traced at one point, evaluated at all of them)
+    t = api.trace("x*(x+y)", {"x": 2.0, "y": 3.0})
+    program = [t.output] + t.gradient_program()
+    pts = {"x": x, "y": np.random.default_rng(1).standard_normal(n)}
+    t_points, _ = best(args.repeat, lambda: t.at(pts, outputs=program, batch=n))
     err = float(np.max(np.abs(grad - g_plain)) / np.max(np.abs(g_plain)))
     print(f"f(x) = {EXPR}, n = {n:,} float64, {cpu.threads()} threads")
     print(f"fused vs numpy path: value {value!r} vs {v_plain!r}, gradient max rel diff {err:.1e}")
@@ -128,7 +136,9 @@ def main():
     print(f"\n{'':28s} {'ms':>9s} {'ns/elem':>8s} {'vs fused':>9s}")
     for name, t in rows:
         print(f"{name:28s} {t * 1e3:9.1f} {t / n * 1e9:8.2f} {t / t_fused:8.2f}x")
-    print(f"\nfirst call, empty kernel cache: {first * 1e3:.0f} ms "
+    print(f"\nvalue and gradient of x*(x+y) at {n:,} batched points (fused): "
+          f"{t_points * 1e3:.1f} ms, {t_points / n * 1e9:.2f} ns per point")
+    print(f"first call, empty kernel cache: {first * 1e3:.0f} ms "
           f"(compilation about {compile_s * 1e3:.0f} ms)")
     print(f"a new process loading its kernels from the disk cache: {cached * 1e3:.1f} ms")
     for name, t in peers.items():
