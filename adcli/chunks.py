@@ -76,18 +76,32 @@ def gradient(graph, output, wrt, plan):
     xp = graph.xp
     flat = {leaf.id: xp.reshape(graph.value(leaf), -1) for leaf in leaves}
     size = math.prod(q.shape)
-    result = {w.id: xp.zeros(size, graph.dtype) if w.id in copy else None for w in wrt}
+    # Fused (adcli/fuse.py), a sweep makes no temporaries: one sweep over all the elements,
+    # whose kernel writes the gradients that are returned, and the elements' values (one
+    # array of the input's size more than the chunks hold), summed after.
+    from .fuse import fusible_here
+    chunk = size if fusible_here(one, None, ()) and size else CHUNK
+    result = {w.id: xp.zeros(size, graph.dtype) if w.id in copy and chunk < size else None
+              for w in wrt}
     total = 0.0
-    for start in range(0, size, CHUNK):
-        stop = min(start + CHUNK, size)
+    for start in range(0, size, chunk):
+        stop = min(start + chunk, size)
         inputs = {copy[i]: v[start:stop] for i, v in flat.items()}
         vals = evaluate(one, outputs, inputs, batch=stop - start, batched=list(inputs))
         total = total + xp.sum(at_points(xp, vals[element.id], stop - start, ()))
         for w, g in zip([w for w in wrt if w.id in copy], grads):
-            if g is not None:
-                result[w.id][start:stop] = at_points(xp, vals[g.id], stop - start, ())
+            if g is None:
+                continue
+            v = vals[g.id]
+            if chunk == size:     # the sweep's own array, or a copy of a constant's
+                result[w.id] = v if getattr(v, "shape", None) == (size,) else \
+                    xp.array(at_points(xp, v, size, ()))
+            else:
+                result[w.id][start:stop] = at_points(xp, v, stop - start, ())
     out = []
     for w in wrt:
         g = result[w.id]
+        if g is None and w.id in copy:       # no derivative reaches it
+            g = xp.zeros(size, graph.dtype)
         out.append(None if g is None else xp.reshape(g, w.shape))
     return graph.as_array(total), out

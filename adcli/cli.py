@@ -66,11 +66,32 @@ def _version(value: bool):
 
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", "-V", callback=_version,
-                                      is_eager=True, help="Show the version and exit.")):
+                                      is_eager=True, help="Show the version and exit."),
+         no_fuse: bool = typer.Option(False, "--no-fuse",
+                                      help="Evaluate op by op with numpy: no fused kernels."),
+         kernel_cache: Optional[str] = typer.Option(None, "--kernel-cache", metavar="DIR",
+                                                    help="Folder of compiled fused kernels."),
+         dump_kernels: Optional[str] = typer.Option(None, "--dump-kernels", metavar="DIR",
+                                                    help="Write every fused kernel's C and "
+                                                         "CUDA source to DIR.")):
     """adcli: gradients, checked, from the command line.
 
     Example: adcli grad "x*(x+y)" --at x=2,y=3
     """
+    if no_fuse or kernel_cache or dump_kernels:
+        from . import kernels
+        _restore.append(kernels.configure(**{k: v for k, v in (
+            ("enabled", False if no_fuse else None), ("cache_dir", kernel_cache),
+            ("dump_dir", dump_kernels)) if v is not None}))
+
+
+_restore = []    # the kernel settings before the global options (a test runs many commands)
+
+
+def _global_options_done():
+    from . import kernels
+    while _restore:
+        kernels.configure(**_restore.pop())
 
 
 def _run(debug, work):
@@ -103,6 +124,8 @@ def _run(debug, work):
         print(f"internal error: {type(e).__name__}: {e}\n"
               "this is a bug in adcli; rerun with --debug for the traceback", file=sys.stderr)
         raise typer.Exit(INTERNAL)
+    finally:
+        _global_options_done()
 
 
 def _show(result, as_json, plain, out, quiet=False):
@@ -324,6 +347,15 @@ def ops(json: bool = typer.Option(False, "--json", help="Write a JSON list of th
     else:
         for r in rows:
             print("\t".join(r))
+
+
+@app.command(rich_help_panel="Reference")
+def doctor():
+    """What adcli's fused kernels can use here: the C compiler, libmvec, the kernel cache,
+    NVRTC, CuPy and the GPUs it sees; and, if kernels cannot run, why."""
+    from .kernels import doctor as report
+    for key, value in report():
+        print(f"{key}\t{value}")
 
 
 # ---------------------------------------------------------------- derivatives of every order
@@ -936,12 +968,18 @@ def run():
     os._exit(code)
 
 
+GLOBAL_OPTIONS = {"--no-fuse": 0, "--kernel-cache": 1, "--dump-kernels": 1}   # -> values taken
+
+
 def _app_for(argv):
     """The app with only the command that argv names (all of them for `adcli --help`, or
     for a name that is not a command, so that typer suggests one): typer builds every
     registered command's parameters at start-up, a few milliseconds of each run that
     would grow with every command added (click's "lazy subcommands" pattern)."""
-    name = argv[1] if len(argv) > 1 else None
+    args = list(argv[1:])
+    while args[:1] and args[0] in GLOBAL_OPTIONS:     # adcli --no-fuse grad ...
+        del args[:1 + GLOBAL_OPTIONS[args[0]]]
+    name = args[0] if args else None
     wanted = [c for c in app.registered_commands
               if (c.name or c.callback.__name__.replace("_", "-")) == name]
     if not wanted:
@@ -949,7 +987,7 @@ def _app_for(argv):
     lazy = _typer()
     lazy.registered_callback = app.registered_callback
     lazy.registered_commands = wanted
-    if not any(_looks_negative(a) for a in argv[2:]):
+    if not any(_looks_negative(a) for a in args[1:]):
         # Unknown options pass as arguments only so that an expression such as -x**2 can
         # be given; without one, `--foo` is reported as an unknown option, with a suggestion.
         import copy

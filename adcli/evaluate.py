@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from . import kernels
 from .errors import AdcliError
 from .graph import BOOL, NODE_BYTES, OP_WORK, apply_rule, as_numbers, dependents, forward
 
@@ -83,10 +84,19 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
                            what, outputs[0].pos if outputs else None)
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}
+    steps, readers = plan.steps, plan.readers
+    if order and not hooks and kernels.settings.enabled and \
+            plan.largest * (batch or 1) >= kernels.settings.min_elements:
+        from . import fuse       # (imported when an evaluation may fuse: start-up stays small)
+        if fuse.fusible_here(graph, xp, hooks):
+            # elementwise chains as generated kernels (adcli/fuse.py), or None: none fuses
+            fused = fuse.fused_steps(graph, plan, wanted, batch, [n.id for n in batched])
+            if fused is not None:
+                steps, readers = fused
     try:
         out = _run(graph, order, vals, graph.values.__getitem__, keep=wanted, hooks=hooks,
                    held=graph.held, batch=batch, batched={n.id for n in batched}, xp=xp,
-                   guards=plan.guards, readers=dict(plan.readers), steps=plan.steps)
+                   guards=plan.guards, readers=dict(readers), steps=steps)
     except AdcliError as e:
         raise e.located(graph.source, graph.filename) if graph.source is not None else e
     known = graph.values
@@ -97,7 +107,8 @@ class _Plan:
     """What one kind of evaluation computes: the nodes in order, how many of them read
     each value, the guards to check and the work. Made once per outputs and given
     inputs, and kept: re-evaluating a program at new points repeats no search."""
-    __slots__ = ("order", "readers", "guards", "fixed_work", "element_work", "steps")
+    __slots__ = ("order", "readers", "guards", "fixed_work", "element_work", "steps", "fused",
+                 "largest")
 
 
 def _plan(graph, outputs, given, check_guards):
@@ -116,6 +127,8 @@ def _plan(graph, outputs, given, check_guards):
                        lambda n: n.id in given or (n.id not in moved and known[n.id] is not None))
     computed = set(order)
     plan = _Plan()
+    plan.fused = None       # the fused steps, by what is batched (adcli/fuse.py)
+    plan.largest = max((math.prod(nodes[i].shape) for i in order), default=0)
     plan.order, plan.guards = order, {i: g for i, g in guards.items() if i in computed}
     plan.readers = _readers(nodes, order)
     plan.steps = _steps(nodes, order)
@@ -183,8 +196,22 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
         if many:                 # the result's bytes, B times over at B points
             nbytes *= points
         if held + live + nbytes > max_memory:
-            limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name, node.pos)
-        if many:
+            limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name,
+                                node.pos if node is not None else None)
+        if node is None:        # a fused group (adcli/fuse.py): one kernel, several values
+            produced = entry.run(graph, args, batch) if not hooks else None
+            if produced is None:     # inputs the kernel does not take: op by op
+                inner, sums = {}, [j for j, _ in entry.sums]
+                _run(graph, entry.members + sums, inner,
+                     lambda j: vals[j] if j in vals else recorded(j), keep=None, hooks=hooks,
+                     held=held + live, batch=batch, batched=batched, xp=xp, guards={})
+                produced = {j: inner[j] for j in entry.outputs + sums}
+            for j, v in produced.items():
+                vals[j] = v = settle(v, nodes[j])
+                live += _nbytes(v)
+            if entry.batched and batched is not None:
+                batched.update(entry.members)
+        elif many:
             flags = [j in batched for j in arg_ids]
             compute = (lambda a, e=entry, f=flags, n=node:
                        batched_forward(e, xp, batch, a, f, n, dtype))
@@ -200,11 +227,15 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
                 v = entry.fwd(xp, *args, **attrs)
             except (ValueError, TypeError, IndexError, np.linalg.LinAlgError):
                 v = forward(entry, xp, args, attrs, dtype, node.pos)   # its error, located
-        if type(v) is not scalar:
+        if node is None:
+            pass
+        elif type(v) is not scalar:
             v = settle(v, node)
             if not _a_view(v, args):
                 live += _nbytes(v)
-        vals[i] = v
+            vals[i] = v
+        else:
+            vals[i] = v
         if i in guards:
             _check_guard(node, guards[i], v, batch if i in (batched or ()) else None)
         if keep is not None:

@@ -114,6 +114,11 @@ class Op:
                                   # the others "dense", conservative)
     curvature: object = None      # sparsity: the op's second derivative (module docstring);
                                   # None: by kind ("linear" for shape ops, else "nonlinear")
+    c: str = None                 # the fused kernels' C expression of the value (adcli/kernels):
+                                  # {0}, {1}, ... its arguments, in <math.h>'s double spelling;
+                                  # None: the op is not fusible
+    c_partials: tuple = None      # C expressions of its local derivatives, one per argument,
+                                  # {y} its result (IDENTITY, NEGATE, None as in partials)
 
     def __post_init__(self):
         self._reads = None            # what its reverse rules read (autodiff.rule_reads)
@@ -506,21 +511,92 @@ def _diag_batch(xp, x, shapes, out, k=0):
     return _index_batch(xp, x, shapes, out, key=_diag_key(shapes[0], k))
 
 
+
+# ---------------------------------------------------------------- C forms of elementwise ops
+# Each elementwise entry's `c` (value) and `c_partials` (local derivatives) are C expressions
+# of its arguments {0}, {1}, ... and its result {y}, spelled for double (the float32 kernels
+# call sinf for sin, and their literals are floats). The generated kernels (adcli/kernels)
+# give each of them plain variables, never user text. They mirror the numpy rules step for
+# step: the same stable forms, np.where as a ternary, and the zero-wins product MUL0(a, b)
+# (0 where a factor is 0, even against inf or nan), defined by the kernel prelude.
+
+def _c_one_minus_square(u):
+    """_one_minus_square in C."""
+    return f"(fabs({u}) < 0.5 ? 1.0 - ({u}) * ({u}) : (1.0 - ({u})) * (1.0 + ({u})))"
+
+
+def _c_sigmoid(u):
+    """_sigmoid in C: exp(-|u|) is numpy's exp(where(u < 0, u, -u))."""
+    return f"((({u}) < 0 ? exp(-fabs({u})) : 1.0) / (1.0 + exp(-fabs({u}))))"
+
+
+def _c_sech(u):
+    return f"(1.0 / cosh({u}))"
+
+
+def _c_ratio(a, b):
+    """_ratio in C: a / hypot(a, b), 0 at the origin."""
+    return f"(hypot({a}, {b}) == 0 ? 0.0 : ({a}) / hypot({a}, {b}))"
+
+
+def _c_over_r2(u, a, b):
+    """_over_r2 in C: u / r / r with r = hypot(a, b), 0 at the origin."""
+    return f"(hypot({a}, {b}) == 0 ? 0.0 : ({u}) / hypot({a}, {b}) / hypot({a}, {b}))"
+
+
+def _c_maximum(a, b):
+    """numpy's maximum: a NaN on either side wins."""
+    return f"((({a}) > ({b}) || ({a}) != ({a})) ? ({a}) : ({b}))"
+
+
+def _c_minimum(a, b):
+    return f"((({a}) < ({b}) || ({a}) != ({a})) ? ({a}) : ({b}))"
+
+
+def _c_logaddexp(a, b):
+    """numpy's npy_logaddexp: a + log 2 at a tie (so inf stays inf), else the larger plus
+    log1p(exp(-|a - b|)), and a - b (a NaN) when that is neither positive nor not."""
+    d, t = f"(({a}) - ({b}))", f"log1p(exp(-fabs(({a}) - ({b}))))"
+    return (f"(({a}) == ({b}) ? ({a}) + {LN2.hex()} : ({d} > 0 ? ({a}) + {t} : "
+            f"({d} <= 0 ? ({b}) + {t} : {d})))")
+
+
+def _c_remainder(a, b):
+    """numpy's npy_divmod, the modulus: fmod, moved by b where its sign differs from b's."""
+    m = f"fmod({a}, {b})"
+    return (f"(({b}) == 0 ? {m} : ({m} != 0 ? ((({b}) < 0) != ({m} < 0) ? {m} + ({b}) : {m})"
+            f" : copysign(0.0, {b})))")
+
+
+def _c_floor_divide(a, b):
+    """numpy's npy_divmod, the quotient: (a - fmod) / b, less 1 where the modulus moves,
+    floored and rounded up past a half; a / b when b is 0."""
+    m = f"fmod({a}, {b})"
+    div = f"((({a}) - {m}) / ({b}) - (({m} != 0 && ((({b}) < 0) != ({m} < 0))) ? 1.0 : 0.0))"
+    floored = f"(floor({div}) + (({div} - floor({div})) > 0.5 ? 1.0 : 0.0))"
+    return (f"(({b}) == 0 ? ({a}) / ({b}) : ({div} != 0 ? {floored} : "
+            f"copysign(0.0, ({a}) / ({b}))))")
+
+
 # ---------------------------------------------------------------- elementwise: arithmetic
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
 
 op("add", args=("a", "b"), fwd=lambda xp, a, b: a + b, partials=(IDENTITY, IDENTITY),
-   curvature="linear", symbol=("+",), doc="a + b")
+   curvature="linear", symbol=("+",), doc="a + b",
+   c="{0} + {1}", c_partials=(IDENTITY, IDENTITY))
 op("sub", args=("a", "b"), fwd=lambda xp, a, b: a - b, partials=(IDENTITY, NEGATE),
-   curvature="linear", symbol=("-",), doc="a - b")
+   curvature="linear", symbol=("-",), doc="a - b",
+   c="{0} - {1}", c_partials=(IDENTITY, NEGATE))
 op("mul", args=("a", "b"), fwd=lambda xp, a, b: a * b,
-   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear", symbol=("*",), doc="a * b")
+   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear", symbol=("*",), doc="a * b",
+   c="{0} * {1}", c_partials=("{1}", "{0}"))
 op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
    # d(a/b) = da/b - (a/b) db/b
    partials=(lambda ns, y, a, b: 1.0 / b, lambda ns, y, a, b: -y / b),
    curvature=((0, 1), (1, 1)),    # linear in a: no d2/da2
-   domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), doc="a / b")
+   domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), doc="a / b",
+   c="{0} / {1}", c_partials=("1.0 / {1}", "-{y} / {1}"))
 op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    # d a^b / da = b a^(b-1), a NaN-safe product so that x**0 has derivative 0 at 0 (the
    # zero b wins over 0^-1 = inf) while its derivative in b, a^(b-1), is kept for the
@@ -531,8 +607,10 @@ op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
              lambda ns, y, a, b: ns.mul0(y, ns.log(a))),
    domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"),
    note="d/da is b*a**(b-1), 0 when b == 0 (also at a == 0); d/db is a**b*log(a), 0 where a**b == 0",
-   doc="a ** b (also a ^ b)")
-op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), curvature="linear", symbol=("-",), doc="-x")
+   doc="a ** b (also a ^ b)",
+   c="pow({0}, {1})", c_partials=("MUL0({1}, pow({0}, {1} - 1.0))", "MUL0({y}, log({0}))"))
+op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), curvature="linear", symbol=("-",), doc="-x",
+   c="-{0}", c_partials=(NEGATE,))
 def _mul0(xp, a, b):
     y = a * b
     # only 0 * inf and 0 * nan differ from the plain product, and both are NaN: a finite
@@ -547,7 +625,8 @@ op("mul0", args=("a", "b"), internal=True,
    # infinite or NaN one, so 0 * (d sqrt/dx at 0) contributes 0, not NaN.
    fwd=lambda xp, a, b: _mul0(xp, a, b),
    partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear",
-   doc="a * b where a zero factor wins over inf and nan")
+   doc="a * b where a zero factor wins over inf and nan",
+   c="MUL0({0}, {1})", c_partials=("{1}", "{0}"))
 
 # ---------------------------------------------------------------- elementwise: functions
 
@@ -579,16 +658,23 @@ def _sigmoid(xp, x):
 
 
 unary("abs", lambda xp, x: xp.abs(x), lambda ns, y, x: ns.sign(x),
-      kink=lambda xp, x: x, note="abs'(0) = 0", curvature="piecewise")
+      kink=lambda xp, x: x, note="abs'(0) = 0", curvature="piecewise",
+      c="fabs({0})", c_partials=("({0} > 0 ? 1.0 : ({0} < 0 ? -1.0 : {0}))",))
 unary("sign", lambda xp, x: xp.sign(x), None, kink=lambda xp, x: x,
-      differentiable=False, note="derivative 0")
+      differentiable=False, note="derivative 0",
+      c="({0} > 0 ? 1.0 : ({0} < 0 ? -1.0 : {0}))")
 unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ns, y, x: 0.5 / y, domain=(0.1, 4.0),
-      note="infinite at 0; a zero cotangent still gives 0")
-unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0))
-unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x)
-unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y)
+      note="infinite at 0; a zero cotangent still gives 0",
+      c="sqrt({0})", c_partials=("0.5 / {y}",))
+unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0),
+      c="cbrt({0})", c_partials=("1.0 / (3.0 * {y} * {y})",))
+unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x,
+      c="{0} * {0}", c_partials=("2.0 * {0}",))
+unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y,
+      c="exp({0})", c_partials=("{y}",))
 # d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
-unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0")
+unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0",
+      c="expm1({0})", c_partials=("exp({0})",))
 # log of a sum of exponentials, recognised where the sum is built: log(exp(a) + exp(b)) is
 # logaddexp(a, b), log(exp(a) + exp(b) + exp(c)) a logsumexp of the three, and
 # log(sum(exp(u)[1:3], axis=0)) is logsumexp(u[1:3], axis=0): forms that cannot overflow.
@@ -669,48 +755,73 @@ def _emit(graph, step):
 
 
 unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0),
-      rewrite=_stable_log)
+      rewrite=_stable_log,
+      c="log({0})", c_partials=("1.0 / {0}",))
 
 
 unary("log1p", lambda xp, x: xp.log1p(x), lambda ns, y, x: 1.0 / (1.0 + x), domain=(-0.9, 3.0),
-      note="accurate near 0")
-unary("log2", lambda xp, x: xp.log2(x), lambda ns, y, x: 1.0 / (x * LN2), domain=(0.1, 4.0))
-unary("log10", lambda xp, x: xp.log10(x), lambda ns, y, x: 1.0 / (x * LN10), domain=(0.1, 4.0))
-unary("sin", lambda xp, x: xp.sin(x), lambda ns, y, x: ns.cos(x))
-unary("cos", lambda xp, x: xp.cos(x), lambda ns, y, x: -ns.sin(x))
-unary("tan", lambda xp, x: xp.tan(x), lambda ns, y, x: 1.0 + y * y, domain=(-1.2, 1.2))
+      note="accurate near 0",
+      c="log1p({0})", c_partials=("1.0 / (1.0 + {0})",))
+unary("log2", lambda xp, x: xp.log2(x), lambda ns, y, x: 1.0 / (x * LN2), domain=(0.1, 4.0),
+      c="log2({0})", c_partials=("1.0 / ({0} * " + LN2.hex() + ")",))
+unary("log10", lambda xp, x: xp.log10(x), lambda ns, y, x: 1.0 / (x * LN10), domain=(0.1, 4.0),
+      c="log10({0})", c_partials=("1.0 / ({0} * " + LN10.hex() + ")",))
+# cos of x + 0.0 (exact: cos is even, and only -0 changes) in C: given sin and cos of one
+# value, GCC merges them into a scalar sincos call, which stops the loop's vectorisation
+unary("sin", lambda xp, x: xp.sin(x), lambda ns, y, x: ns.cos(x),
+      c="sin({0})", c_partials=("cos({0} + 0.0)",))
+unary("cos", lambda xp, x: xp.cos(x), lambda ns, y, x: -ns.sin(x),
+      c="cos({0} + 0.0)", c_partials=("-sin({0})",))
+unary("tan", lambda xp, x: xp.tan(x), lambda ns, y, x: 1.0 + y * y, domain=(-1.2, 1.2),
+      c="tan({0})", c_partials=("1.0 + {y} * {y}",))
 unary("asin", lambda xp, x: xp.arcsin(x), lambda ns, y, x: 1.0 / ns.sqrt(_one_minus_square(ns, x)),
-      domain=(-0.9, 0.9))
+      domain=(-0.9, 0.9),
+      c="asin({0})", c_partials=("1.0 / sqrt(" + _c_one_minus_square("{0}") + ")",))
 unary("acos", lambda xp, x: xp.arccos(x), lambda ns, y, x: -1.0 / ns.sqrt(_one_minus_square(ns, x)),
-      domain=(-0.9, 0.9))
+      domain=(-0.9, 0.9),
+      c="acos({0})", c_partials=("-1.0 / sqrt(" + _c_one_minus_square("{0}") + ")",))
 # 1 / (1 + x^2) as (1 / hypot(1, x))^2: no overflow of x^2 while the result is a normal number
-unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: ns.square(1.0 / ns.hypot(1.0, x)))
-unary("sinh", lambda xp, x: xp.sinh(x), lambda ns, y, x: ns.cosh(x))
-unary("cosh", lambda xp, x: xp.cosh(x), lambda ns, y, x: ns.sinh(x))
+unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: ns.square(1.0 / ns.hypot(1.0, x)),
+      c="atan({0})", c_partials=("(1.0 / hypot(1.0, {0})) * (1.0 / hypot(1.0, {0}))",))
+unary("sinh", lambda xp, x: xp.sinh(x), lambda ns, y, x: ns.cosh(x),
+      c="sinh({0})", c_partials=("cosh({0})",))
+unary("cosh", lambda xp, x: xp.cosh(x), lambda ns, y, x: ns.sinh(x),
+      c="cosh({0})", c_partials=("sinh({0})",))
 unary("sech", lambda xp, x: 1.0 / xp.cosh(x), lambda ns, y, x: -y * ns.tanh(x), internal=True,
-      doc="sech(x) = 1 / cosh(x), the derivatives of tanh and sigmoid")
+      doc="sech(x) = 1 / cosh(x), the derivatives of tanh and sigmoid",
+      c=_c_sech("{0}"), c_partials=("-{y} * tanh({0})",))
 # tanh' = sech^2, so tanh'' = -2 sech^2 tanh: products, accurate in the tails
-unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: ns.square(ns.sech(x)))
-unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.hypot(1.0, x))
+unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: ns.square(ns.sech(x)),
+      c="tanh({0})", c_partials=(_c_sech("{0}") + " * " + _c_sech("{0}"),))
+unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.hypot(1.0, x),
+      c="asinh({0})", c_partials=("1.0 / hypot(1.0, {0})",))
 unary("acosh", lambda xp, x: xp.arccosh(x),
-      lambda ns, y, x: 1.0 / (ns.sqrt(x - 1.0) * ns.sqrt(x + 1.0)), domain=(1.1, 4.0))
+      lambda ns, y, x: 1.0 / (ns.sqrt(x - 1.0) * ns.sqrt(x + 1.0)), domain=(1.1, 4.0),
+      c="acosh({0})", c_partials=("1.0 / (sqrt({0} - 1.0) * sqrt({0} + 1.0))",))
 unary("atanh", lambda xp, x: xp.arctanh(x), lambda ns, y, x: 1.0 / _one_minus_square(ns, x),
-      domain=(-0.9, 0.9))
+      domain=(-0.9, 0.9),
+      c="atanh({0})", c_partials=("1.0 / " + _c_one_minus_square("{0}"),))
 # sigmoid' = s (1 - s) = sech^2(x/2) / 4, which keeps its digits where 1 - s cancels
 unary("sigmoid", _sigmoid, lambda ns, y, x: 0.25 * ns.square(ns.sech(0.5 * x)),
-      domain=(-4.0, 4.0), note="computed stably")
+      domain=(-4.0, 4.0), note="computed stably",
+      c=_c_sigmoid("{0}"), c_partials=("0.25 * " + _c_sech("0.5 * {0}") + " * " + _c_sech("0.5 * {0}"),))
 unary("relu", lambda xp, x: xp.maximum(x, 0.0), lambda ns, y, x: x > 0.0,
-      kink=lambda xp, x: x, note="relu'(0) = 0", curvature="piecewise")
+      kink=lambda xp, x: x, note="relu'(0) = 0", curvature="piecewise",
+      c="(({0} > 0 || {0} != {0}) ? {0} : 0.0)", c_partials=("({0} > 0.0)",))
 # softplus(x) = log(1 + exp(x)) = logaddexp(0, x), finite for every x
 unary("softplus", lambda xp, x: xp.logaddexp(0.0, x), lambda ns, y, x: ns.sigmoid(x),
-      domain=(-4.0, 4.0), note="computed stably")
+      domain=(-4.0, 4.0), note="computed stably",
+      c=_c_logaddexp("0.0", "{0}"), c_partials=(_c_sigmoid("{0}"),))
 unary("floor", lambda xp, x: xp.floor(x), None, differentiable=False,
-      kink=lambda xp, x: x - xp.round(x), note="derivative 0")
+      kink=lambda xp, x: x - xp.round(x), note="derivative 0",
+      c="floor({0})")
 unary("ceil", lambda xp, x: xp.ceil(x), None, differentiable=False,
-      kink=lambda xp, x: x - xp.round(x), note="derivative 0")
+      kink=lambda xp, x: x - xp.round(x), note="derivative 0",
+      c="ceil({0})")
 unary("round", lambda xp, x: xp.round(x), None, differentiable=False,
       kink=lambda xp, x: x - xp.floor(x) - 0.5,
-      note="derivative 0; rounds half to even, as numpy does")
+      note="derivative 0; rounds half to even, as numpy does",
+      c="rint({0})")
 
 # ---------------------------------------------------------------- elementwise: special functions
 
@@ -733,10 +844,12 @@ SQRT_PI = math.sqrt(math.pi)
 
 # erf' = 2/sqrt(pi) exp(-x^2); erfc' = -erf'; erfinv' = sqrt(pi)/2 exp(erfinv(x)^2)
 unary("erf", lambda xp, x: special(xp, "erf").erf(x),
-      lambda ns, y, x: (2.0 / SQRT_PI) * ns.exp(-(x * x)), doc="erf(x), the error function")
+      lambda ns, y, x: (2.0 / SQRT_PI) * ns.exp(-(x * x)), doc="erf(x), the error function",
+      c="erf({0})", c_partials=((2.0 / SQRT_PI).hex() + " * exp(-({0} * {0}))",))
 unary("erfc", lambda xp, x: special(xp, "erfc").erfc(x),
       lambda ns, y, x: (-2.0 / SQRT_PI) * ns.exp(-(x * x)),
-      note="accurate in the right tail", doc="erfc(x) = 1 - erf(x)")
+      note="accurate in the right tail", doc="erfc(x) = 1 - erf(x)",
+      c="erfc({0})", c_partials=((-2.0 / SQRT_PI).hex() + " * exp(-({0} * {0}))",))
 unary("erfinv", lambda xp, x: special(xp, "erfinv").erfinv(x),
       lambda ns, y, x: (0.5 * SQRT_PI) * ns.exp(y * y), domain=(-0.9, 0.9),
       doc="erfinv(x), the inverse of erf on (-1, 1)")
@@ -774,7 +887,8 @@ def _logit_slope(ns, y, x):
 
 
 unary("logit", _logit, _logit_slope, domain=(0.05, 0.95),
-      doc="logit(x) = log(x / (1 - x)), the inverse of sigmoid")
+      doc="logit(x) = log(x / (1 - x)), the inverse of sigmoid",
+      c="({0} < 0.25 ? log({0}) - log1p(-{0}) : 2.0 * atanh(2.0 * {0} - 1.0))", c_partials=("({0} < 0.25 ? 1.0 / {0} + 1.0 / (1.0 - {0}) : 4.0 / " + _c_one_minus_square("2.0 * {0} - 1.0") + ")",))
 
 # ---------------------------------------------------------------- elementwise: remainders
 
@@ -790,20 +904,24 @@ op("mod", args=("a", "b"), fwd=lambda xp, a, b: xp.mod(a, b),
    partials=(IDENTITY, lambda ns, y, a, b: -ns.floor(a / b)), curvature="piecewise",
    domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("%",),
    note="numpy's mod: the sign of b; d/da 1, d/db -floor(a/b); jumps where a/b is an integer",
-   doc="a % b")
+   doc="a % b",
+   c=_c_remainder("{0}", "{1}"), c_partials=(IDENTITY, "-floor({0} / {1})"))
 op("floor_divide", args=("a", "b"), fwd=lambda xp, a, b: xp.floor_divide(a, b),
    differentiable=False, domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("//",),
-   note="derivative 0", doc="a // b = floor(a / b)")
+   note="derivative 0", doc="a // b = floor(a / b)",
+   c=_c_floor_divide("{0}", "{1}"))
 
 op("maximum", args=("a", "b"), fwd=lambda xp, a, b: xp.maximum(a, b),
    # the larger argument gets the derivative; a tie splits it evenly
    partials=(lambda ns, y, a, b: (a > b) + 0.5 * (a == b),
              lambda ns, y, a, b: (b > a) + 0.5 * (a == b)),
-   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly", curvature="piecewise")
+   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly", curvature="piecewise",
+   c=_c_maximum("{0}", "{1}"), c_partials=("({0} > {1}) + 0.5 * ({0} == {1})", "({1} > {0}) + 0.5 * ({0} == {1})"))
 op("minimum", args=("a", "b"), fwd=lambda xp, a, b: xp.minimum(a, b),
    partials=(lambda ns, y, a, b: (a < b) + 0.5 * (a == b),
              lambda ns, y, a, b: (b < a) + 0.5 * (a == b)),
-   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly", curvature="piecewise")
+   kink=lambda xp, a, b: a - b, note="ties split the derivative evenly", curvature="piecewise",
+   c=_c_minimum("{0}", "{1}"), c_partials=("({0} < {1}) + 0.5 * ({0} == {1})", "({1} < {0}) + 0.5 * ({0} == {1})"))
 op("clip", args=("x", "lo", "hi"), fwd=lambda xp, x, lo, hi: xp.minimum(xp.maximum(x, lo), hi),
    partials=(lambda ns, y, x, lo, hi: (x > lo) * (x < hi),
              lambda ns, y, x, lo, hi: (x < lo) * (lo <= hi),
@@ -811,7 +929,8 @@ op("clip", args=("x", "lo", "hi"), fwd=lambda xp, x, lo, hi: xp.minimum(xp.maxim
    domain=((-2.0, 2.0), (-3.0, -2.5), (2.5, 3.0)),
    kink=lambda xp, x, lo, hi: (x - lo) * (x - hi), note="at a bound the derivative is 0",
    curvature="piecewise",
-   method=True)
+   method=True,
+   c=_c_minimum(_c_maximum("{0}", "{1}"), "{2}"), c_partials=("({0} > {1}) * ({0} < {2})", "({0} < {1}) * ({1} <= {2})", "({0} > {2})"))
 def _ratio(xp, a, b):
     r = xp.hypot(a, b)
     return xp.where(r == 0, 0.0, a / xp.where(r == 0, 1.0, r))
@@ -822,18 +941,21 @@ op("hypot_ratio", args=("a", "b"), fwd=_ratio, internal=True,
    # products of the ratios (no 1/r - a^2/r^3, which cancels where |b| << |a|)
    partials=(lambda ns, y, a, b: ns.square(ns.hypot_ratio(b, a)) / ns.hypot(a, b),
              lambda ns, y, a, b: -(y * ns.hypot_ratio(b, a)) / ns.hypot(a, b)),
-   doc="a / hypot(a, b), 0 at the origin: the derivatives of hypot")
+   doc="a / hypot(a, b), 0 at the origin: the derivatives of hypot",
+   c=_c_ratio("{0}", "{1}"), c_partials=(_c_ratio("{1}", "{0}") + " * " + _c_ratio("{1}", "{0}") + " / hypot({0}, {1})", "-({y} * " + _c_ratio("{1}", "{0}") + ") / hypot({0}, {1})"))
 op("hypot", args=("a", "b"), fwd=lambda xp, a, b: xp.hypot(a, b),
    # d hypot / da = a / hypot, taken as 0 at the origin (the minimum-norm subgradient)
    partials=(lambda ns, y, a, b: ns.hypot_ratio(a, b),
              lambda ns, y, a, b: ns.hypot_ratio(b, a)),
-   kink=lambda xp, a, b: xp.hypot(a, b), note="gradient 0 at the origin")
+   kink=lambda xp, a, b: xp.hypot(a, b), note="gradient 0 at the origin",
+   c="hypot({0}, {1})", c_partials=(_c_ratio("{0}", "{1}"), _c_ratio("{1}", "{0}")))
 op("logaddexp", args=("a", "b"), fwd=lambda xp, a, b: xp.logaddexp(a, b),
    # y = log(e^a + e^b): dy/da = e^a / (e^a + e^b) = sigmoid(a - b), which never
    # overflows and, unlike e^(a - y), does not carry the rounding of a large y
    partials=(lambda ns, y, a, b: ns.sigmoid(a - b), lambda ns, y, a, b: ns.sigmoid(b - a)),
    note="computed stably; log(exp(a) + exp(b)) is evaluated as logaddexp(a, b)",
-   doc="logaddexp(a, b): log(exp(a) + exp(b))")
+   doc="logaddexp(a, b): log(exp(a) + exp(b))",
+   c=_c_logaddexp("{0}", "{1}"), c_partials=(_c_sigmoid("{0} - {1}"), _c_sigmoid("{1} - {0}")))
 def _over_r2(ns, u, a, b):
     """u / (a^2 + b^2) as u / r / r with r = hypot(a, b), which neither underflows nor
     overflows where the result is a normal number; 0 at the origin."""
@@ -845,7 +967,8 @@ op("atan2", args=("a", "b"), fwd=lambda xp, a, b: xp.arctan2(a, b),
    # atan2(a, b) is the angle of the point (b, a): d/da = b/r^2, d/db = -a/r^2
    partials=(lambda ns, y, a, b: _over_r2(ns, b, a, b),
              lambda ns, y, a, b: _over_r2(ns, -a, a, b)),
-   domain=((0.5, 2.0), (0.5, 2.0)), note="gradient 0 at the origin")
+   domain=((0.5, 2.0), (0.5, 2.0)), note="gradient 0 at the origin",
+   c="atan2({0}, {1})", c_partials=(_c_over_r2("{1}", "{0}", "{1}"), _c_over_r2("-{0}", "{0}", "{1}")))
 
 
 def _where_jvp(ns, t, y, c, a, b):
@@ -881,13 +1004,15 @@ op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b), 
    vjp=(None, lambda ns, g, y, c, a, b: ns.where(c, g, 0.0),
         lambda ns, g, y, c, a, b: ns.where(c, 0.0, g)),
    jvp=_where_jvp, curvature="linear", domain=((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)), lint=_where_lint,
-   note="the unselected branch gets exactly 0")
+   note="the unselected branch gets exactly 0",
+   c="({0} != 0 ? {1} : {2})", c_partials=(None, "({0} != 0 ? 1.0 : 0.0)", "({0} != 0 ? 0.0 : 1.0)"))
 
 for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", ">", "greater"),
                         ("ge", ">=", "greater_equal"), ("eq", "==", "equal"),
                         ("ne", "!=", "not_equal")):
     op(_name, args=("a", "b"), fwd=lambda xp, a, b, _f=_f: getattr(xp, _f)(a, b), kind="comparison",
-       differentiable=False, symbol=(_sym,), note="no derivative (a boolean)", doc=f"a {_sym} b")
+       differentiable=False, symbol=(_sym,), note="no derivative (a boolean)", doc=f"a {_sym} b",
+       c="({0} " + _sym + " {1})")
 
 # ---------------------------------------------------------------- reductions
 
@@ -1703,7 +1828,8 @@ op("arange", fwd=lambda xp, start=0.0, stop=None, step=1.0, dtype=None:
 # ---------------------------------------------------------------- scripts
 
 op("detach", fwd=lambda xp, x: x, differentiable=False, aliases=("stop_gradient",),
-   note="blocks the gradient: derivative 0", doc="detach(x): x, as a constant")
+   note="blocks the gradient: derivative 0", doc="detach(x): x, as a constant",
+   c="{0}")
 op("randn", fwd=lambda xp, shape=(), rng=None, dtype=None: xp.asarray(rng.standard_normal(shape), dtype),
    attrs={"shape": ()}, shape=lambda shape=(): _size_of(shape), shape_args=True, random=True,
    doc="randn(d0, d1, ...): standard normal samples (seeded by --seed)", **C)
