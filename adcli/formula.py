@@ -547,14 +547,15 @@ def program(roots, fmt="adcli"):
             text[t.id] = printer.const(t) if t.const else printer.name(t)
             continue
         args = [text[a.id] for a in t.args]
-        if t.op.assigns:        # y = x; y[key] = v: a statement, always named
-            name = f"t{len(names) + 1}"
-            names[t.id] = name
-            lines.append(("copy", name, args[0][0]))
-            lines.append(("set", name, t.op.spelled(name, **t.attrs), args[1][0]))
-            text[t.id] = (name, ATOM)
-            continue
         try:
+            if t.op.assigns:        # y = x; y[key] = v: a statement, always named
+                name = f"t{len(names) + 1}"
+                target = t.op.spelled(name, **t.attrs)
+                names[t.id] = name
+                lines.append(("copy", name, args[0][0]))
+                lines.append(("set", name, target, args[1][0]))
+                text[t.id] = (name, ATOM)
+                continue
             text[t.id] = printer.op(t, args)
         except ValueError as e:     # an index with no written form
             raise Unprintable(f"diff cannot write this derivative yet: {e}") from None
