@@ -197,6 +197,19 @@ class Terms:
             inner = self.make(op, [a1, b1], {}, shape)
             return inner if (a.op is OPS["neg"]) == (b.op is OPS["neg"]) else \
                 self.make(OPS["neg"], [inner], {}, shape)
+        if name == "mul" and (_number(b) and not _number(a)
+                              or not _number(a) and not _number(b) and a.id > b.id):
+            return self.make(op, [b, a], {}, shape)     # x*2 is 2*x; u*v and v*u are one
+        if name in ("mul", "div") and not _number(a) and a.op is OPS["mul"] \
+                and _number(a.args[0]):        # (3*u)*v is 3*(u*v): coefficients to the front
+            inner = self.make(op, [a.args[1], b], {}, shape)
+            return self.make(OPS["mul"], [a.args[0], inner], {}, shape)
+        if name == "mul" and not _number(a) and b.op is op and _number(b.args[0]):
+            return self.make(op, [b.args[0], self.make(op, [a, b.args[1]], {}, shape)], {}, shape)
+        if name == "mul" and _number(a) and b.op is op and _number(b.args[0]):
+            # 2*(3*x) is 6*x
+            c = self.const(a.value * b.args[0].value)
+            return self.make(op, [c, b.args[1]], {}, shape)
         if name == "mul":
             if a.is_scalar_const(0.0) or b.is_scalar_const(0.0):
                 return zero()
@@ -219,6 +232,11 @@ class Terms:
             if b.is_scalar_const(0.0):
                 return self.const(np.ones(shape))
         return None
+
+
+def _number(t):
+    """A constant number (shape ()): a coefficient."""
+    return t.const and t.shape == ()
 
 
 # The identities above name ops, as a printer of arithmetic must: they are about the
@@ -526,7 +544,7 @@ def _template(spec, args, latex=False, python=False):
         return rf"\left({text}\right)" if latex else f"({text})"
     spec = re.sub(r"\((\d)\)", lambda m: "\0" + m.group(1) + "\1", spec)
     spec = re.sub(r"\{(\d)\}", alone, spec)
-    return re.sub("\0(\\d)\1", wrapped, spec)
+    return re.sub("\0(\\d)\1", wrapped, spec).strip()
 
 
 # ---------------------------------------------------------------- the program text
