@@ -481,7 +481,8 @@ class Printer:
         if op.infix and spec and not re.search(r"\{\d\}|\(\d\)", spec):
             return _infix(op, spec, args, latex=True)
         if spec:
-            prec = op.infix[0] if op.infix else ATOM
+            # \frac{a}{b}, \sqrt{x}, \left|x\right| delimit themselves
+            prec = op.infix[0] if op.infix and not spec.startswith("\\") else ATOM
             return _template(spec, args, latex=True), prec
         inner = ", ".join(a[0] for a in args)
         extras = [f"{k}={_attr_text(v, k in op.string_attrs)}" for k, v in t.attrs.items()
