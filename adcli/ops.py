@@ -619,7 +619,7 @@ unary("sign", lambda xp, x: xp.sign(x), None, kink=lambda xp, x: x,
 unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ns, y, x: 0.5 / y, domain=(0.1, 4.0),
       note="infinite at 0; a zero cotangent still gives 0", latex="\\sqrt{{0}}")
 unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0), latex="\\sqrt[3]{{0}}")
-unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x, latex="(0)^{2}")
+unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x, latex="(0)^2")
 unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y, latex="e^{{0}}")
 # d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
 unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0")

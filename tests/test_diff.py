@@ -136,7 +136,8 @@ def test_clear_errors(args, message):
 # Ops whose derivative uses a step that has no written form yet: digamma's derivative is
 # polygamma (internal), and the derivative of a matrix's diagonal puts it back by an index
 # of positions. diff says so (Unprintable); the test checks that it still does.
-UNPRINTABLE = {"digamma-order1", "digamma-order2", "lgamma-order2", "diag-2", "diag-3", "diag-4"}
+UNPRINTABLE = {"digamma-order1", "digamma-order2", "digamma-order3", "lgamma-order2",
+               "lgamma-order3", "diag-2", "diag-3", "diag-4"}
 LETTERS = "abc"
 
 
@@ -149,7 +150,7 @@ def op_cases():
                 shapes = [shapes] if shapes and not isinstance(shapes[0], tuple) else list(shapes)
                 yield pytest.param(op.name, shapes, attrs, 1, f"{op.name}-{k}", id=f"{op.name}-{k}")
         elif op.kind in ("elementwise",):
-            for order in (1, 2):
+            for order in (1, 2, 3):
                 case = f"{op.name}-order{order}"
                 yield pytest.param(op.name, [()] * len(op.args), {}, order, case, id=case)
 
@@ -219,3 +220,31 @@ def test_every_sample_reads_back_equal_to_grad(sample):
             text = formula.formula(api.trace_script(source, values), [w])
             assert float(read_back(text, other)) == pytest.approx(
                 float(grad_of(source, other, w, 1, script=True)), rel=1e-10)
+
+
+def elementwise_ops():
+    return [op.name for op in public_ops() if op.kind == "elementwise" and op.differentiable]
+
+
+@pytest.mark.parametrize("name", elementwise_ops())
+def test_every_elementwise_op_as_python_and_latex(name):
+    op = OPS[name]
+    names = [LETTERS[i] for i in range(len(op.args))]
+    expr = call_text(op, names, {})
+    rng = np.random.default_rng(7)
+    traced_at, checked_at = sample(op, [()] * len(names), rng), sample(op, [()] * len(names), rng)
+    traced = api.trace(expr, traced_at)
+    try:
+        code = formula.formula(traced, None, 1, "python")
+    except formula.Unprintable:
+        assert f"{name}-order1" in UNPRINTABLE
+        return
+    namespace = {}
+    exec(code, namespace)             # our own output
+    got = namespace["d_f"](*[checked_at[n] for n in names])
+    got = got if len(names) > 1 else (got,)
+    for w, g in zip(names, got):
+        assert float(g) == pytest.approx(float(grad_of(expr, checked_at, w, 1)), rel=1e-9,
+                                         abs=1e-12), code
+    latex = formula.formula(api.trace(expr, traced_at), None, 1, "latex")
+    assert latex.count("{") == latex.count("}") and r"\partial" in latex
