@@ -168,6 +168,13 @@ class Terms:
 
         def zero():
             return self.const(np.zeros(shape))
+        if op.reshapes:
+            (x,) = args
+            if x.shape == shape:
+                return x
+            if x.op is op:                       # reshape(reshape(x, s1), s2)
+                return self.make(op, [x.args[0]], {"shape": shape}, shape)
+            return None
         if not op.infix or op.kind == "comparison":
             return None
         if op.infix[1] == "prefix":                         # -x

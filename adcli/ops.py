@@ -119,6 +119,9 @@ class Op:
                                   # its arguments (before its one argument), Python's rules
     spelled: object = None        # spelled(x_text, **attrs) -> text: written otherwise (x[1:3])
     assigns: bool = False         # written as an indexed assignment of a script (y[key] = v)
+    reshapes: bool = False        # its argument's elements at another shape (reshape,
+                                  # broadcast_to): at the argument's own shape it is the
+                                  # argument, and applied to itself it takes the inner argument
     printed: object = None        # printed(ns, *args, **attrs): an internal op in public ops,
                                   # equal at ordinary points (mul0 as a plain product); None
                                   # for an internal op: diff cannot write it
@@ -1448,7 +1451,7 @@ op("transpose", batch=_transpose_batch,
 op("reshape", batch=to_out,
    examples=[((3, 4), {"shape": (2, 6)}), ((6,), {"shape": (-1, 2)})],
    fwd=lambda xp, x, shape=(): xp.reshape(x, shape), attrs={"shape": REQUIRED},
-   kind="shape", method=True, shape_args=True,
+   kind="shape", method=True, shape_args=True, reshapes=True,
    vjp=(lambda ns, g, y, x, shape=(): ns.reshape(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.reshape(t[0], shape=shape),
    shape=_reshape_shape, doc="reshape(x, shape), also x.reshape(2, 3)")
@@ -1459,7 +1462,7 @@ op("broadcast_to", batch=lambda xp, x, shapes, out, shape=(): xp.broadcast_to(
        aligned(xp, [x], shapes, len(out))[0], x.shape[:1] + tuple(out)),
    examples=[((3, 1), {"shape": (2, 3, 4)})],
    fwd=lambda xp, x, shape=(): xp.broadcast_to(x, shape), attrs={"shape": REQUIRED},
-   kind="shape",
+   kind="shape", reshapes=True,
    vjp=(lambda ns, g, y, x, shape=(): ns.sum_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.broadcast_to(t[0], shape=shape),
    shape=lambda s, shape=(): np.broadcast_shapes(s, _size_of(shape)) and _size_of(shape))
