@@ -163,11 +163,10 @@ class Terms:
         return self._new(key, op, tuple(args), dict(attrs), shape)
 
     def _identity(self, op, args, shape):
+        """The algebra the op table states (linear, product, homogeneous, units,
+        annihilators, reshapes), applied where the replacement has the result's shape."""
         def fits(t):
             return t if t.shape == shape else None
-
-        def zero():
-            return self.const(np.zeros(shape))
         if op.reshapes:
             (x,) = args
             if x.shape == shape:
@@ -175,69 +174,44 @@ class Terms:
             if x.op is op:                       # reshape(reshape(x, s1), s2)
                 return self.make(op, [x.args[0]], {"shape": shape}, shape)
             return None
-        if not op.infix or op.kind == "comparison":
-            return None
-        if op.infix[1] == "prefix":                         # -x
-            (x,) = args
-            if x.op is OPS["neg"]:
-                return x.args[0]
-            return None
-        a, b = args
-        name = op.name
-        if name == "add":
-            if b.is_scalar_const(0.0):
-                return fits(a)
-            if a.is_scalar_const(0.0):
-                return fits(b)
-        elif name == "sub":
-            if b.is_scalar_const(0.0):
-                return fits(a)
-            if a.is_scalar_const(0.0) and b.shape == shape:
-                return self.make(OPS["neg"], [b], {}, shape)
-            if a is b:
-                return zero()
-        if name in ("mul", "div") and (a.op is OPS["neg"] or b.op is OPS["neg"]) and \
-                np.broadcast_shapes(a.shape, b.shape) == shape:
-            # (-a)*b = -(a*b): the minus moves out, into the sum that reads the product
-            a1 = a.args[0] if a.op is OPS["neg"] else a
-            b1 = b.args[0] if b.op is OPS["neg"] else b
-            inner = self.make(op, [a1, b1], {}, shape)
-            return inner if (a.op is OPS["neg"]) == (b.op is OPS["neg"]) else \
-                self.make(OPS["neg"], [inner], {}, shape)
-        if name == "mul" and (_number(b) and not _number(a)
-                              or not _number(a) and not _number(b) and a.id > b.id):
-            return self.make(op, [b, a], {}, shape)     # x*2 is 2*x; u*v and v*u are one
-        if name in ("mul", "div") and not _number(a) and a.op is OPS["mul"] \
-                and _number(a.args[0]):        # (3*u)*v is 3*(u*v): coefficients to the front
-            inner = self.make(op, [a.args[1], b], {}, shape)
-            return self.make(OPS["mul"], [a.args[0], inner], {}, shape)
-        if name == "mul" and not _number(a) and b.op is op and _number(b.args[0]):
-            return self.make(op, [b.args[0], self.make(op, [a, b.args[1]], {}, shape)], {}, shape)
-        if name == "mul" and _number(a) and b.op is op and _number(b.args[0]):
-            # 2*(3*x) is 6*x
-            c = self.const(a.value * b.args[0].value)
-            return self.make(op, [c, b.args[1]], {}, shape)
-        if name == "mul":
+        if op is NEG and args[0].op is NEG:      # --x
+            return args[0].args[0]
+        for i, a in enumerate(args):
+            if op.units and op.units[i] is not None and a.is_scalar_const(op.units[i]):
+                return fits(args[1 - i])
+            if op.annihilators and op.annihilators[i] and a.is_scalar_const(op.annihilators[i][0]):
+                return self.const(np.full(shape, op.annihilators[i][1]))
+        if op.linear and len(args) == 2:         # x + 0, 0 - x
+            for i in (0, 1):
+                other = args[1 - i]
+                if args[i].is_scalar_const(0.0) and other.shape == shape:
+                    return other if op.linear[1 - i] == 1.0 else self.make(NEG, [other], {}, shape)
+        if op.product:
+            a, b = args
             if a.is_scalar_const(0.0) or b.is_scalar_const(0.0):
-                return zero()
+                return self.const(np.zeros(shape))
             if b.is_scalar_const(1.0):
                 return fits(a)
             if a.is_scalar_const(1.0):
                 return fits(b)
-            if b.is_scalar_const(-1.0) and a.shape == shape:
-                return self.make(OPS["neg"], [a], {}, shape)
-            if a.is_scalar_const(-1.0) and b.shape == shape:
-                return self.make(OPS["neg"], [b], {}, shape)
-        elif name == "div":
-            if b.is_scalar_const(1.0):
-                return fits(a)
-            if a.is_scalar_const(0.0):
-                return zero()
-        elif name == "pow":
-            if b.is_scalar_const(1.0):
-                return fits(a)
-            if b.is_scalar_const(0.0):
-                return self.const(np.ones(shape))
+            if _number(a) and b.op is op and _number(b.args[0]):     # 2*(3*x) is 6*x
+                return self.make(op, [self.const(a.value * b.args[0].value), b.args[1]], {},
+                                 shape)
+            if _number(b) and not _number(a) or not _number(a) and not _number(b) and a.id > b.id:
+                return self.make(op, [b, a], {}, shape)   # x*2 is 2*x; u*v and v*u are one
+        if _number(args[0]) and op.product:
+            return None
+        for i in op.homogeneous:
+            a = args[i]
+            rest = list(args)
+            if a.op is NEG and np.broadcast_shapes(*[t.shape for t in args]) == shape:
+                # (-a)*b = -(a*b): the minus moves out, into the sum that reads the product
+                rest[i] = a.args[0]
+                return self.make(NEG, [self.make(op, rest, {}, shape)], {}, shape)
+            if a.op is MUL and _number(a.args[0]) and not _number(a):
+                # (3*u)*v is 3*(u*v): coefficients to the front
+                rest[i] = a.args[1]
+                return self.make(MUL, [a.args[0], self.make(op, rest, {}, shape)], {}, shape)
         return None
 
 
@@ -246,8 +220,17 @@ def _number(t):
     return t.const and t.shape == ()
 
 
-# The identities above name ops, as a printer of arithmetic must: they are about the
-# arithmetic of + - * / ** themselves (x*1 is x), not about any op's derivative.
+def _the_op(test):
+    """The one op of the table with the stated property (diff's arithmetic reads its ops by
+    what the table says of them, not by name)."""
+    (found,) = [o for o in OPS.values() if test(o)]
+    return found
+
+
+ADD = _the_op(lambda o: o.linear == (1.0, 1.0))
+SUB = _the_op(lambda o: o.linear == (1.0, -1.0))
+NEG = _the_op(lambda o: o.linear == (-1.0,))
+MUL = _the_op(lambda o: o.product)
 
 
 def to_terms(graph, outputs, terms):
@@ -285,26 +268,26 @@ def _uses(roots):
     return count
 
 
+def _coefficient(t):
+    """A constant number as a float (a coefficient), or None."""
+    return float(t.value.reshape(())) if _number(t) else None
+
+
 def _linear(t, uses):
     """t as a sum of (coefficient, term) over terms read once, with constant factors
     pulled out: [(c, term)], in order of first appearance (explicit stack, no recursion)."""
-    add, sub, neg, mul = OPS["add"], OPS["sub"], OPS["neg"], OPS["mul"]
     out, stack = [], [(1.0, t, True)]
     while stack:
         c, u, top = stack.pop()
         inner = top or uses.get(u.id, 0) <= 1
-        if inner and u.op in (add, sub) and u.args[0].shape == u.shape == u.args[1].shape:
-            sign = -1.0 if u.op is sub else 1.0
-            stack.append((c * sign, u.args[1], False))
-            stack.append((c, u.args[0], False))
-        elif u.op is neg:                          # a minus is free: always folded in
-            stack.append((-c, u.args[0], False))
-        elif inner and u.op is mul and u.args[0].is_scalar_const() and u.args[0].value.size == 1 \
+        op = u.op
+        if op is not None and op.linear and (inner or len(u.args) == 1) \
+                and all(a.shape == u.shape for a in u.args):   # a minus is always folded in
+            for ci, a in reversed(list(zip(op.linear, u.args))):
+                stack.append((c * ci, a, False))
+        elif inner and op is not None and op.product and _coefficient(u.args[0]) is not None \
                 and u.args[1].shape == u.shape:
-            stack.append((c * float(u.args[0].value.reshape(())), u.args[1], False))
-        elif inner and u.op is mul and u.args[1].is_scalar_const() and u.args[1].value.size == 1 \
-                and u.args[0].shape == u.shape:
-            stack.append((c * float(u.args[1].value.reshape(())), u.args[0], False))
+            stack.append((c * _coefficient(u.args[0]), u.args[1], False))
         else:
             out.append((c, u))
     combined = {}
@@ -316,7 +299,6 @@ def _linear(t, uses):
 def canonical(roots, terms):
     """The roots with every sum rewritten as a linear combination of its single-use terms,
     equal terms collected (x + y + x: 2*x + y), constants last and added up."""
-    lin = (OPS["add"], OPS["sub"], OPS["neg"], OPS["mul"])
     uses = _uses(roots)
     out, new_uses = {}, {}
     for t in sorted(_walk(roots), key=lambda t: t.id):     # arguments before their users
@@ -326,10 +308,11 @@ def canonical(roots, terms):
             args = [out[a.id] for a in t.args]
             u = terms.make(t.op, args, t.attrs, t.shape) \
                 if any(x is not y for x, y in zip(args, t.args)) else t
-            if u.op in lin:
+            if u.op is not None and (u.op.linear or u.op.product):
                 parts = _linear(u, new_uses)
                 if len(parts) > 1 or (parts and (parts[0][1] is not u or parts[0][0] != 1.0)):
-                    u = _rebuild(parts, u.shape, terms)
+                    v = _rebuild(parts, u.shape, terms)
+                    u = v if v.shape == u.shape else u
         out[t.id] = u
         new_uses[u.id] = new_uses.get(u.id, 0) + uses.get(t.id, 0)
     return [out[r.id] if r is not None else None for r in roots]
@@ -349,31 +332,28 @@ def _walk(roots):
 
 def _rebuild(parts, shape, terms):
     """sum of c*term, constant terms added into one number at the end."""
-    add, sub, mul, neg = OPS["add"], OPS["sub"], OPS["mul"], OPS["neg"]
     const, rest = 0.0, []
     for c, u in parts:
         if c == 0.0:
             continue
-        if u.is_scalar_const() and u.value.size == 1 and u.shape == ():
-            const += c * float(u.value.reshape(()))
+        if _number(u):
+            const += c * _coefficient(u)
         else:
             rest.append((c, u))
     total = None
     for c, u in rest:
         mag = abs(c)
-        piece = u if mag == 1.0 else terms.make(mul, [terms.const(mag), u], {}, u.shape)
+        piece = u if mag == 1.0 else terms.make(MUL, [terms.const(mag), u], {}, u.shape)
         if total is None:
-            total = piece if c > 0 else terms.make(neg, [piece], {}, piece.shape)
+            total = piece if c > 0 else terms.make(NEG, [piece], {}, piece.shape)
         else:
-            total = terms.make(add if c > 0 else sub, [total, piece], {},
+            total = terms.make(ADD if c > 0 else SUB, [total, piece], {},
                                np.broadcast_shapes(total.shape, piece.shape))
     if total is None:
         return terms.const(np.full(shape, const))
     if const:
-        total = terms.make(add if const > 0 else sub, [total, terms.const(abs(const))], {},
+        total = terms.make(ADD if const > 0 else SUB, [total, terms.const(abs(const))], {},
                            total.shape)
-    if total.shape != tuple(shape):
-        total = terms.make(OPS["broadcast_to"], [total], {"shape": tuple(shape)}, shape)
     return total
 
 
@@ -559,7 +539,7 @@ def _template(spec, args, latex=False, python=False):
 
 def cheap(t):
     """Not worth a name of its own: an input or a constant, or minus one of them."""
-    return t.op is None or (t.op is OPS["neg"] and t.args[0].op is None)
+    return t.op is None or (t.op is NEG and t.args[0].op is None)
 
 
 def program(roots, fmt="adcli"):

@@ -119,6 +119,14 @@ class Op:
                                   # its arguments (before its one argument), Python's rules
     spelled: object = None        # spelled(x_text, **attrs) -> text: written otherwise (x[1:3])
     assigns: bool = False         # written as an indexed assignment of a script (y[key] = v)
+    linear: tuple = None          # the op is sum_i c_i arg_i: add (1, 1), sub (1, -1), neg (-1,)
+    product: bool = False         # the elementwise product a*b: a zero factor gives 0, a factor
+                                  # 1 the other, constant factors commute to the front
+    homogeneous: tuple = ()       # arguments in which the op is linear: a constant factor or a
+                                  # minus there moves out, (3*u)/v = 3*(u/v)
+    units: tuple = None           # per argument, the constant with which the op is its other
+                                  # argument (a/1 = a, a**1 = a), or None
+    annihilators: tuple = None    # per argument, (constant, result) or None: 0/b = 0, a**0 = 1
     reshapes: bool = False        # its argument's elements at another shape (reshape,
                                   # broadcast_to): at the argument's own shape it is the
                                   # argument, and applied to itself it takes the inner argument
@@ -544,17 +552,18 @@ def _diag_batch(xp, x, shapes, out, k=0):
 LN2, LN10 = math.log(2.0), math.log(10.0)
 
 op("add", args=("a", "b"), fwd=lambda xp, a, b: a + b, partials=(IDENTITY, IDENTITY),
-   curvature="linear", symbol=("+",), infix=(2, "left"), latex="+", doc="a + b")
+   curvature="linear", symbol=("+",), infix=(2, "left"), linear=(1.0, 1.0), latex="+", doc="a + b")
 op("sub", args=("a", "b"), fwd=lambda xp, a, b: a - b, partials=(IDENTITY, NEGATE),
-   curvature="linear", symbol=("-",), infix=(2, "left"), latex="-", doc="a - b")
+   curvature="linear", symbol=("-",), infix=(2, "left"), linear=(1.0, -1.0), latex="-", doc="a - b")
 op("mul", args=("a", "b"), fwd=lambda xp, a, b: a * b,
    partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear", symbol=("*",),
-   infix=(3, "left"), latex="\\cdot", doc="a * b")
+   infix=(3, "left"), latex="\\cdot", product=True, homogeneous=(0, 1), doc="a * b")
 op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
    # d(a/b) = da/b - (a/b) db/b
    partials=(lambda ns, y, a, b: 1.0 / b, lambda ns, y, a, b: -y / b),
    curvature=((0, 1), (1, 1)),    # linear in a: no d2/da2
-   domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), infix=(3, "left"),
+   domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), infix=(3, "left"), homogeneous=(0,),
+   units=(None, 1.0), annihilators=((0.0, 0.0), None),
    latex="\\frac{{0}}{{1}}", doc="a / b")
 op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    # d a^b / da = b a^(b-1), a NaN-safe product so that x**0 has derivative 0 at 0 (the
@@ -564,11 +573,12 @@ op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    # again a NaN-safe product, whose derivative in a stays right where a^b underflows.
    partials=(lambda ns, y, a, b: ns.mul0(b, a ** (b - 1.0)),
              lambda ns, y, a, b: ns.mul0(y, ns.log(a))),
-   domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"), infix=(5, "right"), latex="(0)^{{1}}",
+   domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"), infix=(5, "right"),
+   units=(None, 1.0), annihilators=(None, (0.0, 1.0)), latex="(0)^{{1}}",
    note="d/da is b*a**(b-1), 0 when b == 0 (also at a == 0); d/db is a**b*log(a), 0 where a**b == 0",
    doc="a ** b (also a ^ b)")
 op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), curvature="linear", symbol=("-",),
-   infix=(4, "prefix"), latex="-", doc="-x")
+   infix=(4, "prefix"), latex="-", linear=(-1.0,), doc="-x")
 def _mul0(xp, a, b):
     y = a * b
     # only 0 * inf and 0 * nan differ from the plain product, and both are NaN: a finite
