@@ -926,6 +926,44 @@ def plot_(expr: str = SOURCE,
     _run(debug, work)
 
 
+# ---------------------------------------------------------------- diff
+# (adcli/formula.py)
+
+@app.command("diff", context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Derivatives of every order and shape")
+def diff_(expr: str = SOURCE, wrt: Optional[List[str]] = WRT,
+          order: int = typer.Option(1, "--order", metavar="N",
+                                    help="The N-th derivative (1 to 12; inputs of one element "
+                                         "above 1)."),
+          format: str = typer.Option("adcli", "--format", metavar="adcli|latex|python",
+                                     help="adcli's language (adcli eval reads it back), LaTeX, "
+                                          "or a Python function on numpy arrays."),
+          at: Optional[List[str]] = AT, dtype: str = DTYPE, seed: int = SEED,
+          max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
+          max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+          max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
+    """The derivative of EXPR as a formula, printed from the derivative program: shared
+    subexpressions named once (t1, t2, ...), simplified.
+
+    Example: adcli diff "x*(x+y)" --wrt x
+    """
+    def work():
+        from . import formula
+        from .errors import note
+        from .render import write_notes
+        run, source = _tracer(expr, at, dtype, max_elements, max_nodes, seed, max_steps,
+                              max_depth, max_memory, max_work, unset=True)
+        traced = run()
+        text = formula.formula(traced, wrt_names(wrt), order, format)
+        if traced.graph.guards:
+            write_notes([note("diff-path", "the formula follows the path the program took at "
+                                           "the traced point (its branches, loop counts and "
+                                           "masks); elsewhere it may not apply")])
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    _run(debug, work)
+
+
 # `adcli --help` lists the commands by panel, in this order
 PANELS = ["Values and gradients", "Derivatives of every order and shape", "Checking derivatives",
           "Seeing inside", "Reference"]

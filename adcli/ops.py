@@ -119,6 +119,30 @@ class Op:
                                   # None: the op is not fusible
     c_partials: tuple = None      # C expressions of its local derivatives, one per argument,
                                   # {y} its result (IDENTITY, NEGATE, None as in partials)
+    # How `adcli diff` writes the op (adcli/formula.py); by default a call of its name:
+    infix: tuple = None           # (precedence, associativity): written with symbol[0] between
+                                  # its arguments (before its one argument), Python's rules
+    spelled: object = None        # spelled(x_text, **attrs) -> text: written otherwise (x[1:3])
+    assigns: bool = False         # written as an indexed assignment of a script (y[key] = v)
+    linear: tuple = None          # the op is sum_i c_i arg_i: add (1, 1), sub (1, -1), neg (-1,)
+    product: bool = False         # the elementwise product a*b: a zero factor gives 0, a factor
+                                  # 1 the other, constant factors commute to the front
+    homogeneous: tuple = ()       # arguments in which the op is linear: a constant factor or a
+                                  # minus there moves out, (3*u)/v = 3*(u/v)
+    units: tuple = None           # per argument, the constant with which the op is its other
+                                  # argument (a/1 = a, a**1 = a), or None
+    annihilators: tuple = None    # per argument, (constant, result) or None: 0/b = 0, a**0 = 1
+    reshapes: bool = False        # its argument's elements at another shape (reshape,
+                                  # broadcast_to): at the argument's own shape it is the
+                                  # argument, and applied to itself it takes the inner argument
+    printed: object = None        # printed(ns, *args, **attrs): an internal op in public ops,
+                                  # equal at ordinary points (mul0 as a plain product); None
+                                  # for an internal op: diff cannot write it
+    latex: str = None             # LaTeX: an infix op's symbol, or a template of {0}, {1}
+                                  # (a slot in braces is set alone, a bare one in parentheses
+                                  # unless it is an atom); default \operatorname{name}(...)
+    numpy: str = None             # --format python: numpy's function (np.NAME), or a template
+                                  # of {0}, {1}; default np.<name>
 
     def __post_init__(self):
         self._reads = None            # what its reverse rules read (autodiff.rule_reads)
@@ -295,6 +319,23 @@ def _index_shape(key, shape):
             out.append(len(range(*k.indices(shape[i]))))
         i += 1
     return tuple(out) + tuple(shape[i:])
+
+
+def index_text(key):
+    """A static index as written in the language: 1, 1:3, ::2, None (no integer arrays:
+    the language writes those as boolean masks, whose values a program does not keep)."""
+    parts = []
+    for k in key:
+        if isinstance(k, slice):
+            parts.append(":".join("" if v is None else str(v) for v in (k.start, k.stop))
+                         + ("" if k.step is None else f":{k.step}"))
+        elif k is None:
+            parts.append("None")
+        elif isinstance(k, (int, np.integer)):
+            parts.append(str(int(k)))
+        else:
+            raise ValueError("an index by an array of positions has no written form")
+    return ", ".join(parts)
 
 
 def unindex(xp, g, key=(), shape=()):
@@ -583,19 +624,22 @@ def _c_floor_divide(a, b):
 LN2, LN10 = math.log(2.0), math.log(10.0)
 
 op("add", args=("a", "b"), fwd=lambda xp, a, b: a + b, partials=(IDENTITY, IDENTITY),
-   curvature="linear", symbol=("+",), doc="a + b",
+   curvature="linear", symbol=("+",), infix=(2, "left"), linear=(1.0, 1.0), latex="+", doc="a + b",
    c="{0} + {1}", c_partials=(IDENTITY, IDENTITY))
 op("sub", args=("a", "b"), fwd=lambda xp, a, b: a - b, partials=(IDENTITY, NEGATE),
-   curvature="linear", symbol=("-",), doc="a - b",
+   curvature="linear", symbol=("-",), infix=(2, "left"), linear=(1.0, -1.0), latex="-", doc="a - b",
    c="{0} - {1}", c_partials=(IDENTITY, NEGATE))
 op("mul", args=("a", "b"), fwd=lambda xp, a, b: a * b,
-   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear", symbol=("*",), doc="a * b",
+   partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear", symbol=("*",),
+   infix=(3, "left"), latex="\\cdot", product=True, homogeneous=(0, 1), doc="a * b",
    c="{0} * {1}", c_partials=("{1}", "{0}"))
 op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
    # d(a/b) = da/b - (a/b) db/b
    partials=(lambda ns, y, a, b: 1.0 / b, lambda ns, y, a, b: -y / b),
    curvature=((0, 1), (1, 1)),    # linear in a: no d2/da2
-   domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), doc="a / b",
+   domain=((-2.0, 2.0), (0.5, 2.0)), symbol=("/",), infix=(3, "left"), homogeneous=(0,),
+   units=(None, 1.0), annihilators=((0.0, 0.0), None),
+   latex="\\frac{{0}}{{1}}", doc="a / b",
    c="{0} / {1}", c_partials=("1.0 / {1}", "-{y} / {1}"))
 op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    # d a^b / da = b a^(b-1), a NaN-safe product so that x**0 has derivative 0 at 0 (the
@@ -605,11 +649,13 @@ op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
    # again a NaN-safe product, whose derivative in a stays right where a^b underflows.
    partials=(lambda ns, y, a, b: ns.mul0(b, a ** (b - 1.0)),
              lambda ns, y, a, b: ns.mul0(y, ns.log(a))),
-   domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"),
+   domain=((0.5, 2.0), (-2.0, 2.0)), symbol=("**", "^"), infix=(5, "right"),
+   units=(None, 1.0), annihilators=(None, (0.0, 1.0)), latex="(0)^{{1}}",
    note="d/da is b*a**(b-1), 0 when b == 0 (also at a == 0); d/db is a**b*log(a), 0 where a**b == 0",
    doc="a ** b (also a ^ b)",
    c="pow({0}, {1})", c_partials=("MUL0({1}, pow({0}, {1} - 1.0))", "MUL0({y}, log({0}))"))
-op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), curvature="linear", symbol=("-",), doc="-x",
+op("neg", args=("x",), fwd=lambda xp, x: -x, partials=(NEGATE,), curvature="linear", symbol=("-",),
+   infix=(4, "prefix"), latex="-", linear=(-1.0,), doc="-x",
    c="-{0}", c_partials=(NEGATE,))
 def _mul0(xp, a, b):
     y = a * b
@@ -625,6 +671,7 @@ op("mul0", args=("a", "b"), internal=True,
    # infinite or NaN one, so 0 * (d sqrt/dx at 0) contributes 0, not NaN.
    fwd=lambda xp, a, b: _mul0(xp, a, b),
    partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear",
+   printed=lambda ns, a, b: a * b,    # the same product wherever no factor is inf or nan
    doc="a * b where a zero factor wins over inf and nan",
    c="MUL0({0}, {1})", c_partials=("{1}", "{0}"))
 
@@ -658,19 +705,19 @@ def _sigmoid(xp, x):
 
 
 unary("abs", lambda xp, x: xp.abs(x), lambda ns, y, x: ns.sign(x),
-      kink=lambda xp, x: x, note="abs'(0) = 0", curvature="piecewise",
+      kink=lambda xp, x: x, note="abs'(0) = 0", curvature="piecewise", latex="\\left|{0}\\right|",
       c="fabs({0})", c_partials=("({0} > 0 ? 1.0 : ({0} < 0 ? -1.0 : {0}))",))
 unary("sign", lambda xp, x: xp.sign(x), None, kink=lambda xp, x: x,
       differentiable=False, note="derivative 0",
       c="({0} > 0 ? 1.0 : ({0} < 0 ? -1.0 : {0}))")
 unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ns, y, x: 0.5 / y, domain=(0.1, 4.0),
-      note="infinite at 0; a zero cotangent still gives 0",
+      note="infinite at 0; a zero cotangent still gives 0", latex="\\sqrt{{0}}",
       c="sqrt({0})", c_partials=("0.5 / {y}",))
-unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0),
+unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0), latex="\\sqrt[3]{{0}}",
       c="cbrt({0})", c_partials=("1.0 / (3.0 * {y} * {y})",))
-unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x,
+unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x, latex="(0)^2",
       c="{0} * {0}", c_partials=("2.0 * {0}",))
-unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y,
+unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y, latex="e^{{0}}",
       c="exp({0})", c_partials=("{y}",))
 # d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
 unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0",
@@ -755,68 +802,67 @@ def _emit(graph, step):
 
 
 unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0),
-      rewrite=_stable_log,
+      rewrite=_stable_log, latex="\\log(0)",
       c="log({0})", c_partials=("1.0 / {0}",))
 
 
 unary("log1p", lambda xp, x: xp.log1p(x), lambda ns, y, x: 1.0 / (1.0 + x), domain=(-0.9, 3.0),
       note="accurate near 0",
       c="log1p({0})", c_partials=("1.0 / (1.0 + {0})",))
-unary("log2", lambda xp, x: xp.log2(x), lambda ns, y, x: 1.0 / (x * LN2), domain=(0.1, 4.0),
+unary("log2", lambda xp, x: xp.log2(x), lambda ns, y, x: 1.0 / (x * LN2), domain=(0.1, 4.0), latex="\\log_2(0)",
       c="log2({0})", c_partials=("1.0 / ({0} * " + LN2.hex() + ")",))
-unary("log10", lambda xp, x: xp.log10(x), lambda ns, y, x: 1.0 / (x * LN10), domain=(0.1, 4.0),
+unary("log10", lambda xp, x: xp.log10(x), lambda ns, y, x: 1.0 / (x * LN10), domain=(0.1, 4.0), latex="\\log_{10}(0)",
       c="log10({0})", c_partials=("1.0 / ({0} * " + LN10.hex() + ")",))
-# cos of x + 0.0 (exact: cos is even, and only -0 changes) in C: given sin and cos of one
-# value, GCC merges them into a scalar sincos call, which stops the loop's vectorisation
-unary("sin", lambda xp, x: xp.sin(x), lambda ns, y, x: ns.cos(x),
+unary("sin", lambda xp, x: xp.sin(x), lambda ns, y, x: ns.cos(x), latex="\\sin(0)",
       c="sin({0})", c_partials=("cos({0} + 0.0)",))
-unary("cos", lambda xp, x: xp.cos(x), lambda ns, y, x: -ns.sin(x),
+unary("cos", lambda xp, x: xp.cos(x), lambda ns, y, x: -ns.sin(x), latex="\\cos(0)",
       c="cos({0} + 0.0)", c_partials=("-sin({0})",))
-unary("tan", lambda xp, x: xp.tan(x), lambda ns, y, x: 1.0 + y * y, domain=(-1.2, 1.2),
+unary("tan", lambda xp, x: xp.tan(x), lambda ns, y, x: 1.0 + y * y, domain=(-1.2, 1.2), latex="\\tan(0)",
       c="tan({0})", c_partials=("1.0 + {y} * {y}",))
 unary("asin", lambda xp, x: xp.arcsin(x), lambda ns, y, x: 1.0 / ns.sqrt(_one_minus_square(ns, x)),
-      domain=(-0.9, 0.9),
+      domain=(-0.9, 0.9), latex="\\arcsin(0)", numpy="arcsin",
       c="asin({0})", c_partials=("1.0 / sqrt(" + _c_one_minus_square("{0}") + ")",))
 unary("acos", lambda xp, x: xp.arccos(x), lambda ns, y, x: -1.0 / ns.sqrt(_one_minus_square(ns, x)),
-      domain=(-0.9, 0.9),
+      domain=(-0.9, 0.9), latex="\\arccos(0)", numpy="arccos",
       c="acos({0})", c_partials=("-1.0 / sqrt(" + _c_one_minus_square("{0}") + ")",))
 # 1 / (1 + x^2) as (1 / hypot(1, x))^2: no overflow of x^2 while the result is a normal number
-unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: ns.square(1.0 / ns.hypot(1.0, x)),
+unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: ns.square(1.0 / ns.hypot(1.0, x)), latex="\\arctan(0)", numpy="arctan",
       c="atan({0})", c_partials=("(1.0 / hypot(1.0, {0})) * (1.0 / hypot(1.0, {0}))",))
-unary("sinh", lambda xp, x: xp.sinh(x), lambda ns, y, x: ns.cosh(x),
+unary("sinh", lambda xp, x: xp.sinh(x), lambda ns, y, x: ns.cosh(x), latex="\\sinh(0)",
       c="sinh({0})", c_partials=("cosh({0})",))
-unary("cosh", lambda xp, x: xp.cosh(x), lambda ns, y, x: ns.sinh(x),
+unary("cosh", lambda xp, x: xp.cosh(x), lambda ns, y, x: ns.sinh(x), latex="\\cosh(0)",
       c="cosh({0})", c_partials=("sinh({0})",))
 unary("sech", lambda xp, x: 1.0 / xp.cosh(x), lambda ns, y, x: -y * ns.tanh(x), internal=True,
+      printed=lambda ns, x: 1.0 / ns.cosh(x),
       doc="sech(x) = 1 / cosh(x), the derivatives of tanh and sigmoid",
       c=_c_sech("{0}"), c_partials=("-{y} * tanh({0})",))
 # tanh' = sech^2, so tanh'' = -2 sech^2 tanh: products, accurate in the tails
-unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: ns.square(ns.sech(x)),
+unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: ns.square(ns.sech(x)), latex="\\tanh(0)",
       c="tanh({0})", c_partials=(_c_sech("{0}") + " * " + _c_sech("{0}"),))
-unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.hypot(1.0, x),
+unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.hypot(1.0, x), numpy="arcsinh",
       c="asinh({0})", c_partials=("1.0 / hypot(1.0, {0})",))
 unary("acosh", lambda xp, x: xp.arccosh(x),
-      lambda ns, y, x: 1.0 / (ns.sqrt(x - 1.0) * ns.sqrt(x + 1.0)), domain=(1.1, 4.0),
+      lambda ns, y, x: 1.0 / (ns.sqrt(x - 1.0) * ns.sqrt(x + 1.0)), domain=(1.1, 4.0), numpy="arccosh",
       c="acosh({0})", c_partials=("1.0 / (sqrt({0} - 1.0) * sqrt({0} + 1.0))",))
 unary("atanh", lambda xp, x: xp.arctanh(x), lambda ns, y, x: 1.0 / _one_minus_square(ns, x),
-      domain=(-0.9, 0.9),
+      domain=(-0.9, 0.9), numpy="arctanh",
       c="atanh({0})", c_partials=("1.0 / " + _c_one_minus_square("{0}"),))
 # sigmoid' = s (1 - s) = sech^2(x/2) / 4, which keeps its digits where 1 - s cancels
 unary("sigmoid", _sigmoid, lambda ns, y, x: 0.25 * ns.square(ns.sech(0.5 * x)),
-      domain=(-4.0, 4.0), note="computed stably",
+      domain=(-4.0, 4.0), note="computed stably", numpy="1.0 / (1.0 + np.exp(-(0)))",
       c=_c_sigmoid("{0}"), c_partials=("0.25 * " + _c_sech("0.5 * {0}") + " * " + _c_sech("0.5 * {0}"),))
 unary("relu", lambda xp, x: xp.maximum(x, 0.0), lambda ns, y, x: x > 0.0,
-      kink=lambda xp, x: x, note="relu'(0) = 0", curvature="piecewise",
+      kink=lambda xp, x: x, note="relu'(0) = 0", curvature="piecewise", numpy="np.maximum({0}, 0.0)",
       c="(({0} > 0 || {0} != {0}) ? {0} : 0.0)", c_partials=("({0} > 0.0)",))
 # softplus(x) = log(1 + exp(x)) = logaddexp(0, x), finite for every x
 unary("softplus", lambda xp, x: xp.logaddexp(0.0, x), lambda ns, y, x: ns.sigmoid(x),
-      domain=(-4.0, 4.0), note="computed stably",
+      domain=(-4.0, 4.0), note="computed stably", numpy="np.logaddexp(0.0, {0})",
       c=_c_logaddexp("0.0", "{0}"), c_partials=(_c_sigmoid("{0}"),))
 unary("floor", lambda xp, x: xp.floor(x), None, differentiable=False,
-      kink=lambda xp, x: x - xp.round(x), note="derivative 0",
+      kink=lambda xp, x: x - xp.round(x), note="derivative 0", latex="\\lfloor {0} \\rfloor",
       c="floor({0})")
 unary("ceil", lambda xp, x: xp.ceil(x), None, differentiable=False,
-      kink=lambda xp, x: x - xp.round(x), note="derivative 0",
+      kink=lambda xp, x: x - xp.round(x), note="derivative 0", latex="\\lceil {0} \\rceil",
       c="ceil({0})")
 unary("round", lambda xp, x: xp.round(x), None, differentiable=False,
       kink=lambda xp, x: x - xp.floor(x) - 0.5,
@@ -844,15 +890,15 @@ SQRT_PI = math.sqrt(math.pi)
 
 # erf' = 2/sqrt(pi) exp(-x^2); erfc' = -erf'; erfinv' = sqrt(pi)/2 exp(erfinv(x)^2)
 unary("erf", lambda xp, x: special(xp, "erf").erf(x),
-      lambda ns, y, x: (2.0 / SQRT_PI) * ns.exp(-(x * x)), doc="erf(x), the error function",
+      lambda ns, y, x: (2.0 / SQRT_PI) * ns.exp(-(x * x)), doc="erf(x), the error function", latex="\\operatorname{erf}(0)", numpy="scipy.special.erf",
       c="erf({0})", c_partials=((2.0 / SQRT_PI).hex() + " * exp(-({0} * {0}))",))
 unary("erfc", lambda xp, x: special(xp, "erfc").erfc(x),
       lambda ns, y, x: (-2.0 / SQRT_PI) * ns.exp(-(x * x)),
-      note="accurate in the right tail", doc="erfc(x) = 1 - erf(x)",
+      note="accurate in the right tail", doc="erfc(x) = 1 - erf(x)", numpy="scipy.special.erfc",
       c="erfc({0})", c_partials=((-2.0 / SQRT_PI).hex() + " * exp(-({0} * {0}))",))
 unary("erfinv", lambda xp, x: special(xp, "erfinv").erfinv(x),
       lambda ns, y, x: (0.5 * SQRT_PI) * ns.exp(y * y), domain=(-0.9, 0.9),
-      doc="erfinv(x), the inverse of erf on (-1, 1)")
+      doc="erfinv(x), the inverse of erf on (-1, 1)", numpy="scipy.special.erfinv")
 # lgamma' = digamma = polygamma(0, x), and polygamma(n, x)' = polygamma(n + 1, x): one
 # internal op with the order as a static attribute serves every derivative of lgamma
 op("polygamma", fwd=lambda xp, x, n=1: special(xp, "polygamma").polygamma(n, x),
@@ -862,10 +908,10 @@ op("polygamma", fwd=lambda xp, x, n=1: special(xp, "polygamma").polygamma(n, x),
    doc="polygamma(x, n): the n-th derivative of digamma (n = 1: trigamma)")
 unary("lgamma", lambda xp, x: special(xp, "lgamma").gammaln(x),
       lambda ns, y, x: ns.digamma(x), domain=(0.2, 4.0), aliases=("gammaln",),
-      note="log|gamma(x)|; its derivative is digamma(x)", doc="lgamma(x) = log|gamma(x)|")
+      note="log|gamma(x)|; its derivative is digamma(x)", doc="lgamma(x) = log|gamma(x)|", numpy="scipy.special.gammaln")
 unary("digamma", lambda xp, x: special(xp, "digamma").psi(x),
       lambda ns, y, x: ns.polygamma(x, n=1), domain=(0.2, 4.0), aliases=("psi",),
-      note="its derivative is trigamma, polygamma(1, x)", doc="digamma(x) = lgamma'(x)")
+      note="its derivative is trigamma, polygamma(1, x)", doc="digamma(x) = lgamma'(x)", numpy="scipy.special.psi")
 
 
 def _logit(xp, x):
@@ -887,7 +933,7 @@ def _logit_slope(ns, y, x):
 
 
 unary("logit", _logit, _logit_slope, domain=(0.05, 0.95),
-      doc="logit(x) = log(x / (1 - x)), the inverse of sigmoid",
+      doc="logit(x) = log(x / (1 - x)), the inverse of sigmoid", numpy="np.log({0}) - np.log1p(-(0))",
       c="({0} < 0.25 ? log({0}) - log1p(-{0}) : 2.0 * atanh(2.0 * {0} - 1.0))", c_partials=("({0} < 0.25 ? 1.0 / {0} + 1.0 / (1.0 - {0}) : 4.0 / " + _c_one_minus_square("2.0 * {0} - 1.0") + ")",))
 
 # ---------------------------------------------------------------- elementwise: remainders
@@ -902,12 +948,13 @@ def _quotient_kink(xp, a, b):
 op("mod", args=("a", "b"), fwd=lambda xp, a, b: xp.mod(a, b),
    # mod(a, b) = a - b floor(a / b): derivative 1 in a, -floor(a / b) in b between the jumps
    partials=(IDENTITY, lambda ns, y, a, b: -ns.floor(a / b)), curvature="piecewise",
-   domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("%",),
+   domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("%",), infix=(3, "left"), latex="\\bmod",
    note="numpy's mod: the sign of b; d/da 1, d/db -floor(a/b); jumps where a/b is an integer",
    doc="a % b",
    c=_c_remainder("{0}", "{1}"), c_partials=(IDENTITY, "-floor({0} / {1})"))
 op("floor_divide", args=("a", "b"), fwd=lambda xp, a, b: xp.floor_divide(a, b),
-   differentiable=False, domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("//",),
+   differentiable=False, domain=((-4.0, 4.0), (0.5, 2.0)), kink=_quotient_kink, symbol=("//",), infix=(3, "left"),
+   latex="\\left\\lfloor\\frac{{0}}{{1}}\\right\\rfloor",
    note="derivative 0", doc="a // b = floor(a / b)",
    c=_c_floor_divide("{0}", "{1}"))
 
@@ -937,6 +984,7 @@ def _ratio(xp, a, b):
 
 
 op("hypot_ratio", args=("a", "b"), fwd=_ratio, internal=True,
+   printed=lambda ns, a, b: a / ns.hypot(a, b),     # away from the origin
    # u = a / r with r = hypot(a, b): du/da = b^2 / r^3 and du/db = -a b / r^3, written as
    # products of the ratios (no 1/r - a^2/r^3, which cancels where |b| << |a|)
    partials=(lambda ns, y, a, b: ns.square(ns.hypot_ratio(b, a)) / ns.hypot(a, b),
@@ -1007,12 +1055,13 @@ op("where", args=("cond", "a", "b"), fwd=lambda xp, c, a, b: xp.where(c, a, b), 
    note="the unselected branch gets exactly 0",
    c="({0} != 0 ? {1} : {2})", c_partials=(None, "({0} != 0 ? 1.0 : 0.0)", "({0} != 0 ? 0.0 : 1.0)"))
 
-for _name, _sym, _f in (("lt", "<", "less"), ("le", "<=", "less_equal"), ("gt", ">", "greater"),
-                        ("ge", ">=", "greater_equal"), ("eq", "==", "equal"),
-                        ("ne", "!=", "not_equal")):
+for _name, _sym, _f, _tex in (("lt", "<", "less", "<"), ("le", "<=", "less_equal", "\\le"),
+                              ("gt", ">", "greater", ">"), ("ge", ">=", "greater_equal", "\\ge"),
+                              ("eq", "==", "equal", "="), ("ne", "!=", "not_equal", "\\ne")):
     op(_name, args=("a", "b"), fwd=lambda xp, a, b, _f=_f: getattr(xp, _f)(a, b), kind="comparison",
+       infix=(1, "none"), latex=_tex,
        differentiable=False, symbol=(_sym,), note="no derivative (a boolean)", doc=f"a {_sym} b",
-       c="({0} " + _sym + " {1})")
+      c="({0} " + _sym + " {1})")
 
 # ---------------------------------------------------------------- reductions
 
@@ -1094,6 +1143,7 @@ def _prod_pairs_masked(ns, v, x, axis):
 op("prod_others", batch=axes_moved(),
    examples=[((4,), {}), ((3, 4), {"axis": 1})],
    fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True, depends="along",
+   printed=lambda ns, x, axis=None: ns.prod(x, axis=axis, keepdims=True) / x,   # no zero in x
    shape=lambda s, axis=None: same_shape(s, axes_of(axis, len(s))),
    # y_i = prod_{k != i} x_k: dy_i/dx_j = prod_{k != i, j} x_k for j != i, 0 for j = i
    vjp=(lambda ns, g, y, x, axis=None: _prod_pairs(ns, g, x, axis),),
@@ -1135,7 +1185,7 @@ def _lse(xp, x, axis=None, keepdims=False):
 
 
 op("logsumexp", examples=[((5,), {}), ((3, 4), {"axis": 1})],
-   fwd=_lse,
+   fwd=_lse, numpy="scipy.special.logsumexp",
    # d lse / dx = softmax(x), computed as exp(x - max) / sum(exp(x - max)) rather than
    # exp(x - lse), which carries the rounding of a large lse into every weight
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
@@ -1153,6 +1203,7 @@ def _softmax(xp, x, axis=-1):
 
 op("softmax", examples=[((5,), {}), ((3, 4), {"axis": 0})],
    fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True, depends="along",
+   numpy="scipy.special.softmax",
    shape=lambda s, axis=-1: same_shape(s, axes_of(axis, len(s))),
    # J = diag(y) - y y^T, so J^T g = y * (g - <g, y>) and J t = y * (t - <t, y>)
    vjp=(lambda ns, g, y, x, axis=-1: y * (g - ns.sum(g * y, axis=axis, keepdims=True)),),
@@ -1187,6 +1238,8 @@ def _norm_scale(xp, x, axis=None, keepdims=False):
 
 op("norm_scale", examples=[((5,), {}), ((3, 4), {"axis": 0, "keepdims": True})],
    fwd=_norm_scale, differentiable=False, internal=True,
+   printed=lambda ns, x, axis=None, keepdims=False:   # where x is finite and not all 0
+   ns.detach(ns.max(ns.abs(x), axis=axis, keepdims=keepdims)),
    note="a constant: norm's result does not depend on it", **R)
 
 
@@ -1245,7 +1298,7 @@ op("matmul", batch=_matmul_batch,
    args=("a", "b"), fwd=lambda xp, a, b: xp.matmul(a, b),
    vjp=(_matmul_vjp(0), _matmul_vjp(1)), jvp=_matmul_jvp, kind="linalg",
    depends=_matmul_subscripts, curvature="bilinear",
-   shape=matmul_shape, cost=matmul_cost, symbol=("@",), doc="a @ b, numpy's matmul")
+   shape=matmul_shape, cost=matmul_cost, symbol=("@",), infix=(3, "left"), latex="\\,", doc="a @ b, numpy's matmul")
 def _dot(ns, a, b):
     """numpy's dot: a product with a scalar; matmul for vectors and matrices; for N-d
     arrays the sum over the last axis of a and the second-to-last of b, so that
@@ -1283,6 +1336,7 @@ op("trace", batch=leading_axes(),
         * ns.eye(n=x.shape[-2], m=x.shape[-1]),),
    jvp=lambda ns, t, y, x: ns.trace(t[0]),
    shape=_matrix_shape, doc="trace(A): the sum of the diagonal", method=True,
+   numpy="np.trace({0}, axis1=-2, axis2=-1)",
    note="of the last two axes, like the other matrix functions (numpy's trace takes the "
         "first two)")
 
@@ -1303,7 +1357,7 @@ def _cofactor(xp, x):
 
 op("det", batch=leading_axes(),
    examples=[((3, 3), {})],
-   fwd=lambda xp, x: xp.linalg.det(x), kind="linalg", depends="...ij->...",
+   fwd=lambda xp, x: xp.linalg.det(x), kind="linalg", depends="...ij->...", numpy="np.linalg.det",
    # Jacobi's formula: d det(X) = tr(adj(X) dX) = sum(cofactor(X) * dX)
    vjp=(lambda ns, g, y, x: ns.reshape(g, shape=y.shape + (1, 1)) * ns.cofactor(x),),
    jvp=lambda ns, t, y, x: ns.sum(ns.cofactor(x) * t[0], axis=(-2, -1)),
@@ -1312,6 +1366,8 @@ op("det", batch=leading_axes(),
 op("cofactor", batch=leading_axes(),
    examples=[((3, 3), {}), ((2, 3, 3), {})],
    fwd=_cofactor, kind="internal", internal=True, depends="...ij->...kl",
+   printed=lambda ns, x: ns.reshape(ns.det(x), shape=tuple(x.shape[:-2]) + (1, 1))
+   * swap_last(ns, ns.inv(x)),                  # det(X) X^-T, for an invertible X
    # C = det(X) X^-T: dC = C tr(X^-1 dX) - C dX^T X^-T, which needs an invertible X
    vjp=(lambda ns, g, y, x: ns.reshape(ns.sum(g * y, axis=(-2, -1)), shape=y.shape[:-2] + (1, 1))
         * swap_last(ns, ns.inv(x))
@@ -1322,7 +1378,7 @@ op("cofactor", batch=leading_axes(),
    shape=_square_shape, domain=((-2.0, 2.0),), cost=cubic_cost)
 op("inv", batch=leading_axes(),
    examples=[((3, 3), {})],
-   fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg", depends="...ij->...kl",
+   fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg", depends="...ij->...kl", numpy="np.linalg.inv",
    # d(X^-1) = -X^-1 dX X^-1
    vjp=(lambda ns, g, y, x: -ns.matmul(ns.matmul(swap_last(ns, y), g), swap_last(ns, y)),),
    jvp=lambda ns, t, y, x: -ns.matmul(ns.matmul(y, t[0]), y), shape=_square_shape,
@@ -1373,7 +1429,7 @@ def _solve_shape(sa, sb):
 op("solve", batch=_solve_batch,
    examples=[(((3, 3), (3,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (3,)), {}),
              (((2, 3, 3), (2, 3, 2)), {})],
-   args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg",
+   args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg", numpy="np.linalg.solve",
    # x[..., k] (x[..., k, l]) reads all of its matrix and b (b's column l)
    depends=lambda sa, sb: "...ij,j->...k" if len(sb) == 1 else "...ij,...ml->...kl",
    # x = A^-1 b: dx = A^-1 (db - dA x); so b's cotangent is A^-T g and A's is -(A^-T g) x^T
@@ -1528,7 +1584,7 @@ op("transpose", batch=_transpose_batch,
 op("reshape", batch=to_out,
    examples=[((3, 4), {"shape": (2, 6)}), ((6,), {"shape": (-1, 2)})],
    fwd=lambda xp, x, shape=(): xp.reshape(x, shape), attrs={"shape": REQUIRED},
-   kind="shape", method=True, shape_args=True,
+   kind="shape", method=True, shape_args=True, reshapes=True,
    vjp=(lambda ns, g, y, x, shape=(): ns.reshape(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.reshape(t[0], shape=shape),
    shape=_reshape_shape, doc="reshape(x, shape), also x.reshape(2, 3)")
@@ -1539,15 +1595,24 @@ op("broadcast_to", batch=lambda xp, x, shapes, out, shape=(): xp.broadcast_to(
        aligned(xp, [x], shapes, len(out))[0], x.shape[:1] + tuple(out)),
    examples=[((3, 1), {"shape": (2, 3, 4)})],
    fwd=lambda xp, x, shape=(): xp.broadcast_to(x, shape), attrs={"shape": REQUIRED},
-   kind="shape",
+   kind="shape", reshapes=True,
    vjp=(lambda ns, g, y, x, shape=(): ns.sum_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.broadcast_to(t[0], shape=shape),
    shape=lambda s, shape=(): np.broadcast_shapes(s, _size_of(shape)) and _size_of(shape))
+def _sum_to_public(ns, x, shape):
+    """sum_to as sum and reshape: the leading axes and the broadcast ones summed."""
+    shape, lead = tuple(shape), x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
+                                      if s == 1 and x.shape[i + lead] != 1)
+    y = ns.sum(x, axis=axes) if axes else x
+    return ns.reshape(y, shape=shape) if tuple(y.shape) != shape else y
+
+
 op("sum_to", batch=_sum_to_batch,
    examples=[((2, 3, 4), {"shape": (3, 1)})],
    fwd=lambda xp, x, shape=(): sum_to_shape(xp, x, shape), attrs={"shape": REQUIRED},
    kind="internal", internal=True, shape=lambda s, shape=(): tuple(shape),
-   depends="reduce", curvature="linear",
+   depends="reduce", curvature="linear", printed=lambda ns, x, shape=(): _sum_to_public(ns, x, shape),
    vjp=(lambda ns, g, y, x, shape=(): ns.broadcast_to(g, shape=x.shape),),
    jvp=lambda ns, t, y, x, shape=(): ns.sum_to(t[0], shape=shape))
 op("index", batch=_index_batch,
@@ -1558,6 +1623,7 @@ op("index", batch=_index_batch,
              ((2, 3, 4), {"key": (np.array([0, 1]), slice(None), np.array([1, 3]))}),
              ((3, 4), {"key": (None, slice(None), 1)})],
    fwd=lambda xp, x, key=(): x[key], attrs={"key": REQUIRED}, kind="shape", internal=True,
+   spelled=lambda x, key=(): f"{x}[{index_text(key)}]",
    vjp=(lambda ns, g, y, x, key=(): ns.unindex(g, key=key, shape=x.shape),),
    jvp=lambda ns, t, y, x, key=(): ns.index(t[0], key=key),
    shape=lambda s, key=(): index_key(key, s), doc="x[i], x[a:b:c], A[:, j]")
@@ -1565,6 +1631,7 @@ op("unindex", batch=_unindex_batch,
    examples=[((3,), {"key": (slice(1, 4),), "shape": (5,)}),
              ((3,), {"key": (np.array([0, 2, 3]),), "shape": (5,)})],
    fwd=unindex, attrs={"key": REQUIRED, "shape": REQUIRED}, kind="internal",
+   printed=lambda ns, g, key=(), shape=(): ns.setindex(ns.zeros(shape=shape), g, key=key),
    depends="moves", curvature="linear",
    internal=True, shape=lambda s, key=(), shape=(): tuple(shape),
    vjp=(lambda ns, g, y, x, key=(), shape=(): ns.index(g, key=key),),
@@ -1589,7 +1656,7 @@ def _fill(ns, t, xs):
 op("concat", batch=lambda xp, *xs, shapes, out, axis=0:
    xp.concatenate(xs, axis=axes_of(axis, len(out))[0] + 1),
    examples=[(((2,), (3,)), {}), (((2, 3), (1, 3)), {"axis": 0})],
-   args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.concatenate(xs, axis=axis),
+   args=("*xs",), fwd=lambda xp, *xs, axis=0: xp.concatenate(xs, axis=axis), numpy="concatenate",
    attrs={"axis": 0}, kind="shape", vjp=(_concat_vjp,),
    jvp=lambda ns, t, y, *xs, axis=0: ns.concat(*_fill(ns, t, xs), axis=axis),
    shape=_concat_shape, doc="concat([a, b, ...], axis=0)")
@@ -1827,7 +1894,7 @@ op("arange", fwd=lambda xp, start=0.0, stop=None, step=1.0, dtype=None:
 
 # ---------------------------------------------------------------- scripts
 
-op("detach", fwd=lambda xp, x: x, differentiable=False, aliases=("stop_gradient",),
+op("detach", fwd=lambda xp, x: x, differentiable=False, numpy="{0}", aliases=("stop_gradient",),
    note="blocks the gradient: derivative 0", doc="detach(x): x, as a constant",
    c="{0}")
 op("randn", fwd=lambda xp, shape=(), rng=None, dtype=None: xp.asarray(rng.standard_normal(shape), dtype),
@@ -1853,6 +1920,7 @@ op("setindex", batch=_setindex_batch,
    examples=[(((5,), (2,)), {"key": (slice(0, 2),)}), (((5,), ()), {"key": (3,)}),
              (((3, 4), (4,)), {"key": (slice(None), )}), (((3, 4), ()), {"key": (slice(None), 1)})],
    args=("x", "v"), fwd=_setindex, attrs={"key": REQUIRED}, kind="shape", internal=True,
+   assigns=True, spelled=lambda x, key=(): f"{x}[{index_text(key)}]",
    # y = x with y[key] = v: the overwritten part of x gets no gradient, v gets g[key]
    vjp=(lambda ns, g, y, x, v, key=(): ns.setindex(g, 0.0, key=key),
         lambda ns, g, y, x, v, key=(): ns.index(g, key=key)),
@@ -1864,6 +1932,7 @@ op("setindex", batch=_setindex_batch,
 op("custom", value_of=-1, batch=lambda xp, *xs, shapes, out, rule=None: xs[-1],
    args=("*xs",), fwd=lambda xp, *xs, rule=None: xs[-1], attrs={"rule": REQUIRED},
    kind="internal", internal=True, shape=lambda *shapes, rule=None: shapes[-1],
+   printed=lambda ns, *xs, rule=None: xs[-1],   # the value of the body
    # a script function with a `backward` block: its arguments are the function's
    # parameters and, last, the value its body computed; the user's rule gives the
    # parameters' cotangents (and the body none: the rule stands for it)
