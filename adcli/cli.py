@@ -960,6 +960,42 @@ def diff_(expr: str = SOURCE, wrt: Optional[List[str]] = WRT,
                                            "the traced point (its branches, loop counts and "
                                            "masks); elsewhere it may not apply")])
         sys.stdout.write(text)
+    _run(debug, work)
+
+
+@app.command(context_settings={"ignore_unknown_options": True},
+             rich_help_panel="Derivatives of every order and shape")
+def taylor(expr: str = SOURCE, at: Optional[List[str]] = AT,
+           order: int = typer.Option(6, "--order", min=0, max=1000,
+                                     help="The highest coefficient: c_0 ... c_K (at most 1000)."),
+           direction: Optional[List[str]] = typer.Option(
+               None, "--direction", metavar="NAME=VALUE,...",
+               help="The line the inputs move along, x(t) = x + t*VALUE (inputs not named "
+                    "stay; default: the only input, by 1). May repeat."),
+           dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
+           seed: int = SEED, max_elements: int = MAX_ELEMENTS,
+           max_nodes: int = MAX_NODES, max_steps: int = MAX_STEPS,
+           max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
+           max_memory: Optional[str] = MAX_MEMORY, max_work: Optional[str] = MAX_WORK):
+    """Taylor coefficients c_k = f^(k)/k! of EXPR along a line through the point, to order K
+    (truncated power series through every op).
+
+    Example: adcli taylor "exp(x)" --at x=0 --order 5
+    """
+    from . import render, taylor as series, values
+
+    def work():
+        traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
+                        max_memory, max_work)
+        given = None
+        if direction:
+            given = values.resolve(direction, traced.graph.dtype, traced.graph.limits,
+                                   "--direction", stdin_free=expr != "-", seed=seed)
+        result = series.coefficients(traced, order, given)
+        render.write_notes(result.notes)
+        render.emit(render.choose(json, plain), json=lambda: render.taylor_json(result),
+                    plain=lambda: render.taylor_plain(result),
+                    rich=lambda console: render.taylor_rich(result, console))
         sys.stdout.flush()
     _run(debug, work)
 

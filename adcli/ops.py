@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import series as ps
 from .errors import AdcliError, ShapeError
 
 IDENTITY = "identity"  # d out / d arg == 1
@@ -108,6 +109,9 @@ class Op:
                                   # stands for a single argument (elementwise ops: broadcasts)
     value_of: int = None          # the op's value is this argument's (custom: -1, the body):
                                   # gradcheck's all-columns evaluation sees through it
+    series: object = None         # series(xp, y, *args, **attrs): the result's truncated power
+                                  # series from the arguments' (adcli/taylor.py); None: by
+                                  # curvature (linear, bilinear, piecewise) or none
     depends: object = None        # sparsity: which argument elements a result element reads
                                   # (see the module docstring); None: by kind (elementwise ops
                                   # "elementwise", reductions "reduce", shape ops "moves",
@@ -630,10 +634,12 @@ op("sub", args=("a", "b"), fwd=lambda xp, a, b: a - b, partials=(IDENTITY, NEGAT
    curvature="linear", symbol=("-",), infix=(2, "left"), linear=(1.0, -1.0), latex="-", doc="a - b",
    c="{0} - {1}", c_partials=(IDENTITY, NEGATE))
 op("mul", args=("a", "b"), fwd=lambda xp, a, b: a * b,
+   series=lambda xp, y, a, b: ps.mul(a, b),
    partials=(lambda ns, y, a, b: b, lambda ns, y, a, b: a), curvature="bilinear", symbol=("*",),
    infix=(3, "left"), latex="\\cdot", product=True, homogeneous=(0, 1), doc="a * b",
    c="{0} * {1}", c_partials=("{1}", "{0}"))
 op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
+   series=lambda xp, y, a, b: ps.with_value(ps.div(a, b), y),
    # d(a/b) = da/b - (a/b) db/b
    partials=(lambda ns, y, a, b: 1.0 / b, lambda ns, y, a, b: -y / b),
    curvature=((0, 1), (1, 1)),    # linear in a: no d2/da2
@@ -642,6 +648,7 @@ op("div", args=("a", "b"), fwd=lambda xp, a, b: a / b,
    latex="\\frac{{0}}{{1}}", doc="a / b",
    c="{0} / {1}", c_partials=("1.0 / {1}", "-{y} / {1}"))
 op("pow", args=("a", "b"), fwd=lambda xp, a, b: xp.power(a, b),
+   series=lambda xp, y, a, b: ps.pow(a, b, y),
    # d a^b / da = b a^(b-1), a NaN-safe product so that x**0 has derivative 0 at 0 (the
    # zero b wins over 0^-1 = inf) while its derivative in b, a^(b-1), is kept for the
    # Hessian: d2/dadb = a^(b-1) (1 + b log a), 1/a at b = 0.
@@ -667,6 +674,7 @@ def _mul0(xp, a, b):
 
 
 op("mul0", args=("a", "b"), internal=True,
+   series=lambda xp, y, a, b: ps.mul(a, b),
    # The chain-rule product with "NaN-safe" semantics: a zero factor wins over an
    # infinite or NaN one, so 0 * (d sqrt/dx at 0) contributes 0, not NaN.
    fwd=lambda xp, a, b: _mul0(xp, a, b),
@@ -712,15 +720,20 @@ unary("sign", lambda xp, x: xp.sign(x), None, kink=lambda xp, x: x,
       c="({0} > 0 ? 1.0 : ({0} < 0 ? -1.0 : {0}))")
 unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ns, y, x: 0.5 / y, domain=(0.1, 4.0),
       note="infinite at 0; a zero cotangent still gives 0", latex="\\sqrt{{0}}",
+      series=lambda xp, y, x: ps.sqrt(x, y),
       c="sqrt({0})", c_partials=("0.5 / {y}",))
 unary("cbrt", lambda xp, x: xp.cbrt(x), lambda ns, y, x: 1.0 / (3.0 * y * y), domain=(0.2, 3.0), latex="\\sqrt[3]{{0}}",
+      series=lambda xp, y, x: ps.power(x, 1.0 / 3.0, y),
       c="cbrt({0})", c_partials=("1.0 / (3.0 * {y} * {y})",))
 unary("square", lambda xp, x: xp.square(x), lambda ns, y, x: 2.0 * x, latex="(0)^2",
+      series=lambda xp, y, x: ps.square(x),
       c="{0} * {0}", c_partials=("2.0 * {0}",))
 unary("exp", lambda xp, x: xp.exp(x), lambda ns, y, x: y, latex="e^{{0}}",
+      series=lambda xp, y, x: ps.exp(x, y),
       c="exp({0})", c_partials=("{y}",))
 # d expm1 / dx = exp(x), not y + 1, which loses every digit for large negative x
 unary("expm1", lambda xp, x: xp.expm1(x), lambda ns, y, x: ns.exp(x), note="accurate near 0",
+      series=lambda xp, y, x: ps.with_value(ps.exp(x, xp.exp(x[0])), y),
       c="expm1({0})", c_partials=("exp({0})",))
 # log of a sum of exponentials, recognised where the sum is built: log(exp(a) + exp(b)) is
 # logaddexp(a, b), log(exp(a) + exp(b) + exp(c)) a logsumexp of the three, and
@@ -802,53 +815,71 @@ def _emit(graph, step):
 
 
 unary("log", lambda xp, x: xp.log(x), lambda ns, y, x: 1.0 / x, domain=(0.1, 4.0),
+      series=lambda xp, y, x: ps.log(x, y),
       rewrite=_stable_log, latex="\\log(0)",
       c="log({0})", c_partials=("1.0 / {0}",))
 
 
 unary("log1p", lambda xp, x: xp.log1p(x), lambda ns, y, x: 1.0 / (1.0 + x), domain=(-0.9, 3.0),
+      series=lambda xp, y, x: ps.log(ps.plus(x, 1.0), y),
       note="accurate near 0",
       c="log1p({0})", c_partials=("1.0 / (1.0 + {0})",))
 unary("log2", lambda xp, x: xp.log2(x), lambda ns, y, x: 1.0 / (x * LN2), domain=(0.1, 4.0), latex="\\log_2(0)",
+      series=lambda xp, y, x: ps.with_value(ps.log(x, 0.0) / LN2, y),
       c="log2({0})", c_partials=("1.0 / ({0} * " + LN2.hex() + ")",))
 unary("log10", lambda xp, x: xp.log10(x), lambda ns, y, x: 1.0 / (x * LN10), domain=(0.1, 4.0), latex="\\log_{10}(0)",
+      series=lambda xp, y, x: ps.with_value(ps.log(x, 0.0) / LN10, y),
       c="log10({0})", c_partials=("1.0 / ({0} * " + LN10.hex() + ")",))
 unary("sin", lambda xp, x: xp.sin(x), lambda ns, y, x: ns.cos(x), latex="\\sin(0)",
+      series=lambda xp, y, x: ps.sincos(x, y, xp.cos(x[0]))[0],
       c="sin({0})", c_partials=("cos({0} + 0.0)",))
 unary("cos", lambda xp, x: xp.cos(x), lambda ns, y, x: -ns.sin(x), latex="\\cos(0)",
+      series=lambda xp, y, x: ps.sincos(x, xp.sin(x[0]), y)[1],
       c="cos({0} + 0.0)", c_partials=("-sin({0})",))
 unary("tan", lambda xp, x: xp.tan(x), lambda ns, y, x: 1.0 + y * y, domain=(-1.2, 1.2), latex="\\tan(0)",
+      series=lambda xp, y, x: ps.riccati(x, y, 1.0, 0.0, 1.0),
       c="tan({0})", c_partials=("1.0 + {y} * {y}",))
 unary("asin", lambda xp, x: xp.arcsin(x), lambda ns, y, x: 1.0 / ns.sqrt(_one_minus_square(ns, x)),
       domain=(-0.9, 0.9), latex="\\arcsin(0)", numpy="arcsin",
+      series=lambda xp, y, x: ps.slope(x, ps.rsqrt(ps.one_minus(ps.square(x))), y),
       c="asin({0})", c_partials=("1.0 / sqrt(" + _c_one_minus_square("{0}") + ")",))
 unary("acos", lambda xp, x: xp.arccos(x), lambda ns, y, x: -1.0 / ns.sqrt(_one_minus_square(ns, x)),
       domain=(-0.9, 0.9), latex="\\arccos(0)", numpy="arccos",
+      series=lambda xp, y, x: ps.slope(x, -ps.rsqrt(ps.one_minus(ps.square(x))), y),
       c="acos({0})", c_partials=("-1.0 / sqrt(" + _c_one_minus_square("{0}") + ")",))
 # 1 / (1 + x^2) as (1 / hypot(1, x))^2: no overflow of x^2 while the result is a normal number
 unary("atan", lambda xp, x: xp.arctan(x), lambda ns, y, x: ns.square(1.0 / ns.hypot(1.0, x)), latex="\\arctan(0)", numpy="arctan",
+      series=lambda xp, y, x: ps.slope(x, ps.recip(ps.plus(ps.square(x), 1.0)), y),
       c="atan({0})", c_partials=("(1.0 / hypot(1.0, {0})) * (1.0 / hypot(1.0, {0}))",))
 unary("sinh", lambda xp, x: xp.sinh(x), lambda ns, y, x: ns.cosh(x), latex="\\sinh(0)",
+      series=lambda xp, y, x: ps.sincos(x, y, xp.cosh(x[0]), sign=1.0)[0],
       c="sinh({0})", c_partials=("cosh({0})",))
 unary("cosh", lambda xp, x: xp.cosh(x), lambda ns, y, x: ns.sinh(x), latex="\\cosh(0)",
+      series=lambda xp, y, x: ps.sincos(x, xp.sinh(x[0]), y, sign=1.0)[1],
       c="cosh({0})", c_partials=("sinh({0})",))
 unary("sech", lambda xp, x: 1.0 / xp.cosh(x), lambda ns, y, x: -y * ns.tanh(x), internal=True,
       printed=lambda ns, x: 1.0 / ns.cosh(x),
       doc="sech(x) = 1 / cosh(x), the derivatives of tanh and sigmoid",
+      series=lambda xp, y, x: ps.with_value(ps.recip(ps.sincos(x, xp.sinh(x[0]), xp.cosh(x[0]), sign=1.0)[1]), y),
       c=_c_sech("{0}"), c_partials=("-{y} * tanh({0})",))
 # tanh' = sech^2, so tanh'' = -2 sech^2 tanh: products, accurate in the tails
 unary("tanh", lambda xp, x: xp.tanh(x), lambda ns, y, x: ns.square(ns.sech(x)), latex="\\tanh(0)",
+      series=lambda xp, y, x: ps.riccati(x, y, 1.0, 0.0, -1.0),
       c="tanh({0})", c_partials=(_c_sech("{0}") + " * " + _c_sech("{0}"),))
 unary("asinh", lambda xp, x: xp.arcsinh(x), lambda ns, y, x: 1.0 / ns.hypot(1.0, x), numpy="arcsinh",
+      series=lambda xp, y, x: ps.slope(x, ps.rsqrt(ps.plus(ps.square(x), 1.0)), y),
       c="asinh({0})", c_partials=("1.0 / hypot(1.0, {0})",))
 unary("acosh", lambda xp, x: xp.arccosh(x),
       lambda ns, y, x: 1.0 / (ns.sqrt(x - 1.0) * ns.sqrt(x + 1.0)), domain=(1.1, 4.0), numpy="arccosh",
+      series=lambda xp, y, x: ps.slope(x, ps.rsqrt(ps.plus(ps.square(x), -1.0)), y),
       c="acosh({0})", c_partials=("1.0 / (sqrt({0} - 1.0) * sqrt({0} + 1.0))",))
 unary("atanh", lambda xp, x: xp.arctanh(x), lambda ns, y, x: 1.0 / _one_minus_square(ns, x),
       domain=(-0.9, 0.9), numpy="arctanh",
+      series=lambda xp, y, x: ps.slope(x, ps.recip(ps.one_minus(ps.square(x))), y),
       c="atanh({0})", c_partials=("1.0 / " + _c_one_minus_square("{0}"),))
 # sigmoid' = s (1 - s) = sech^2(x/2) / 4, which keeps its digits where 1 - s cancels
 unary("sigmoid", _sigmoid, lambda ns, y, x: 0.25 * ns.square(ns.sech(0.5 * x)),
+      series=lambda xp, y, x: ps.sigmoid(x, y),
       domain=(-4.0, 4.0), note="computed stably", numpy="1.0 / (1.0 + np.exp(-(0)))",
       c=_c_sigmoid("{0}"), c_partials=("0.25 * " + _c_sech("0.5 * {0}") + " * " + _c_sech("0.5 * {0}"),))
 unary("relu", lambda xp, x: xp.maximum(x, 0.0), lambda ns, y, x: x > 0.0,
@@ -856,6 +887,7 @@ unary("relu", lambda xp, x: xp.maximum(x, 0.0), lambda ns, y, x: x > 0.0,
       c="(({0} > 0 || {0} != {0}) ? {0} : 0.0)", c_partials=("({0} > 0.0)",))
 # softplus(x) = log(1 + exp(x)) = logaddexp(0, x), finite for every x
 unary("softplus", lambda xp, x: xp.logaddexp(0.0, x), lambda ns, y, x: ns.sigmoid(x),
+      series=lambda xp, y, x: ps.slope(x, ps.sigmoid(x, _sigmoid(xp, x[0])), y),
       domain=(-4.0, 4.0), note="computed stably", numpy="np.logaddexp(0.0, {0})",
       c=_c_logaddexp("0.0", "{0}"), c_partials=(_c_sigmoid("{0}"),))
 unary("floor", lambda xp, x: xp.floor(x), None, differentiable=False,
@@ -888,29 +920,42 @@ def special(xp, name):
 
 SQRT_PI = math.sqrt(math.pi)
 
+
+def _polygamma_series(x, y, n):
+    """The series of lgamma (n = -1), digamma (n = 0) or polygamma(n, x): the m-th
+    derivative is polygamma(n + m, x), composed with x's series."""
+    pg = special(np, "polygamma").polygamma
+    return ps.compose(x, [y] + [pg(n + m, x[0]) / math.factorial(m) for m in range(1, len(x))])
+
 # erf' = 2/sqrt(pi) exp(-x^2); erfc' = -erf'; erfinv' = sqrt(pi)/2 exp(erfinv(x)^2)
 unary("erf", lambda xp, x: special(xp, "erf").erf(x),
       lambda ns, y, x: (2.0 / SQRT_PI) * ns.exp(-(x * x)), doc="erf(x), the error function", latex="\\operatorname{erf}(0)", numpy="scipy.special.erf",
+      series=lambda xp, y, x: ps.slope(x, (2.0 / SQRT_PI) * ps.exp(-ps.square(x), xp.exp(-x[0] * x[0])), y),
       c="erf({0})", c_partials=((2.0 / SQRT_PI).hex() + " * exp(-({0} * {0}))",))
 unary("erfc", lambda xp, x: special(xp, "erfc").erfc(x),
       lambda ns, y, x: (-2.0 / SQRT_PI) * ns.exp(-(x * x)),
       note="accurate in the right tail", doc="erfc(x) = 1 - erf(x)", numpy="scipy.special.erfc",
+      series=lambda xp, y, x: ps.slope(x, (-2.0 / SQRT_PI) * ps.exp(-ps.square(x), xp.exp(-x[0] * x[0])), y),
       c="erfc({0})", c_partials=((-2.0 / SQRT_PI).hex() + " * exp(-({0} * {0}))",))
 unary("erfinv", lambda xp, x: special(xp, "erfinv").erfinv(x),
       lambda ns, y, x: (0.5 * SQRT_PI) * ns.exp(y * y), domain=(-0.9, 0.9),
+      series=lambda xp, y, x: ps.erfinv(x, y),
       doc="erfinv(x), the inverse of erf on (-1, 1)", numpy="scipy.special.erfinv")
 # lgamma' = digamma = polygamma(0, x), and polygamma(n, x)' = polygamma(n + 1, x): one
 # internal op with the order as a static attribute serves every derivative of lgamma
 op("polygamma", fwd=lambda xp, x, n=1: special(xp, "polygamma").polygamma(n, x),
+   series=lambda xp, y, x, n=1: _polygamma_series(x, y, n),
    attrs={"n": 1}, internal=True, domain=((0.2, 4.0),),
    vjp=(lambda ns, g, y, x, n=1: g * ns.polygamma(x, n=n + 1),),
    jvp=lambda ns, t, y, x, n=1: t[0] * ns.polygamma(x, n=n + 1),
    doc="polygamma(x, n): the n-th derivative of digamma (n = 1: trigamma)")
 unary("lgamma", lambda xp, x: special(xp, "lgamma").gammaln(x),
       lambda ns, y, x: ns.digamma(x), domain=(0.2, 4.0), aliases=("gammaln",),
+      series=lambda xp, y, x: _polygamma_series(x, y, -1),
       note="log|gamma(x)|; its derivative is digamma(x)", doc="lgamma(x) = log|gamma(x)|", numpy="scipy.special.gammaln")
 unary("digamma", lambda xp, x: special(xp, "digamma").psi(x),
       lambda ns, y, x: ns.polygamma(x, n=1), domain=(0.2, 4.0), aliases=("psi",),
+      series=lambda xp, y, x: _polygamma_series(x, y, 0),
       note="its derivative is trigamma, polygamma(1, x)", doc="digamma(x) = lgamma'(x)", numpy="scipy.special.psi")
 
 
@@ -933,6 +978,7 @@ def _logit_slope(ns, y, x):
 
 
 unary("logit", _logit, _logit_slope, domain=(0.05, 0.95),
+      series=lambda xp, y, x: ps.slope(x, ps.recip(x - ps.square(x)), y),
       doc="logit(x) = log(x / (1 - x)), the inverse of sigmoid", numpy="np.log({0}) - np.log1p(-(0))",
       c="({0} < 0.25 ? log({0}) - log1p(-{0}) : 2.0 * atanh(2.0 * {0} - 1.0))", c_partials=("({0} < 0.25 ? 1.0 / {0} + 1.0 / (1.0 - {0}) : 4.0 / " + _c_one_minus_square("2.0 * {0} - 1.0") + ")",))
 
@@ -984,6 +1030,7 @@ def _ratio(xp, a, b):
 
 
 op("hypot_ratio", args=("a", "b"), fwd=_ratio, internal=True,
+   series=lambda xp, y, a, b: ps.hypot_ratio(a, b, y),
    printed=lambda ns, a, b: a / ns.hypot(a, b),     # away from the origin
    # u = a / r with r = hypot(a, b): du/da = b^2 / r^3 and du/db = -a b / r^3, written as
    # products of the ratios (no 1/r - a^2/r^3, which cancels where |b| << |a|)
@@ -992,12 +1039,14 @@ op("hypot_ratio", args=("a", "b"), fwd=_ratio, internal=True,
    doc="a / hypot(a, b), 0 at the origin: the derivatives of hypot",
    c=_c_ratio("{0}", "{1}"), c_partials=(_c_ratio("{1}", "{0}") + " * " + _c_ratio("{1}", "{0}") + " / hypot({0}, {1})", "-({y} * " + _c_ratio("{1}", "{0}") + ") / hypot({0}, {1})"))
 op("hypot", args=("a", "b"), fwd=lambda xp, a, b: xp.hypot(a, b),
+   series=lambda xp, y, a, b: ps.hypot(a, b, y),
    # d hypot / da = a / hypot, taken as 0 at the origin (the minimum-norm subgradient)
    partials=(lambda ns, y, a, b: ns.hypot_ratio(a, b),
              lambda ns, y, a, b: ns.hypot_ratio(b, a)),
    kink=lambda xp, a, b: xp.hypot(a, b), note="gradient 0 at the origin",
    c="hypot({0}, {1})", c_partials=(_c_ratio("{0}", "{1}"), _c_ratio("{1}", "{0}")))
 op("logaddexp", args=("a", "b"), fwd=lambda xp, a, b: xp.logaddexp(a, b),
+   series=lambda xp, y, a, b: ps.logaddexp(a, b, y),
    # y = log(e^a + e^b): dy/da = e^a / (e^a + e^b) = sigmoid(a - b), which never
    # overflows and, unlike e^(a - y), does not carry the rounding of a large y
    partials=(lambda ns, y, a, b: ns.sigmoid(a - b), lambda ns, y, a, b: ns.sigmoid(b - a)),
@@ -1012,6 +1061,7 @@ def _over_r2(ns, u, a, b):
 
 
 op("atan2", args=("a", "b"), fwd=lambda xp, a, b: xp.arctan2(a, b),
+   series=lambda xp, y, a, b: ps.atan2(a, b, y),
    # atan2(a, b) is the angle of the point (b, a): d/da = b/r^2, d/db = -a/r^2
    partials=(lambda ns, y, a, b: _over_r2(ns, b, a, b),
              lambda ns, y, a, b: _over_r2(ns, -a, a, b)),
@@ -1074,6 +1124,7 @@ op("sum", examples=[((3, 4), {}), ((3, 4), {"axis": 0}), ((2, 3, 4), {"axis": (0
    jvp=lambda ns, t, y, x, axis=None, keepdims=False: ns.sum(t[0], axis=axis, keepdims=keepdims),
    **R)
 op("prod", examples=[((5,), {}), ((3, 4), {"axis": 1})],
+   series=lambda xp, y, x, axis=None, keepdims=False: ps.prod(x, axis, y),
    fwd=lambda xp, x, axis=None, keepdims=False: xp.prod(x, axis=axis, keepdims=keepdims),
    # d prod / d x_i = product of the other elements (exact at zeros)
    vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
@@ -1141,6 +1192,7 @@ def _prod_pairs_masked(ns, v, x, axis):
 
 
 op("prod_others", batch=axes_moved(),
+   series=lambda xp, y, x, axis=None: ps.prod_others(x, axis, y),
    examples=[((4,), {}), ((3, 4), {"axis": 1})],
    fwd=prod_others, attrs={"axis": None}, kind="internal", internal=True, depends="along",
    printed=lambda ns, x, axis=None: ns.prod(x, axis=axis, keepdims=True) / x,   # no zero in x
@@ -1185,6 +1237,7 @@ def _lse(xp, x, axis=None, keepdims=False):
 
 
 op("logsumexp", examples=[((5,), {}), ((3, 4), {"axis": 1})],
+   series=lambda xp, y, x, axis=None, keepdims=False: ps.logsumexp(x, axis, y),
    fwd=_lse, numpy="scipy.special.logsumexp",
    # d lse / dx = softmax(x), computed as exp(x - max) / sum(exp(x - max)) rather than
    # exp(x - lse), which carries the rounding of a large lse into every weight
@@ -1202,6 +1255,7 @@ def _softmax(xp, x, axis=-1):
 
 
 op("softmax", examples=[((5,), {}), ((3, 4), {"axis": 0})],
+   series=lambda xp, y, x, axis=-1: ps.softmax(x, axis, y),
    fwd=_softmax, attrs={"axis": -1}, kind="reduction", method=True, depends="along",
    numpy="scipy.special.softmax",
    shape=lambda s, axis=-1: same_shape(s, axes_of(axis, len(s))),
@@ -1356,6 +1410,7 @@ def _cofactor(xp, x):
 
 
 op("det", batch=leading_axes(),
+   series=lambda xp, y, x: ps.det(x, y),
    examples=[((3, 3), {})],
    fwd=lambda xp, x: xp.linalg.det(x), kind="linalg", depends="...ij->...", numpy="np.linalg.det",
    # Jacobi's formula: d det(X) = tr(adj(X) dX) = sum(cofactor(X) * dX)
@@ -1377,6 +1432,7 @@ op("cofactor", batch=leading_axes(),
    - ns.matmul(ns.matmul(y, swap_last(ns, t[0])), swap_last(ns, ns.inv(x))),
    shape=_square_shape, domain=((-2.0, 2.0),), cost=cubic_cost)
 op("inv", batch=leading_axes(),
+   series=lambda xp, y, x: ps.inv(x, y),
    examples=[((3, 3), {})],
    fwd=lambda xp, x: xp.linalg.inv(x), kind="linalg", depends="...ij->...kl", numpy="np.linalg.inv",
    # d(X^-1) = -X^-1 dX X^-1
@@ -1427,6 +1483,7 @@ def _solve_shape(sa, sb):
 
 
 op("solve", batch=_solve_batch,
+   series=lambda xp, y, a, b: ps.solve(a, b, y),
    examples=[(((3, 3), (3,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (3,)), {}),
              (((2, 3, 3), (2, 3, 2)), {})],
    args=("a", "b"), fwd=lambda xp, a, b: xp.linalg.solve(a, b), kind="linalg", numpy="np.linalg.solve",
@@ -1758,6 +1815,7 @@ def _cumprod_jvp(ns, t, y, x, axis=None):
 
 
 op("cumprod", batch=axes_moved(flat=True),
+   series=lambda xp, y, x, axis=None: ps.cumprod(x, axis, y),
    examples=[((5,), {}), ((3, 4), {"axis": 1}), ((2, 3), {"axis": 0}), ((2, 3), {})],
    fwd=lambda xp, x, axis=None: _over_axes(xp.cumprod, xp, x, axis), attrs={"axis": None},
    kind="reduction", vjp=(_cumprod_vjp,), jvp=_cumprod_jvp, shape=_scan_shape, method=True,
@@ -1930,6 +1988,7 @@ op("setindex", batch=_setindex_batch,
    shape=lambda sx, sv, key=(): same_shape(sx, np.broadcast_shapes(index_key(key, sx), sv)),
    doc="y[key] = v in scripts, with value semantics")
 op("custom", value_of=-1, batch=lambda xp, *xs, shapes, out, rule=None: xs[-1],
+   series=lambda xp, y, *xs, rule=None: xs[-1],
    args=("*xs",), fwd=lambda xp, *xs, rule=None: xs[-1], attrs={"rule": REQUIRED},
    kind="internal", internal=True, shape=lambda *shapes, rule=None: shapes[-1],
    printed=lambda ns, *xs, rule=None: xs[-1],   # the value of the body

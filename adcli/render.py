@@ -644,3 +644,35 @@ def status_line(stream):
         yield line
     finally:
         line.close()
+
+
+# ---------------------------------------------------------------- adcli taylor
+
+def taylor_plain(result):
+    """One `k<TAB>c_k<TAB>f^(k)` line per order (arrays as nested lists)."""
+    extra = result.extra
+    return "\n".join(f"{k}\t{plain_array(c)}\t{plain_array(d)}" for k, (c, d) in
+                     enumerate(zip(extra["coefficients"], extra["derivatives"])))
+
+
+def taylor_json(result):
+    extra = result.extra
+    obj = {"expr": result.expr, "at": _json_member(extra["at"]),
+           "direction": _json_member(extra["direction"]), "order": extra["order"],
+           "coefficients": [to_jsonable(c) for c in extra["coefficients"]],
+           "derivatives": [to_jsonable(d) for d in extra["derivatives"]],
+           "dtype": result.dtype, "device": result.device}
+    return json.dumps(obj)
+
+
+def taylor_rich(result, console):
+    extra = result.extra
+    moving = ", ".join(f"{n} + {plain_array(d)}·t" for n, d in extra["direction"].items())
+    rows = [(str(k), _pretty(c), _pretty(d)) for k, (c, d) in
+            enumerate(zip(extra["coefficients"], extra["derivatives"]))]
+    title = result.expr if len(result.expr) <= 80 else result.expr[:77] + "..."
+    columns = [("k", {"no_wrap": True, "justify": "right", "style": "bold cyan"}),
+               ("c_k", {}), ("f^(k) = k! c_k", {})]
+    console.print(fit(console, columns, rows, title=title)[0])
+    if moving:
+        console.print("along " + moving, style="dim", markup=False, highlight=False)
