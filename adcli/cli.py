@@ -573,6 +573,10 @@ def minimize_(expr: str = SOURCE, at: Optional[List[str]] = AT,
               check: bool = typer.Option(False, "--check",
                                          help="Run gradcheck at the point found (exit 1 if it "
                                               "fails)."),
+              plot: Optional[str] = typer.Option(
+                  None, "--plot", metavar="-|FILE.png|FILE.svg",
+                  help="Draw the path on the function (one or two scalar inputs): - in the "
+                       "terminal, after the result; a .png or .svg file (adcli[plot])."),
               dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN, seed: int = SEED,
               max_elements: int = MAX_ELEMENTS, max_nodes: int = MAX_NODES,
               max_steps: int = MAX_STEPS, max_depth: int = MAX_DEPTH, debug: bool = DEBUG,
@@ -591,6 +595,9 @@ def minimize_(expr: str = SOURCE, at: Optional[List[str]] = AT,
             raise InputError("--stream goes with --json")
         if history is not None and not history.strip():
             raise InputError("--history needs a file name")
+        if plot not in (None, "-"):
+            from .plot import file_format
+            file_format(plot)                  # a bad extension, before any work
         limits = _limits(max_elements, max_nodes, max_memory, max_work)
         api_dtype = np.float32 if dtype == "float32" else np.float64
         from .api import check_dtype
@@ -608,8 +615,13 @@ def minimize_(expr: str = SOURCE, at: Optional[List[str]] = AT,
             outcome = minimizing.minimize(
                 trace_at, source.values, label=label, wrt=wrt_names(wrt), method=method,
                 lr=lr, steps=steps, tol=tol, xtol=xtol, bounds=bounds,
-                history=history is not None,
+                history=history is not None or plot is not None,
                 on_step=on_step if (stream or status is not None) else None)
+        drawn = None
+        if plot is not None:
+            drawn = minimizing.plot_path(outcome, trace_at, source.values, label,
+                                         None if plot == "-" else plot,
+                                         color=plot == "-" and sys.stdout.isatty())
         if check:
             outcome.check = minimizing.check_at(outcome, source, dtype=dtype, limits=limits,
                                                 seed=seed, max_steps=max_steps,
@@ -620,6 +632,8 @@ def minimize_(expr: str = SOURCE, at: Optional[List[str]] = AT,
         render.emit(render.choose(json, plain), json=lambda: minimizing.to_json(outcome),
                     plain=lambda: minimizing.to_plain(outcome),
                     rich=lambda console: minimizing.to_rich(outcome, console))
+        if drawn:
+            (sys.stdout if plot == "-" else sys.stderr).write(drawn)
         sys.stdout.flush()
         if not outcome.converged:
             print(f"not converged: {outcome.message}", file=sys.stderr)

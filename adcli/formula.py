@@ -30,7 +30,7 @@ from .errors import AdcliError, InputError
 from .ops import OPS
 
 MAX_ORDER = 12
-FORMATS = ("adcli", "latex", "python")
+FORMATS = ("adcli", "latex", "python", "c")
 ATOM, POSTFIX = 7, 6          # precedences of names, numbers and calls; of x[...]
 
 
@@ -392,6 +392,16 @@ class Printer:
     def const(self, t):
         v = t.value
         py = self.fmt == "python"
+        if self.fmt == "c":
+            if v.size != 1:
+                raise Unprintable("--format c writes derivatives of scalar inputs: this one "
+                                  f"holds an array of shape {v.shape}",
+                                  hint="use --format python for arrays")
+            x = float(v.reshape(-1)[0])
+            # repr is the shortest decimal that reads back as the same double, in C too
+            text = ("NAN" if x != x else "INFINITY" if x == math.inf else
+                    "-INFINITY" if x == -math.inf else repr(x))
+            return text, (4 if text.startswith("-") else ATOM)
         if v.ndim == 0:
             x = float(v)
             text = number(x)
@@ -432,6 +442,8 @@ class Printer:
             return op.spelled(_wrap(args[0], POSTFIX), **t.attrs), POSTFIX
         if fmt == "latex":
             return self._latex(t, args)
+        if fmt == "c":
+            return self._c(t, args)
         if op.infix and not (fmt == "python" and op.numpy):
             return _infix(op, op.symbol[0], args)
         if fmt == "python":
@@ -461,6 +473,21 @@ class Printer:
             return _template(spec, args, python=True), (1 if " " in spec else ATOM)
         name = spec if "." in spec else "np." + spec
         return self._call(op, name, args, t.attrs, python=True), ATOM
+
+    def _c(self, t, args):
+        """The op's C expression from its table entry (the fused kernels' own), its
+        arguments in parentheses; + - * / and unary minus written infix, as C reads them."""
+        op = t.op
+        if op.c is None:
+            raise Unprintable(f"--format c: {op.name} has no C form (elementwise ops have "
+                              "one)", hint="use --format python")
+        if op.infix and op.symbol and op.symbol[0] in ("+", "-", "*", "/"):
+            return _infix(op, op.symbol[0], args)
+        if re.fullmatch(r"\w+\(\{\d\}(, \{\d\})*\)", op.c):     # a call: an atom
+            return op.c.format(*(a[0] for a in args)), ATOM
+        # anything else (a ternary, a sum) in parentheses, its arguments too
+        return "(" + op.c.format(*(a[0] if a[1] == ATOM else "(" + a[0] + ")"
+                                   for a in args)) + ")", ATOM
 
     def _latex(self, t, args):
         op = t.op
@@ -580,11 +607,8 @@ def _latex_t(name):
 def formula(traced, wrt=None, order=1, fmt="adcli"):
     """The text of the derivative of a traced scalar program, in format `fmt`."""
     if fmt not in FORMATS:
-        if fmt == "c":
-            raise InputError("--format c is not available yet: it comes with the op table's C "
-                             "expressions (the fused kernels)",
-                             hint="use --format adcli, latex or python")
-        raise InputError(f"--format {fmt}: unknown format", hint="use adcli, latex or python")
+        raise InputError(f"--format {fmt}: unknown format",
+                         hint="use adcli, latex, python or c")
     names, nodes = derivative_program(traced, wrt, order)
     graph = traced.graph
     try:
@@ -602,7 +626,34 @@ def formula(traced, wrt=None, order=1, fmt="adcli"):
         return _latex_text(lines, results, names, order)
     if fmt == "python":
         return _python_text(lines, results, inputs, printer)
+    if fmt == "c":
+        return _c_text(lines, results, names, inputs, order, traced)
     return _adcli_text(lines, results, names, inputs, order)
+
+
+def _c_text(lines, results, names, inputs, order, traced):
+    """A C function of the inputs (doubles): one derivative is returned, several written
+    through pointers d_NAME."""
+    for n in inputs:
+        if traced.inputs[n].size != 1 or traced.inputs[n].shape:
+            raise Unprintable(f"--format c writes derivatives of scalar inputs: '{n}' has "
+                              f"shape {tuple(traced.inputs[n].shape)}",
+                              hint="use --format python for arrays")
+    body = []
+    for kind, name, *rest in lines:
+        if kind != "let":
+            raise Unprintable("--format c cannot write an indexed assignment",
+                              hint="use --format adcli or python")
+        body.append(f"    const double {name} = {rest[0]};")
+    params = ", ".join(f"double {n}" for n in inputs)
+    label = ", ".join(_d(n, order) for n in names)
+    head = ["#include <math.h>", "", f"/* {label} of {traced.label or traced.source} */"]
+    if len(results) == 1:
+        return "\n".join(head + [f"double d_f({params})", "{"] + body
+                         + [f"    return {results[0]};", "}"]) + "\n"
+    outs = ", ".join(f"double *d_{n}" for n in names)
+    return "\n".join(head + [f"void d_f({params}, {outs})", "{"] + body
+                     + [f"    *d_{n} = {r};" for n, r in zip(names, results)] + ["}"]) + "\n"
 
 
 def _adcli_text(lines, results, names, inputs, order):

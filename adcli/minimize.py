@@ -514,6 +514,21 @@ def check_at(outcome, source, *, dtype, limits, seed, max_steps, max_depth):
 
 # ---------------------------------------------------------------- output
 
+def plot_path(outcome, trace_at, values, label, out=None, color=False):
+    """`minimize --plot`: the steps drawn on the function (adcli.plot.path_plot), over the
+    one or two scalar inputs minimised over, the others at their values; the terminal text,
+    or with `out` the notes of the file written."""
+    from .plot import path_plot
+    names = list(outcome.x)
+    if not 1 <= len(names) <= 2 or any(np.size(outcome.x[n]) != 1 for n in names):
+        raise InputError("--plot draws the path over one or two inputs of one number each; "
+                         f"this minimises over {', '.join(names)}",
+                         hint="choose them with --wrt, or leave out --plot")
+    path = np.array([np.asarray(x, dtype=float).reshape(-1) for _, _, _, x in outcome.history])
+    fixed = {k: v for k, v in values.items() if k not in names}
+    return path_plot(trace_at, names, path, fixed=fixed, out=out, label=label, color=color)
+
+
 def history_columns(outcome_names, shapes):
     """The columns of --history: step, value, grad_norm, then every input element, named
     as --points names them (x, W[0][1])."""

@@ -286,3 +286,23 @@ def test_library_entry_point():
     out = minimizing.minimize(minimizing.tracer_at(source), source.values, label="f",
                               method="newton", history=True)
     assert out.converged and out.x["a"] == pytest.approx(4) and len(out.history) == 2
+
+
+def test_plot_draws_the_path_on_the_function(tmp_path):
+    pytest.importorskip("uniplot")
+    r = adcli("(x-1)**2 + 10*(y-x**2)**2", "--at", "x=-1,y=1", "--method", "newton",
+              "--plot", "-")
+    assert r.exit_code == 0, r.stderr
+    assert "over x (across), y (up)" in r.stdout and "o path" in r.stdout
+    assert r.stdout.index("converged") < r.stdout.index("over x (across)")   # after the result
+    r = adcli("theta*cos(4*theta) + 2*abs(theta)", "--at", "theta=0.5",
+              "--plot", "-")
+    assert r.exit_code == 0 and "xx path" in r.stdout
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "path.png"
+    r = adcli("(x-1)**2 + (y+2)**2", "--at", "x=0,y=0", "--plot", str(out))
+    assert r.exit_code == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = adcli("sum((w-1)**2)", "--at", "w=[0,0,0]", "--plot", "-")
+    assert r.exit_code == 2 and "one or two inputs of one number each" in r.stderr
+    r = adcli("x**2", "--at", "x=1", "--plot", str(tmp_path / "p.jpg"))
+    assert r.exit_code == 2 and ".png" in r.stderr
