@@ -35,15 +35,28 @@ class Group:
     the values carry the batch axis), `literals` (inputs that are the program's literals)."""
 
     __slots__ = ("members", "own", "inputs", "outputs", "shape", "batched", "literals", "specs",
-                 "sums")
+                 "sums", "nodes", "pos")
 
     def __init__(self, shape, batched):
         self.members, self.own, self.inputs, self.outputs = [], [], [], []
         self.shape, self.batched = shape, batched
         self.literals, self.specs = set(), {}
         self.sums = []          # (id of a sum of every element, id of the member it sums)
+        self.nodes = []         # the nodes it computes, members then sums (adcli profile)
+        self.pos = None
+
+    @property
+    def args(self):
+        """Its inputs as nodes, as a node's args (profile shows their shapes)."""
+        return [self.nodes[0].graph.nodes[i] for i in self.inputs] if self.nodes else []
+
+    @property
+    def label(self):
+        """fused(sin, mul, exp): the ops the kernel computes, each once, in program order."""
+        return "fused(" + ", ".join(dict.fromkeys(n.op.name for n in self.nodes)) + ")"
 
     name = "fused"
+    op = None               # (not a node: profile tells a kernel from an op by this)
 
     def run(self, graph, args, batch):
         """The outputs' values ({id: array}) from the inputs' values, or None when these
@@ -136,9 +149,10 @@ def dump(source, ext):
 
 
 def fusible_here(graph, xp, hooks):
-    """Whether an evaluation may fuse: numpy arrays of float32 or float64, no hooks, and a
-    compiler (kernels.cpu.available)."""
-    if hooks or (xp is not None and xp is not np) or graph.xp is not np:
+    """Whether an evaluation may fuse: numpy arrays of float32 or float64, no hooks but
+    those that take fused groups (`hook.groups`: profile's timing), and a compiler
+    (kernels.cpu.available)."""
+    if not all(getattr(h, "groups", False) for h in hooks) or (xp is not None and xp is not np) or graph.xp is not np:
         return False
     if graph.dtype.name not in codegen.CTYPES:
         return False
@@ -258,6 +272,7 @@ def fused_steps(graph, plan, wanted, batch, batched):
         out.append(s)
     for k, s in enumerate(out):
         if type(s) is Group:
+            s.nodes = [nodes[m] for m in s.members] + [nodes[i] for i, _ in s.sums]
             s.outputs = [m for m in s.own if m in needed]
             nbytes = sum(math.prod(nodes[o].shape) * nodes[o].dtype.itemsize for o in s.outputs)
             # (a group whose values others all compute again has nothing left to do)
