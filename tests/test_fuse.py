@@ -370,3 +370,88 @@ def test_an_unwritable_kernel_cache_falls_back_to_numpy(tmp_path, monkeypatch):
     assert cpu.available() and "could not be built" in cpu.available()
     for o in outs:
         np.testing.assert_array_equal(np.asarray(fused[o.id]), np.asarray(plain[o.id]))
+
+
+# ---------------------------------------------------------------- logsumexp
+
+def lse_cases(dtype):
+    """Inputs of logsumexp of 10^5 elements: random ones, huge ones (exp would overflow),
+    one nan, inf or -inf among them, all -inf, half -inf, inf and nan together."""
+    x = (RNG.standard_normal(100_003) * 30).astype(dtype)
+    cases = {"random": x, "huge": (x + 1000).astype(dtype),
+             "all -inf": np.full(x.size, -np.inf, dtype)}
+    for name, v in (("nan", np.nan), ("inf", np.inf), ("-inf", -np.inf)):
+        y = x.copy()
+        y[777] = v
+        cases[name] = y
+    y = x.copy()
+    y[: x.size // 2] = -np.inf
+    cases["half -inf"] = y
+    y = x.copy()
+    y[5], y[9] = np.inf, np.nan
+    cases["inf and nan"] = y
+    return cases
+
+
+LSE_RTOL = {"float64": 1e-13, "float32": 1e-5}    # summation order, as for a fused sum
+
+
+def assert_lse_close(got, want, dtype, what):
+    """Infinities and NaNs exactly where numpy has them; finite values within the bound of
+    a fused sum (the kernels add exp(x - max) up in double by blocks, numpy pairwise in
+    the array's type), relative to max(1, |value|)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, what
+    assert np.array_equal(np.isnan(got), np.isnan(want)), what
+    fin = np.isfinite(want)
+    assert np.array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)]), what
+    assert np.isfinite(got[fin]).all(), what
+    g, w = got[fin].astype(np.float64), want[fin].astype(np.float64)
+    assert np.all(np.abs(g - w) <= LSE_RTOL[np.dtype(dtype).name] * np.maximum(1.0, np.abs(w))), \
+        (what, g[:3], w[:3])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logsumexp_and_its_gradient_fused_agree(dtype):
+    """logsumexp(x) of a large array (a max pass and a sum of exp(x - max) in one loop) and
+    its gradient (softmax, one more loop) agree with numpy's rule, special values too."""
+    from adcli.kernels import reduce
+    for name, x in lse_cases(dtype).items():
+        assert reduce.logsumexp(np, x) is not None          # the kernel takes it
+        t = api.trace("logsumexp(x)", {"x": x}, dtype=dtype)
+        grad = t.gradient_program()
+        fused, plain = both_ways(t.graph, [t.output] + grad, {t.inputs["x"]: x})
+        for node in [t.output] + grad:
+            assert_lse_close(fused[node.id], plain[node.id], dtype, name)
+        with np.errstate(all="ignore"):
+            got = api.gradient(api.trace("logsumexp(x)", {"x": x}, dtype=dtype))
+            old = kernels.configure(enabled=False)
+            try:
+                want = api.gradient(api.trace("logsumexp(x)", {"x": x}, dtype=dtype))
+            finally:
+                kernels.configure(**old)
+        assert_lse_close(got.value, want.value, dtype, name)
+        assert_lse_close(got.grad["x"], want.grad["x"], dtype, name)
+
+
+def test_logsumexp_of_a_fused_chain_agrees():
+    """logsumexp of an elementwise chain (its value one kernel, the logsumexp another) and
+    the gradient through it, against the numpy path."""
+    x = RNG.standard_normal(50_000)
+    src = "logsumexp(sin(x)*3 + x*x) * 2"
+    got = api.gradient(api.trace(src, {"x": x}))
+    old = kernels.configure(enabled=False)
+    try:
+        want = api.gradient(api.trace(src, {"x": x}))
+    finally:
+        kernels.configure(**old)
+    assert_lse_close(got.value, want.value, "float64", src)
+    assert_lse_close(got.grad["x"], want.grad["x"], "float64", src)
+    assert abs(float(got.value) - 2 * float(np.log(np.sum(np.exp(np.sin(x) * 3 + x * x))))) < 1e-9
+
+
+def test_logsumexp_small_or_along_an_axis_stays_on_numpy():
+    from adcli.kernels import reduce
+    assert reduce.logsumexp(np, np.ones(10)) is None
+    assert reduce.logsumexp(np, np.ones((100, 100)), axis=1) is None
+    assert reduce.logsumexp(np, np.ones((100, 100)), axis=(0, 1)) is not None
