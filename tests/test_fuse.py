@@ -455,3 +455,27 @@ def test_logsumexp_small_or_along_an_axis_stays_on_numpy():
     assert reduce.logsumexp(np, np.ones(10)) is None
     assert reduce.logsumexp(np, np.ones((100, 100)), axis=1) is None
     assert reduce.logsumexp(np, np.ones((100, 100)), axis=(0, 1)) is not None
+
+
+def test_chunked_gradient_is_one_kernel_writing_only_the_gradients(tmp_path):
+    """`adcli grad` of a large elementwise sum: one loop adds up the value as it goes and
+    writes the gradients alone (no array of the terms), with the numpy path's numbers."""
+    x, y = np.linspace(-2, 2, 1 << 20), np.linspace(0, 1, 1 << 20)
+    src = "sum(sin(x)*exp(-x*x) + log1p(x*x) + 3*y)"
+    old = kernels.configure(dump_dir=str(tmp_path))
+    try:
+        a = api.gradient(api.trace(src, {"x": x, "y": y}))
+    finally:
+        kernels.configure(**old)
+    (c,) = tmp_path.glob("*.c")
+    source = c.read_text()
+    # two arrays written, the gradients of x and y, and the value's partial sums
+    assert "out1" in source and "out2" not in source and "sum0" in source
+    old = kernels.configure(enabled=False)
+    try:
+        b = api.gradient(api.trace(src, {"x": x, "y": y}))
+    finally:
+        kernels.configure(**old)
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-12)
+    assert_close(a.grad["x"], b.grad["x"], np.float64)
+    assert a.grad["y"].shape == y.shape and np.all(a.grad["y"] == 3.0)
