@@ -479,3 +479,22 @@ def test_chunked_gradient_is_one_kernel_writing_only_the_gradients(tmp_path):
     np.testing.assert_allclose(a.value, b.value, rtol=1e-12)
     assert_close(a.grad["x"], b.grad["x"], np.float64)
     assert a.grad["y"].shape == y.shape and np.all(a.grad["y"] == 3.0)
+
+
+def test_a_softmax_reuses_only_the_logsumexp_of_the_same_array():
+    """The gradient's softmax takes the max and the sum of the logsumexp just computed of
+    the same array; of any other array it computes its own."""
+    from adcli.kernels import reduce
+    from adcli.ops import _softmax
+    x = RNG.standard_normal(50_000)
+    y = x * 2
+    old = kernels.configure(enabled=False)
+    try:
+        want_x, want_y = _softmax(np, x, axis=None), _softmax(np, y, axis=None)
+    finally:
+        kernels.configure(**old)
+    reduce.logsumexp(np, x)
+    assert_lse_close(reduce.softmax(np, y), want_y, "float64", "another array")
+    reduce.logsumexp(np, x)
+    assert_lse_close(reduce.softmax(np, x), want_x, "float64", "the same array")
+    assert_lse_close(reduce.softmax(np, x), want_x, "float64", "again, computed anew")
