@@ -207,7 +207,7 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
             produced = entry.run(graph, args, batch) if not hooks else _hooked(
                 hooks, entry, args, lambda a, e=entry: e.run(graph, a, batch))
             if produced is None:     # inputs the kernel does not take: op by op
-                inner, sums = {}, [j for j, _ in entry.sums]
+                inner, sums = {}, [j for j, _ in entry.sums + entry.lses]
                 _run(graph, entry.members + sums, inner,
                      lambda j: vals[j] if j in vals else recorded(j), keep=None, hooks=hooks,
                      held=held + live, batch=batch, batched=batched, xp=xp, guards={})

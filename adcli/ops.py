@@ -123,6 +123,8 @@ class Op:
                                   # None: the op is not fusible
     c_partials: tuple = None      # C expressions of its local derivatives, one per argument,
                                   # {y} its result (IDENTITY, NEGATE, None as in partials)
+    fused_reduce: str = None      # "logsumexp": the fused kernels reduce every element of a
+                                  # fused value this way in their loop (adcli/kernels/codegen.py)
     # How `adcli diff` writes the op (adcli/formula.py); by default a call of its name:
     infix: tuple = None           # (precedence, associativity): written with symbol[0] between
                                   # its arguments (before its one argument), Python's rules
@@ -1265,7 +1267,7 @@ op("logsumexp", examples=[((5,), {}), ((3, 4), {"axis": 1})],
    vjp=(_lse_vjp,),
    jvp=lambda ns, t, y, x, axis=None, keepdims=False:
        ns.sum(t[0] * ns.softmax(x, axis=axis), axis=axis, keepdims=keepdims),
-   note="computed stably", **R)
+   note="computed stably", fused_reduce="logsumexp", **R)
 
 
 def _softmax(xp, x, axis=-1):

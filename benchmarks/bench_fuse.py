@@ -17,7 +17,8 @@ f(x) = sum(sin(x)*exp(-x*x) + log1p(x*x)) at n float64 numbers (seeded standard 
 
 logsumexp(x) at the same n (adcli/kernels/reduce.py): the value (api.evaluate) and the
 gradient (api.gradient, value included) against jax.jit(logsumexp) and
-jax.jit(jax.grad(logsumexp)), and against adcli's numpy path (--no-fuse).
+jax.jit(jax.grad(logsumexp)), and against adcli's numpy path (--no-fuse); and the value of
+logsumexp(sin(x)*3 + x*x), reduced in the chain's own loop, against jax.jit of the same.
 
 Each time is the best of --repeat runs. Also: the first call of the fused programs with an
 empty kernel cache (compilation included), the time a fresh process spends loading its
@@ -166,17 +167,25 @@ def logsumexp_rows(x, repeat):
 
     def gradient():
         return api.gradient(api.trace(source, {"x": x})).grad["x"]
-    value(), gradient()                       # kernels compiled (or found in the cache)
+    chain = "logsumexp(sin(x)*3 + x*x)"
+
+    def chain_value():
+        return float(api.evaluate(api.trace(chain, {"x": x})).value)
+    value(), gradient(), chain_value()        # kernels compiled (or found in the cache)
+    t_chain, _ = best(repeat, chain_value)
     t_value, v = best(repeat, value)
     t_grad, g = best(repeat, gradient)
     kernels.configure(enabled=False)
     t_value_np, v_np = best(max(1, repeat // 2), value)
     t_grad_np, g_np = best(max(1, repeat // 2), gradient)
+    t_chain_np, _ = best(max(1, repeat // 2), chain_value)
     kernels.configure(enabled=True)
     rows = [("adcli value (fused)", t_value, None), ("adcli value (numpy path)", t_value_np,
                                                      t_value_np / t_value),
             ("adcli value+gradient (fused)", t_grad, None),
-            ("adcli value+gradient (numpy path)", t_grad_np, t_grad_np / t_grad)]
+            ("adcli value+gradient (numpy path)", t_grad_np, t_grad_np / t_grad),
+            ("adcli " + chain + " (fused)", t_chain, None),
+            ("adcli " + chain + " (numpy path)", t_chain_np, t_chain_np / t_chain)]
     print(f"logsumexp fused vs numpy: value {v!r} vs {v_np!r}, gradient max rel diff "
           f"{float(np.max(np.abs(g - g_np)) / np.max(np.abs(g_np))):.1e}")
     try:
@@ -189,8 +198,12 @@ def logsumexp_rows(x, repeat):
         jax.block_until_ready(f(xj)), jax.block_until_ready(df(xj))
         t_f, _ = best(repeat, lambda: jax.block_until_ready(f(xj)))
         t_df, _ = best(repeat, lambda: jax.block_until_ready(df(xj)))
+        fc = jax.jit(lambda v: logsumexp(jnp.sin(v) * 3 + v * v))
+        jax.block_until_ready(fc(xj))
+        t_fc, _ = best(repeat, lambda: jax.block_until_ready(fc(xj)))
         rows += [("jax.jit(logsumexp)", t_f, t_f / t_value),
-                 ("jax.jit(jax.grad(logsumexp))", t_df, t_df / t_grad)]
+                 ("jax.jit(jax.grad(logsumexp))", t_df, t_df / t_grad),
+                 ("jax.jit(" + chain + ")", t_fc, t_fc / t_chain)]
     except ImportError:
         print("jax: not importable, skipped")
     return rows

@@ -100,6 +100,12 @@ def _max_and_total(x):
     blocks = -(-x.size // BLOCK)
     top, total = np.empty(blocks, x.dtype), np.empty(blocks)
     cpu.run(fn, x.size, [x.ctypes.data, top.ctypes.data, total.ctypes.data], align=BLOCK)
+    return combine(top, total)
+
+
+def combine(top, total):
+    """(M, S) from the blocks' maxima `top` (NaN for a block with a NaN) and their sums
+    `total` of exp(x - max) (exp(x) for a block whose max is infinite)."""
     if np.isnan(top).any():
         return math.nan, math.nan
     m = float(top.max())
@@ -107,6 +113,11 @@ def _max_and_total(x):
         return m, math.nan
     # blocks of -inf: total 0 times exp(-inf) = 0
     return m, float(np.sum(total * np.exp(top.astype(np.float64) - m)))
+
+
+def value(m, s, dtype):
+    """logsumexp from (M, S), numpy's rule at NaN and infinities (see above)."""
+    return np.asarray(m if not math.isfinite(m) else math.log(s) + m, dtype=dtype)
 
 
 def logsumexp(xp, x, axis=None):
@@ -121,8 +132,7 @@ def logsumexp(xp, x, axis=None):
     except OSError:
         return None
     _last = (weakref.ref(x), x.ctypes.data, (m, s))
-    value = m if not math.isfinite(m) else math.log(s) + m
-    return np.asarray(value, dtype=x.dtype)
+    return value(m, s, x.dtype)
 
 
 def softmax(xp, x, axis=None, scale=1.0):
