@@ -6,7 +6,9 @@ program of one element, h at a number, and its derivative program (a VJP transfo
 evaluated with the batch axis over chunks of x's elements; the value is the sum of the
 chunks' sums. The reverse walk over the whole arrays would hold several arrays of x's size
 at once (the forward values its rules read, cotangents); the chunked sweep holds the input,
-the gradient and a few arrays of one chunk.
+the gradient and a few arrays of one chunk. With fused kernels (adcli/fuse.py) there are
+no chunks: the region and its sum, replayed on the whole arrays, and their gradient program
+are one loop that adds the value up as it goes and writes the gradients alone.
 """
 from __future__ import annotations
 

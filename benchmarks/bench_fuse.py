@@ -144,9 +144,9 @@ def main():
     for name, t in rows:
         print(f"{name:28s} {t * 1e3:9.1f} {t / n * 1e9:8.2f} {t / t_fused:8.2f}x")
     print(f"\nlogsumexp(x), n = {n:,} float64")
-    print(f"{'':36s} {'ms':>9s} {'ns/elem':>8s} {'peer/adcli':>10s}")
+    print(f"{'':46s} {'ms':>9s} {'ns/elem':>8s} {'peer/adcli':>10s}")
     for name, t, ratio in lse_rows:
-        print(f"{name:36s} {t * 1e3:9.1f} {t / n * 1e9:8.2f} "
+        print(f"{name:46s} {t * 1e3:9.1f} {t / n * 1e9:8.2f} "
               + (f"{ratio:9.2f}x" if ratio is not None else ""))
     print(f"\nvalue and gradient of x*(x+y) at {n:,} batched points (fused): "
           f"{t_points * 1e3:.1f} ms, {t_points / n * 1e9:.2f} ns per point")
