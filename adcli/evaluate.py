@@ -90,8 +90,8 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}
     steps, readers = plan.steps, plan.readers
-    if order and kernels.settings.enabled and all(getattr(h, "groups", False) for h in hooks) and \
-            plan.largest * (batch or 1) >= kernels.settings.min_elements:
+    if order and kernels.settings.enabled and plan.largest * (batch or 1) >= \
+            kernels.settings.min_elements and all(getattr(h, "groups", False) for h in hooks):
         from . import fuse       # (imported when an evaluation may fuse: start-up stays small)
         if fuse.fusible_here(graph, xp, hooks):
             # elementwise chains as generated kernels (adcli/fuse.py), or None: none fuses

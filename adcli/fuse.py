@@ -160,7 +160,9 @@ def fusible_here(graph, xp, hooks):
     """Whether an evaluation may fuse: numpy arrays of float32 or float64, no hooks but
     those that take fused groups (`hook.groups`: profile's timing), and a compiler
     (kernels.cpu.available)."""
-    if not all(getattr(h, "groups", False) for h in hooks) or (xp is not None and xp is not np) or graph.xp is not np:
+    if not all(getattr(h, "groups", False) for h in hooks):
+        return False
+    if (xp is not None and xp is not np) or graph.xp is not np:
         return False
     if graph.dtype.name not in codegen.CTYPES:
         return False

@@ -436,7 +436,8 @@ def _keep(graph, values):
     for i, v in values.items():
         if known[i] is None:
             known[i] = v
-            if not _a_view(v, [known[a.id] for a in graph.nodes[i].args if known[a.id] is not None]):
+            args = [known[a.id] for a in graph.nodes[i].args if known[a.id] is not None]
+            if not _a_view(v, args):
                 graph.held += _nbytes(v)
 
 

@@ -143,8 +143,9 @@ def cpu_source(body, ctype):
     store = " ".join(f"sum{k}[b / {BLOCK}] = {a};" for k, a in enumerate(accs))
     for k in range(len(body.lses)):
         term = spell(f"exp(buf{k}[j] - shift{k})", ctype)
-        store += (f"\n    {{\n      const T shift{k} = (top{k} == -ADCLI_INF || top{k} == ADCLI_INF)"
-                  f" ? (T)0 : top{k};\n      double total{k} = 0;\n"
+        store += (f"\n    {{\n      const T shift{k} = "
+                  f"(top{k} == -ADCLI_INF || top{k} == ADCLI_INF) ? (T)0 : top{k};\n"
+                  f"      double total{k} = 0;\n"
                   f"#pragma omp simd reduction(+:total{k})\n"
                   f"      for (long j = 0; j < e - b; j++)\n        total{k} += {term};\n"
                   f"      lse_top{k}[b / {BLOCK}] = nan{k} ? ADCLI_NAN : top{k};\n"
