@@ -192,6 +192,38 @@ def rule_reads(op):
     return reads
 
 
+def _reads(graph, output, need, lo):
+    """{id of an unknown forward value a reverse walk reads: the smallest id of a rule that
+    reads it}, for the rules the walk reaches."""
+    nodes, known = graph.nodes, graph.values
+    reads = []                       # (unknown value id, id of a rule reading it)
+    for node in nodes[lo:output.id + 1]:
+        op = node.op
+        if op is None or not node.args or node.id not in need or not op.differentiable:
+            continue
+        y, args = rule_reads(op)
+        if y == "value" and known[node.id] is None:
+            reads.append((node.id, node.id))
+        if args == "value":
+            reads.extend((a.id, node.id) for a in node.args if known[a.id] is None)
+    last = {}                        # value id -> the smallest id of a rule reading it
+    if reads:
+        # only the rules the walk reaches: a rule's sub-program (custom) may sit between
+        from .graph import reachable
+        reach = set(reachable([output]))
+        for j, k in reads:
+            if k in reach:
+                last[j] = min(last.get(j, k), k)
+    return last
+
+
+def walk_reads(graph, output, wrt):
+    """The nodes whose forward values the numeric reverse walk from `output` to `wrt` reads
+    and the graph does not hold yet (adcli profile computes them before timing the walk)."""
+    need, lo, _ = _needed(graph, output, [w.id for w in wrt])
+    return [graph.nodes[j] for j in _reads(graph, output, need, lo)]
+
+
 class ForwardValues:
     """The forward values a reverse walk reads. Those the trace has (a script's scalars) are
     read from it; the others are computed by the evaluator (which frees the rest as it
@@ -201,25 +233,9 @@ class ForwardValues:
     def __init__(self, graph, output, need, lo):
         nodes, known = graph.nodes, graph.values
         self.known, self.dtype = known, graph.dtype
-        reads = []                       # (unknown value id, id of a rule reading it)
-        for node in nodes[lo:output.id + 1]:
-            op = node.op
-            if op is None or not node.args or node.id not in need or not op.differentiable:
-                continue
-            y, args = rule_reads(op)
-            if y == "value" and known[node.id] is None:
-                reads.append((node.id, node.id))
-            if args == "value":
-                reads.extend((a.id, node.id) for a in node.args if known[a.id] is None)
+        last = _reads(graph, output, need, lo)
         self.values, self.free_at = {}, {}
-        if reads:
-            # only the rules the walk reaches: a rule's sub-program (custom) may sit between
-            from .graph import reachable
-            reach = set(reachable([output]))
-            last = {}                    # value id -> the smallest id of a rule reading it
-            for j, k in reads:
-                if k in reach:
-                    last[j] = min(last.get(j, k), k)
+        if last:
             from .evaluate import evaluate
             # the output's value comes with them, for the result (not computed twice)
             self.values = evaluate(graph, [nodes[j] for j in last] + [output], charge=False)

@@ -6,7 +6,9 @@ program of one element, h at a number, and its derivative program (a VJP transfo
 evaluated with the batch axis over chunks of x's elements; the value is the sum of the
 chunks' sums. The reverse walk over the whole arrays would hold several arrays of x's size
 at once (the forward values its rules read, cotangents); the chunked sweep holds the input,
-the gradient and a few arrays of one chunk.
+the gradient and a few arrays of one chunk. With fused kernels (adcli/fuse.py) there are
+no chunks: the region and its sum, replayed on the whole arrays, and their gradient program
+are one loop that adds the value up as it goes and writes the gradients alone.
 """
 from __future__ import annotations
 
@@ -76,11 +78,10 @@ def gradient(graph, output, wrt, plan):
     xp = graph.xp
     flat = {leaf.id: xp.reshape(graph.value(leaf), -1) for leaf in leaves}
     size = math.prod(q.shape)
-    # Fused (adcli/fuse.py), a sweep makes no temporaries: one sweep over all the elements,
-    # whose kernel writes the gradients that are returned, and the elements' values (one
-    # array of the input's size more than the chunks hold), summed after.
     from .fuse import fusible_here
-    chunk = size if fusible_here(one, None, ()) and size else CHUNK
+    if size and fusible_here(one, None, ()):
+        return _fused(graph, output, wrt, plan)
+    chunk = CHUNK
     result = {w.id: xp.zeros(size, graph.dtype) if w.id in copy and chunk < size else None
               for w in wrt}
     total = 0.0
@@ -105,3 +106,39 @@ def gradient(graph, output, wrt, plan):
             g = xp.zeros(size, graph.dtype)
         out.append(None if g is None else xp.reshape(g, w.shape))
     return graph.as_array(total), out
+
+
+def _fused(graph, output, wrt, plan):
+    """The chunked gradient's fused form: the region and the sum replayed on the whole
+    arrays, and their gradient program, evaluated as one kernel (adcli/fuse.py) that adds
+    up the value as it goes and writes only the gradients, which are returned."""
+    from . import autodiff
+    from .evaluate import evaluate
+    q, region, leaves = plan
+    whole = Graph(xp=graph.xp, dtype=graph.dtype, limits=graph.limits, seed=graph.seed)
+    copy = {}
+    for leaf in leaves:
+        copy[leaf.id] = whole.placeholder(f"%{leaf.id}", leaf.shape, leaf.dtype)
+    for n in region:
+        whole.pos = n.pos
+        args = [copy[a.id] if a.id in copy else whole.const(graph.value(a)) for a in n.args]
+        copy[n.id] = whole.emit(n.op.name, *args, **n.attrs)
+    whole.pos = output.pos
+    total = whole.emit(output.op.name, copy[q.id], **output.attrs)
+    targets = [w for w in wrt if w.id in copy]
+    grads = autodiff.vjp(whole, total, [copy[w.id] for w in targets], create_graph=True)
+    vals = evaluate(whole, [total] + [g for g in grads if g is not None],
+                    {copy[leaf.id]: graph.value(leaf) for leaf in leaves})
+    xp, found = graph.xp, {}
+    for w, g in zip(targets, grads):
+        if g is not None:
+            v = vals[g.id]
+            # the kernel's own array, or a copy of a constant's broadcast
+            found[w.id] = v if getattr(v, "shape", None) == w.shape and not _broadcast(v) \
+                else xp.array(xp.broadcast_to(v, w.shape))
+    out = [found.get(w.id, xp.zeros(w.shape, graph.dtype) if w.id in copy else None) for w in wrt]
+    return graph.as_array(vals[total.id]), out
+
+
+def _broadcast(v):
+    return any(s == 0 for s in getattr(v, "strides", ())) and v.size > 1

@@ -17,7 +17,12 @@ never a silent loop over the points.
 Hooks see every op as it runs: `hook(node, args, compute)` gets the node, its argument
 values and `compute(args) -> value`, and returns the value; so a hook can time the op
 (profile), watch for NaNs, probe a kink, or hand the op other arguments (the complex
-step gives comparisons the real parts). Guards,
+step gives comparisons the real parts). Hooks turn fusion off (they need every op's value),
+except those that say they take fused groups (`hook.groups = True`, profile's timing):
+such a hook is called once per fused kernel with a fuse.Group as the node (its `nodes`
+are the ops it computes), the kernel's inputs as args, and a compute that returns
+{id: value}, or None when these inputs do not fit the kernel (its ops then run one by
+one, each through the hooks). Guards,
 the decisions the trace took on values, are checked as their nodes are computed: an
 evaluation where one comes out differently raises GuardFailed, naming the node.
 """
@@ -85,8 +90,8 @@ def evaluate(graph, outputs, inputs=None, *, batch=None, batched=(), hooks=(), k
     vals = dict(given)
     wanted = {o.id for o in outputs} | {k.id for k in keep}
     steps, readers = plan.steps, plan.readers
-    if order and not hooks and kernels.settings.enabled and \
-            plan.largest * (batch or 1) >= kernels.settings.min_elements:
+    if order and kernels.settings.enabled and plan.largest * (batch or 1) >= \
+            kernels.settings.min_elements and all(getattr(h, "groups", False) for h in hooks):
         from . import fuse       # (imported when an evaluation may fuse: start-up stays small)
         if fuse.fusible_here(graph, xp, hooks):
             # elementwise chains as generated kernels (adcli/fuse.py), or None: none fuses
@@ -199,9 +204,10 @@ def _run(graph, order, vals, recorded, *, keep, hooks, held, batch=None, batched
             limits.check_memory(held + live + nbytes + NODE_BYTES, entry.name,
                                 node.pos if node is not None else None)
         if node is None:        # a fused group (adcli/fuse.py): one kernel, several values
-            produced = entry.run(graph, args, batch) if not hooks else None
+            produced = entry.run(graph, args, batch) if not hooks else _hooked(
+                hooks, entry, args, lambda a, e=entry: e.run(graph, a, batch))
             if produced is None:     # inputs the kernel does not take: op by op
-                inner, sums = {}, [j for j, _ in entry.sums]
+                inner, sums = {}, [j for j, _ in entry.sums + entry.lses]
                 _run(graph, entry.members + sums, inner,
                      lambda j: vals[j] if j in vals else recorded(j), keep=None, hooks=hooks,
                      held=held + live, batch=batch, batched=batched, xp=xp, guards={})

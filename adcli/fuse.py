@@ -35,15 +35,29 @@ class Group:
     the values carry the batch axis), `literals` (inputs that are the program's literals)."""
 
     __slots__ = ("members", "own", "inputs", "outputs", "shape", "batched", "literals", "specs",
-                 "sums")
+                 "sums", "lses", "nodes", "pos")
 
     def __init__(self, shape, batched):
         self.members, self.own, self.inputs, self.outputs = [], [], [], []
         self.shape, self.batched = shape, batched
         self.literals, self.specs = set(), {}
         self.sums = []          # (id of a sum of every element, id of the member it sums)
+        self.lses = []          # (id of a logsumexp of every element, id of its member)
+        self.nodes = []         # the nodes it computes, members then sums (adcli profile)
+        self.pos = None
+
+    @property
+    def args(self):
+        """Its inputs as nodes, as a node's args (profile shows their shapes)."""
+        return [self.nodes[0].graph.nodes[i] for i in self.inputs] if self.nodes else []
+
+    @property
+    def label(self):
+        """fused(sin, mul, exp): the ops the kernel computes, each once, in program order."""
+        return "fused(" + ", ".join(dict.fromkeys(n.op.name for n in self.nodes)) + ")"
 
     name = "fused"
+    op = None               # (not a node: profile tells a kernel from an op by this)
 
     def run(self, graph, args, batch):
         """The outputs' values ({id: array}) from the inputs' values, or None when these
@@ -78,7 +92,7 @@ class Group:
         if made is None:
             made = self.specs[spec] = self._source(graph, spec, ctype)
         source, argtypes = made
-        from .kernels import cpu
+        from .kernels import cpu, reduce
         try:
             fn = cpu.load(source, argtypes)
         except OSError as e:       # an unwritable cache, a compiler that cannot run
@@ -87,12 +101,18 @@ class Group:
         outs = [np.empty(shape, dtype=graph.nodes[o].dtype) for o in self.outputs]
         # a fused sum: one partial sum per block of elements, added up here (pairwise)
         partials = [np.empty(-(-n // codegen.BLOCK)) for _ in self.sums]
+        # a fused logsumexp: each block's max and sum of exp(v - max), combined here
+        blocks = [(np.empty(-(-n // codegen.BLOCK), dtype), np.empty(-(-n // codegen.BLOCK)))
+                  for _ in self.lses]
         pointers = [c if k in scalars else c.ctypes.data for k, c in enumerate(call)]
-        cpu.run(fn, n, pointers + [o.ctypes.data for o in outs + partials],
-                align=codegen.BLOCK if partials else 64)
+        cpu.run(fn, n, pointers + [o.ctypes.data for o in outs + partials]
+                + [a.ctypes.data for pair in blocks for a in pair],
+                align=codegen.BLOCK if partials or blocks else 64)
         produced = dict(zip(self.outputs, outs))
         for (i, _), p in zip(self.sums, partials):
             produced[i] = np.asarray(np.sum(p), dtype=dtype)
+        for (i, _), (top, total) in zip(self.lses, blocks):
+            produced[i] = reduce.value(*reduce.combine(top, total), dtype)
         return produced
 
     def body(self, graph, spec, ctype):
@@ -112,14 +132,15 @@ class Group:
             lets.append((name, codegen.spell(expr, ctype)))
         outputs = [("bool" if nodes[o].dtype == BOOL else "array", names[o]) for o in self.outputs]
         sums = tuple(names[m] for _, m in self.sums)
-        return codegen.Body(tuple(params), tuple(lets), tuple(outputs), sums)
+        lses = tuple(names[m] for _, m in self.lses)
+        return codegen.Body(tuple(params), tuple(lets), tuple(outputs), sums, lses)
 
     def _source(self, graph, spec, ctype):
         import ctypes
         body = self.body(graph, spec, ctype)
         scalar = ctypes.c_double if ctype == "double" else ctypes.c_float
         argtypes = [scalar if kind == "scalar" else ctypes.c_void_p for kind, _ in body.params]
-        argtypes += [ctypes.c_void_p] * (len(body.outputs) + len(body.sums))
+        argtypes += [ctypes.c_void_p] * (len(body.outputs) + len(body.sums) + 2 * len(body.lses))
         if kernels.settings.dump_dir:
             dump(codegen.cuda_source(body, ctype), "cu")
         return codegen.cpu_source(body, ctype), tuple(argtypes)
@@ -136,9 +157,12 @@ def dump(source, ext):
 
 
 def fusible_here(graph, xp, hooks):
-    """Whether an evaluation may fuse: numpy arrays of float32 or float64, no hooks, and a
-    compiler (kernels.cpu.available)."""
-    if hooks or (xp is not None and xp is not np) or graph.xp is not np:
+    """Whether an evaluation may fuse: numpy arrays of float32 or float64, no hooks but
+    those that take fused groups (`hook.groups`: profile's timing), and a compiler
+    (kernels.cpu.available)."""
+    if not all(getattr(h, "groups", False) for h in hooks):
+        return False
+    if (xp is not None and xp is not np) or graph.xp is not np:
         return False
     if graph.dtype.name not in codegen.CTYPES:
         return False
@@ -186,13 +210,16 @@ def fused_steps(graph, plan, wanted, batch, batched):
             steps.append(group)
 
     def sums_group(node):
-        """Is node a sum of all the elements of a member of the open group (not at many
-        points), which the group's loop can add up as it goes?"""
+        """The open group's list of sums (or of logsumexps) when node is a sum (or a
+        logsumexp, op.fused_reduce) of all the elements of a member of the group (not at
+        many points), which the group's loop can reduce as it goes; else None."""
         op, a = node.op, node.args[0] if len(node.args) == 1 else None
-        return (op.adds and a is not None and a.id in members and not group.batched
-                and all(a.id != i for i, _ in group.sums)
-                and not node.attrs.get("keepdims") and node.id not in plan.guards
-                and node.attrs.get("axis") in (None, tuple(range(len(a.shape)))))
+        into = group.sums if op.adds else group.lses if op.fused_reduce == "logsumexp" else None
+        ok = (into is not None and a is not None and a.id in members and not group.batched
+              and all(a.id != i for i, _ in into) and node.dtype == graph.dtype
+              and not node.attrs.get("keepdims") and node.id not in plan.guards
+              and node.attrs.get("axis") in (None, tuple(range(len(a.shape)))))
+        return into if ok else None
 
     # (`members` also holds the open group's sums, which no member can read: a node that
     # reads one closes the group)
@@ -200,12 +227,13 @@ def fused_steps(graph, plan, wanted, batch, batched):
         node = step[1]
         k = group_key(node)
         reads = group is not None and any(a.id in members for a in node.args)
-        if reads and k is None and sums_group(node):
-            group.sums.append((node.id, node.args[0].id))
+        into = sums_group(node) if reads and k is None else None
+        if into is not None:
+            into.append((node.id, node.args[0].id))
             members.add(node.id)        # the group goes on: the gradient after the value
             continue
         if k is not None and group is not None and k == (group.shape, group.batched) \
-                and not any(a.id == i for a in node.args for i, _ in group.sums):
+                and not any(a.id == i for a in node.args for i, _ in group.sums + group.lses):
             group.members.append(node.id)
             members.add(node.id)
             continue
@@ -240,7 +268,7 @@ def fused_steps(graph, plan, wanted, batch, batched):
     needed = set(wanted)
     out, fused = [], False
     for s in steps:
-        if type(s) is not Group or (len(s.members) < 2 and not s.sums):   # one op: numpy's
+        if type(s) is not Group or (len(s.members) < 2 and not s.sums and not s.lses):  # numpy's
             s = s if type(s) is not Group else by_id[s.members[0]]
             out.append(s)
             needed.update(s[3])
@@ -258,11 +286,12 @@ def fused_steps(graph, plan, wanted, batch, batched):
         out.append(s)
     for k, s in enumerate(out):
         if type(s) is Group:
+            s.nodes = [nodes[m] for m in s.members] + [nodes[i] for i, _ in s.sums + s.lses]
             s.outputs = [m for m in s.own if m in needed]
             nbytes = sum(math.prod(nodes[o].shape) * nodes[o].dtype.itemsize for o in s.outputs)
             # (a group whose values others all compute again has nothing left to do)
             out[k] = (s.members[-1], None, s, list(s.inputs), NO_ATTRS, nbytes, False) \
-                if s.outputs or s.sums else None
+                if s.outputs or s.sums or s.lses else None
     out = [s for s in out if s is not None]
     result = None
     if fused:

@@ -123,6 +123,8 @@ class Op:
                                   # None: the op is not fusible
     c_partials: tuple = None      # C expressions of its local derivatives, one per argument,
                                   # {y} its result (IDENTITY, NEGATE, None as in partials)
+    fused_reduce: str = None      # "logsumexp": the fused kernels reduce every element of a
+                                  # fused value this way in their loop (adcli/kernels/codegen.py)
     # How `adcli diff` writes the op (adcli/formula.py); by default a call of its name:
     infix: tuple = None           # (precedence, associativity): written with symbol[0] between
                                   # its arguments (before its one argument), Python's rules
@@ -1228,12 +1230,33 @@ for _name in ("max", "min"):
        note="ties split the derivative evenly; with 2+ arguments elementwise", **R)
 
 
+def _kernels_may_take(x):
+    """Large enough for the fused logsumexp and softmax (adcli/kernels/reduce.py)?"""
+    from . import kernels
+    return type(x) is np.ndarray and x.size >= kernels.settings.min_elements
+
+
 def _lse(xp, x, axis=None, keepdims=False):
     # log sum exp(x) = m + log sum exp(x - m) with m the max: no overflow
+    if _kernels_may_take(x):          # every element of a large array: one fused loop
+        from .kernels import reduce
+        out = reduce.logsumexp(xp, x, axis)
+        if out is not None:
+            return xp.reshape(out, (1,) * x.ndim) if keepdims else out
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)
     out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else xp.reshape(out, reduced_shape(x.shape, axis))
+
+
+def _lse_vjp(ns, g, y, x, axis=None, keepdims=False):
+    # (softmax times the cotangent: for a large array and a number g, one fused loop)
+    if _kernels_may_take(x) and not getattr(g, "ndim", 0):
+        from .kernels import reduce
+        out = reduce.softmax(np, x, axis, scale=g)
+        if out is not None:
+            return out
+    return unreduce(ns, g, x.shape, axis, keepdims) * ns.softmax(x, axis=axis)
 
 
 op("logsumexp", examples=[((5,), {}), ((3, 4), {"axis": 1})],
@@ -1241,14 +1264,18 @@ op("logsumexp", examples=[((5,), {}), ((3, 4), {"axis": 1})],
    fwd=_lse, numpy="scipy.special.logsumexp",
    # d lse / dx = softmax(x), computed as exp(x - max) / sum(exp(x - max)) rather than
    # exp(x - lse), which carries the rounding of a large lse into every weight
-   vjp=(lambda ns, g, y, x, axis=None, keepdims=False:
-        unreduce(ns, g, x.shape, axis, keepdims) * ns.softmax(x, axis=axis),),
+   vjp=(_lse_vjp,),
    jvp=lambda ns, t, y, x, axis=None, keepdims=False:
        ns.sum(t[0] * ns.softmax(x, axis=axis), axis=axis, keepdims=keepdims),
-   note="computed stably", **R)
+   note="computed stably", fused_reduce="logsumexp", **R)
 
 
 def _softmax(xp, x, axis=-1):
+    if _kernels_may_take(x):
+        from .kernels import reduce
+        out = reduce.softmax(xp, x, axis)
+        if out is not None:
+            return out
     z = x - xp.max(x, axis=axis, keepdims=True)
     e = xp.exp(z)
     return e / xp.sum(e, axis=axis, keepdims=True)

@@ -231,7 +231,12 @@ def _cache_file(path):
     import hashlib
     import tempfile
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(path.parent.glob("*.lark"))))
+    # Lark keys its tables by the grammar, its options and its version, the grammar folder
+    # (import_paths) among them, but keeps one file: two installs sharing one name would
+    # overwrite each other's tables at every start. So the name holds all of that too.
+    from lark import __version__ as lark_version
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(path.parent.glob("*.lark")))
+                            + f"\0{path.parent}\0{lark_version}".encode())
     folder = os.path.join(base, "adcli")
     try:
         os.makedirs(folder, exist_ok=True)

@@ -20,6 +20,12 @@ What is timed, and how it adds up:
   finds them all; unprofiled, the walk computes and keeps only those its rules read, so on
   large arrays a profiled run holds more memory and is a little slower (about 15% on the
   10^6-element case of benchmarks/bench_profile_overhead.py);
+* forward, per fused kernel: the value is computed as grad computes it (for grad the
+  values the walk reads, for the other commands every value, kept for the walks), so
+  elementwise chains of large arrays run as generated kernels (adcli/fuse.py). The timing
+  hook says it takes fused groups (`hook.groups`), so the evaluator times each kernel as
+  a whole: one row per set of ops, `fused(sin, mul, ...)`; by source line, a kernel's
+  time is split over its ops' lines in proportion to how many of its ops sit on each;
 * backward (grad) or derivative (the other commands), per op: from the start of a node's
   derivative rule to the start of the next node's, marked by the walks' `mark` callback,
   so a node's time includes the walk's bookkeeping of adding up its arguments'
@@ -145,13 +151,18 @@ class Profiler:
 
 
 def _forward_timer(append, sync):
-    """The evaluator hook hook(node, args, compute): run one op's forward rule, timed."""
+    """The evaluator hook hook(node, args, compute): run one op's forward rule, or one fused
+    kernel (node: a fuse.Group; groups=True lets the evaluator fuse), timed. A kernel that
+    does not take these inputs (compute gives None) leaves no record: its ops run one by
+    one after it, each timed."""
     if sync is None:
         def hook(node, args, compute):
             start = clock()
             value = compute(args)
-            append((node, start, clock()))
+            if value is not None:
+                append((node, start, clock()))
             return value
+        hook.groups = True
         return hook
 
     def hook_synced(node, args, compute):
@@ -159,8 +170,10 @@ def _forward_timer(append, sync):
         start = clock()
         value = compute(args)
         sync()
-        append((node, start, clock()))
+        if value is not None:
+            append((node, start, clock()))
         return value
+    hook_synced.groups = True
     return hook_synced
 
 
@@ -235,6 +248,29 @@ class Profile:
         return sum(r.self_ns for r in self.lines or [])
 
 
+def op_name(node):
+    """A row's op: the node's op name, or fused(sin, mul, ...) for a fused kernel."""
+    return node.op.name if node.op is not None else node.label
+
+
+def _line_shares(node, ns):
+    """[(line, ns)]: an op's time goes to its line; a fused kernel's is split over the
+    lines of the ops it computes, in proportion to how many of them sit on each line
+    (integer nanoseconds that add up to the kernel's time)."""
+    if node.op is not None:
+        return [(node.pos[0] if node.pos else None, ns)]
+    counts = {}
+    for n in node.nodes:
+        line = n.pos[0] if n.pos else None
+        counts[line] = counts.get(line, 0) + 1
+    total, done, out = sum(counts.values()), 0, []
+    for k, (line, c) in enumerate(counts.items()):
+        share = ns - done if k == len(counts) - 1 else ns * c // total
+        done += share
+        out.append((line, share))
+    return out
+
+
 class _Totals:
     """Adds the records of each timed run into rows, by op and by source line."""
 
@@ -246,20 +282,21 @@ class _Totals:
         self.overhead = [Row(OVERHEAD[p], p) for p in ("forward", after) if p]
 
     def add(self, node, phase, ns, first_run):
-        row = self.rows.get((node.op.name, phase))
+        name = op_name(node)
+        row = self.rows.get((name, phase))
         if row is None:
-            row = self.rows[(node.op.name, phase)] = Row(node.op.name, phase)
+            row = self.rows[(name, phase)] = Row(name, phase)
         row.calls += 1
         row.self_ns += ns
         if first_run:                 # every timed run traces the same graph again
             row.shapes[tuple([a.shape for a in node.args])] = None
         if self.lines is not None:
-            line = node.pos[0] if node.pos else None
-            lr = self.lines.get((line, phase))
-            if lr is None:
-                lr = self.lines[(line, phase)] = LineRow(line, phase, text=self.text(line))
-            lr.calls += 1
-            lr.self_ns += ns
+            for line, share in _line_shares(node, ns):
+                lr = self.lines.get((line, phase))
+                if lr is None:
+                    lr = self.lines[(line, phase)] = LineRow(line, phase, text=self.text(line))
+                lr.calls += 1
+                lr.self_ns += share
 
     def text(self, line):
         if line is None or not 0 < line <= len(self.source_lines):
@@ -309,6 +346,7 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
     progress(done, repeat) is called after each timed run, outside the timings."""
     from . import api, autodiff
     from .evaluate import evaluate
+    from .graph import reachable
     traced = make_traced()                                  # warm-up, and the usual checks
     if derivative is not None:
         name, run_derivative = derivative
@@ -323,6 +361,19 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
         result.notes.insert(0, errors.note(
             "value-only", f"the value has shape {tuple(traced.output.shape)}: profiling the "
             "value only, without a gradient (profile sum(...) of it for the backward pass)"))
+
+    def forward_values(traced):
+        """The values the derivative's work reads, computed as grad computes them (fused
+        kernels where they apply, timed as kernels) and kept: for grad the values its walk
+        reads, for the other commands every value."""
+        graph, out = traced.graph, traced.output
+        keep = autodiff.walk_reads(graph, out, [traced.inputs[w] for w in wrt]) \
+            if derivative is None else [graph.nodes[i] for i in reachable([out])]
+        _keep(graph, evaluate(graph, [out], hooks=graph.hooks, charge=False, keep=keep))
+
+    if after is not None:           # its kernels compiled in the warm-up too
+        with contextlib.redirect_stderr(io.StringIO()):     # (a script's print: shown once)
+            forward_values(make_traced())
     notes = list(result.notes)
     label = traced.label or traced.source
     totals = _Totals(traced.source.splitlines() if script else None, after)
@@ -343,7 +394,7 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
                 traced = make_traced(hooks=(profiler.hook,))
                 graph, out = traced.graph, traced.output
                 if after is not None:
-                    graph.value(out)      # computed and kept: the walks read the values
+                    forward_values(traced)
                 else:                     # as api.evaluate: freed after their last reader
                     graph.values[out.id] = evaluate(graph, [out], hooks=graph.hooks,
                                                     charge=False)[out.id]
@@ -378,6 +429,18 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
     return Profile(label, repeat, rows, lines, events, dropped, notes + profiler.notes, name)
 
 
+def _keep(graph, values):
+    """Keep an evaluation's values beside the program, as the trace's own."""
+    from .evaluate import _a_view, _nbytes
+    known = graph.values
+    for i, v in values.items():
+        if known[i] is None:
+            known[i] = v
+            args = [known[a.id] for a in graph.nodes[i].args if known[a.id] is not None]
+            if not _a_view(v, args):
+                graph.held += _nbytes(v)
+
+
 # ---------------------------------------------------------------- Chrome trace events
 
 def chrome_events(profiler, spans, max_events, derivative="grad"):
@@ -402,11 +465,15 @@ def chrome_events(profiler, spans, max_events, derivative="grad"):
     ops = [(node, "forward", start, end) for node, start, end in profiler.forward_records]
     ops += [(node, phase, start, end) for node, start, end in _rule_intervals(profiler.marks)]
     for node, phase, start, end in ops[:max_events]:
-        args = {"node": f"%{node.id}", "phase": phase,
-                "shapes": _signature_text(tuple([a.shape for a in node.args]))}
+        shapes = _signature_text(tuple([a.shape for a in node.args]))
+        if node.op is None:           # a fused kernel: the nodes it computes
+            args = {"nodes": " ".join(f"%{n.id}" for n in node.nodes), "phase": phase,
+                    "shapes": shapes}
+        else:
+            args = {"node": f"%{node.id}", "phase": phase, "shapes": shapes}
         if node.pos:
             args["line"], args["column"] = node.pos[0], node.pos[1]
-        events.append(dict(base, name=node.op.name, cat=phase, ph="X", ts=us(start),
+        events.append(dict(base, name=op_name(node), cat=phase, ph="X", ts=us(start),
                            dur=round((end - start) / 1000.0, 3), args=args))
     return events, max(0, len(ops) - max_events)
 

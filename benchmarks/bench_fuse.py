@@ -15,6 +15,11 @@ f(x) = sum(sin(x)*exp(-x*x) + log1p(x*x)) at n float64 numbers (seeded standard 
 * batched points   the value and gradient programs of x*(x+y), traced at one point, at n
                    points at once (Traced.at with batch=n), fused.
 
+logsumexp(x) at the same n (adcli/kernels/reduce.py): the value (api.evaluate) and the
+gradient (api.gradient, value included) against jax.jit(logsumexp) and
+jax.jit(jax.grad(logsumexp)), and against adcli's numpy path (--no-fuse); and the value of
+logsumexp(sin(x)*3 + x*x), reduced in the chain's own loop, against jax.jit of the same.
+
 Each time is the best of --repeat runs. Also: the first call of the fused programs with an
 empty kernel cache (compilation included), the time a fresh process spends loading its
 kernels from the disk cache, and the peers' compile times (their first call). Ratios are against the numbers of this same run. Nothing is asserted.
@@ -133,9 +138,16 @@ def main():
     except Exception as e:       # not importable, or no C++ compiler for inductor
         print(f"torch.compile: skipped ({type(e).__name__}: {e})")
 
+    lse_rows = logsumexp_rows(x, args.repeat)
+
     print(f"\n{'':28s} {'ms':>9s} {'ns/elem':>8s} {'vs fused':>9s}")
     for name, t in rows:
         print(f"{name:28s} {t * 1e3:9.1f} {t / n * 1e9:8.2f} {t / t_fused:8.2f}x")
+    print(f"\nlogsumexp(x), n = {n:,} float64")
+    print(f"{'':46s} {'ms':>9s} {'ns/elem':>8s} {'peer/adcli':>10s}")
+    for name, t, ratio in lse_rows:
+        print(f"{name:46s} {t * 1e3:9.1f} {t / n * 1e9:8.2f} "
+              + (f"{ratio:9.2f}x" if ratio is not None else ""))
     print(f"\nvalue and gradient of x*(x+y) at {n:,} batched points (fused): "
           f"{t_points * 1e3:.1f} ms, {t_points / n * 1e9:.2f} ns per point")
     print(f"first call, empty kernel cache: {first * 1e3:.0f} ms "
@@ -143,6 +155,58 @@ def main():
     print(f"a new process loading its kernels from the disk cache: {cached * 1e3:.1f} ms")
     for name, t in peers.items():
         print(f"{name} first call (compilation): {t:.2f} s")
+
+
+def logsumexp_rows(x, repeat):
+    """(name, seconds, the peer's time over adcli's fused one, or None) of logsumexp(x)."""
+    from adcli import api, kernels
+    source = "logsumexp(x)"
+
+    def value():
+        return float(api.evaluate(api.trace(source, {"x": x})).value)
+
+    def gradient():
+        return api.gradient(api.trace(source, {"x": x})).grad["x"]
+    chain = "logsumexp(sin(x)*3 + x*x)"
+
+    def chain_value():
+        return float(api.evaluate(api.trace(chain, {"x": x})).value)
+    value(), gradient(), chain_value()        # kernels compiled (or found in the cache)
+    t_chain, _ = best(repeat, chain_value)
+    t_value, v = best(repeat, value)
+    t_grad, g = best(repeat, gradient)
+    kernels.configure(enabled=False)
+    t_value_np, v_np = best(max(1, repeat // 2), value)
+    t_grad_np, g_np = best(max(1, repeat // 2), gradient)
+    t_chain_np, _ = best(max(1, repeat // 2), chain_value)
+    kernels.configure(enabled=True)
+    rows = [("adcli value (fused)", t_value, None), ("adcli value (numpy path)", t_value_np,
+                                                     t_value_np / t_value),
+            ("adcli value+gradient (fused)", t_grad, None),
+            ("adcli value+gradient (numpy path)", t_grad_np, t_grad_np / t_grad),
+            ("adcli " + chain + " (fused)", t_chain, None),
+            ("adcli " + chain + " (numpy path)", t_chain_np, t_chain_np / t_chain)]
+    print(f"logsumexp fused vs numpy: value {v!r} vs {v_np!r}, gradient max rel diff "
+          f"{float(np.max(np.abs(g - g_np)) / np.max(np.abs(g_np))):.1e}")
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        from jax.scipy.special import logsumexp
+        xj = jnp.asarray(x)
+        f, df = jax.jit(logsumexp), jax.jit(jax.grad(logsumexp))
+        jax.block_until_ready(f(xj)), jax.block_until_ready(df(xj))
+        t_f, _ = best(repeat, lambda: jax.block_until_ready(f(xj)))
+        t_df, _ = best(repeat, lambda: jax.block_until_ready(df(xj)))
+        fc = jax.jit(lambda v: logsumexp(jnp.sin(v) * 3 + v * v))
+        jax.block_until_ready(fc(xj))
+        t_fc, _ = best(repeat, lambda: jax.block_until_ready(fc(xj)))
+        rows += [("jax.jit(logsumexp)", t_f, t_f / t_value),
+                 ("jax.jit(jax.grad(logsumexp))", t_df, t_df / t_grad),
+                 ("jax.jit(" + chain + ")", t_fc, t_fc / t_chain)]
+    except ImportError:
+        print("jax: not importable, skipped")
+    return rows
 
 
 if __name__ == "__main__":

@@ -331,6 +331,9 @@ def test_every_cuda_kernel_compiles_to_ptx(dtype):
     for grp in groups:
         spec = tuple("array" for _ in grp.inputs)
         sources.append(codegen.cuda_source(grp.body(t.graph, spec, ctype), ctype))
+    lse = codegen.Body((("array", "x0"),), (("v0", codegen.spell("sin(x0)", ctype)),),
+                       (("array", "v0"),), ("v0",), ("v0",))      # a fused sum and logsumexp
+    sources.append(codegen.cuda_source(lse, ctype))
     for src in sources:
         ptx = cuda.compile_ptx(src)
         assert ".entry adcli_kernel" in ptx
@@ -370,3 +373,149 @@ def test_an_unwritable_kernel_cache_falls_back_to_numpy(tmp_path, monkeypatch):
     assert cpu.available() and "could not be built" in cpu.available()
     for o in outs:
         np.testing.assert_array_equal(np.asarray(fused[o.id]), np.asarray(plain[o.id]))
+
+
+# ---------------------------------------------------------------- logsumexp
+
+def lse_cases(dtype):
+    """Inputs of logsumexp of 10^5 elements: random ones, huge ones (exp would overflow),
+    one nan, inf or -inf among them, all -inf, half -inf, inf and nan together."""
+    x = (RNG.standard_normal(100_003) * 30).astype(dtype)
+    cases = {"random": x, "huge": (x + 1000).astype(dtype),
+             "all -inf": np.full(x.size, -np.inf, dtype)}
+    for name, v in (("nan", np.nan), ("inf", np.inf), ("-inf", -np.inf)):
+        y = x.copy()
+        y[777] = v
+        cases[name] = y
+    y = x.copy()
+    y[: x.size // 2] = -np.inf
+    cases["half -inf"] = y
+    y = x.copy()
+    y[5], y[9] = np.inf, np.nan
+    cases["inf and nan"] = y
+    return cases
+
+
+LSE_RTOL = {"float64": 1e-13, "float32": 1e-5}    # summation order, as for a fused sum
+
+
+def assert_lse_close(got, want, dtype, what):
+    """Infinities and NaNs exactly where numpy has them; finite values within the bound of
+    a fused sum (the kernels add exp(x - max) up in double by blocks, numpy pairwise in
+    the array's type), relative to max(1, |value|)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, what
+    assert np.array_equal(np.isnan(got), np.isnan(want)), what
+    fin = np.isfinite(want)
+    assert np.array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)]), what
+    assert np.isfinite(got[fin]).all(), what
+    g, w = got[fin].astype(np.float64), want[fin].astype(np.float64)
+    assert np.all(np.abs(g - w) <= LSE_RTOL[np.dtype(dtype).name] * np.maximum(1.0, np.abs(w))), \
+        (what, g[:3], w[:3])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logsumexp_and_its_gradient_fused_agree(dtype):
+    """logsumexp(x) of a large array (a max pass and a sum of exp(x - max) in one loop) and
+    its gradient (softmax, one more loop) agree with numpy's rule, special values too."""
+    from adcli.kernels import reduce
+    for name, x in lse_cases(dtype).items():
+        assert reduce.logsumexp(np, x) is not None          # the kernel takes it
+        t = api.trace("logsumexp(x)", {"x": x}, dtype=dtype)
+        grad = t.gradient_program()
+        fused, plain = both_ways(t.graph, [t.output] + grad, {t.inputs["x"]: x})
+        for node in [t.output] + grad:
+            assert_lse_close(fused[node.id], plain[node.id], dtype, name)
+        with np.errstate(all="ignore"):
+            got = api.gradient(api.trace("logsumexp(x)", {"x": x}, dtype=dtype))
+            old = kernels.configure(enabled=False)
+            try:
+                want = api.gradient(api.trace("logsumexp(x)", {"x": x}, dtype=dtype))
+            finally:
+                kernels.configure(**old)
+        assert_lse_close(got.value, want.value, dtype, name)
+        assert_lse_close(got.grad["x"], want.grad["x"], dtype, name)
+
+
+def test_logsumexp_of_a_fused_chain_agrees():
+    """logsumexp of an elementwise chain (its value one kernel, the logsumexp another) and
+    the gradient through it, against the numpy path."""
+    x = RNG.standard_normal(50_000)
+    src = "logsumexp(sin(x)*3 + x*x) * 2"
+    got = api.gradient(api.trace(src, {"x": x}))
+    old = kernels.configure(enabled=False)
+    try:
+        want = api.gradient(api.trace(src, {"x": x}))
+    finally:
+        kernels.configure(**old)
+    assert_lse_close(got.value, want.value, "float64", src)
+    assert_lse_close(got.grad["x"], want.grad["x"], "float64", src)
+    assert abs(float(got.value) - 2 * float(np.log(np.sum(np.exp(np.sin(x) * 3 + x * x))))) < 1e-9
+
+
+def test_logsumexp_small_or_along_an_axis_stays_on_numpy():
+    from adcli.kernels import reduce
+    assert reduce.logsumexp(np, np.ones(10)) is None
+    assert reduce.logsumexp(np, np.ones((100, 100)), axis=1) is None
+    assert reduce.logsumexp(np, np.ones((100, 100)), axis=(0, 1)) is not None
+
+
+def test_chunked_gradient_is_one_kernel_writing_only_the_gradients(tmp_path):
+    """`adcli grad` of a large elementwise sum: one loop adds up the value as it goes and
+    writes the gradients alone (no array of the terms), with the numpy path's numbers."""
+    x, y = np.linspace(-2, 2, 1 << 20), np.linspace(0, 1, 1 << 20)
+    src = "sum(sin(x)*exp(-x*x) + log1p(x*x) + 3*y)"
+    old = kernels.configure(dump_dir=str(tmp_path))
+    try:
+        a = api.gradient(api.trace(src, {"x": x, "y": y}))
+    finally:
+        kernels.configure(**old)
+    (c,) = tmp_path.glob("*.c")
+    source = c.read_text()
+    # two arrays written, the gradients of x and y, and the value's partial sums
+    assert "out1" in source and "out2" not in source and "sum0" in source
+    old = kernels.configure(enabled=False)
+    try:
+        b = api.gradient(api.trace(src, {"x": x, "y": y}))
+    finally:
+        kernels.configure(**old)
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-12)
+    assert_close(a.grad["x"], b.grad["x"], np.float64)
+    assert a.grad["y"].shape == y.shape and np.all(a.grad["y"] == 3.0)
+
+
+def test_a_softmax_reuses_only_the_logsumexp_of_the_same_array():
+    """The gradient's softmax takes the max and the sum of the logsumexp just computed of
+    the same array; of any other array it computes its own."""
+    from adcli.kernels import reduce
+    from adcli.ops import _softmax
+    x = RNG.standard_normal(50_000)
+    y = x * 2
+    old = kernels.configure(enabled=False)
+    try:
+        want_x, want_y = _softmax(np, x, axis=None), _softmax(np, y, axis=None)
+    finally:
+        kernels.configure(**old)
+    reduce.logsumexp(np, x)
+    assert_lse_close(reduce.softmax(np, y), want_y, "float64", "another array")
+    reduce.logsumexp(np, x)
+    assert_lse_close(reduce.softmax(np, x), want_x, "float64", "the same array")
+    assert_lse_close(reduce.softmax(np, x), want_x, "float64", "again, computed anew")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logsumexp_of_a_chain_is_reduced_in_the_chains_loop(dtype):
+    """logsumexp(sin(x)*3 + x*x): one kernel computes the chain and reduces it as it goes
+    (each block's max, then the sum of exp(v - max) from the block in cache), writing no
+    array; the value agrees with the numpy path, special values too."""
+    from adcli import fuse
+    from adcli.evaluate import _plan
+    src = "logsumexp(sin(x)*3 + x*x)"
+    for name, x in lse_cases(dtype).items():
+        t = api.trace(src, {"x": x}, dtype=dtype)
+        plan = _plan(t.graph, [t.output], {t.inputs["x"].id: x}, True)
+        steps, _ = fuse.fused_steps(t.graph, plan, {t.output.id}, None, [])
+        (grp,) = [s[2] for s in steps if s[1] is None]
+        assert grp.lses and not grp.outputs and grp.label.endswith("logsumexp)")
+        fused, plain = both_ways(t.graph, [t.output], {t.inputs["x"]: x})
+        assert_lse_close(fused[t.output.id], plain[t.output.id], dtype, name)

@@ -383,3 +383,96 @@ def test_derivative_options_that_do_not_fit_exit_2(args, message):
 def test_a_hessian_needs_a_scalar_value():
     r = adcli("sin(x)", "--at", "x=[1,2]", "--hessian")
     assert r.exit_code == 2 and "hessian needs a scalar value" in r.stderr
+
+
+# ---------------------------------------------------------------- fused kernels
+
+from adcli import kernels                                    # noqa: E402
+from adcli.kernels import cpu                                # noqa: E402
+
+needs_compiler = pytest.mark.skipif(cpu.compiler() is None, reason="no C compiler")
+FUSED_EXPR = "sum(sin(x)*exp(-x*x) + log1p(x*x))"
+FUSED_SCRIPT = """input x = linspace(-2, 2, 8192)
+y = sin(x) * exp(-x*x)
+z = log1p(x*x)
+return sum(y + z)
+"""
+
+
+@pytest.fixture
+def fusing(tmp_path):
+    old = kernels.configure(cache_dir=str(tmp_path / "kernels"), enabled=True)
+    yield
+    kernels.configure(**old)
+
+
+def fused_rows(obj):
+    return [r for r in obj["rows"] if r["op"].startswith("fused(")]
+
+
+@needs_compiler
+def test_a_fused_kernel_is_one_row_naming_its_ops(fusing):
+    obj = profile_json(FUSED_EXPR, "--at", "x=linspace(-2,2,8192)", "--repeat", "3")
+    (row,) = fused_rows(obj)
+    assert row["op"] == "fused(sin, neg, mul, exp, log1p, add, sum)"
+    assert row["phase"] == "forward" and row["calls"] == 3
+    assert row["shapes"] == [[[8192]]]
+    ops = {(r["op"], r["phase"]) for r in obj["rows"]}
+    assert ("sin", "forward") not in ops and ("sin", "backward") in ops   # the walk: per op
+    assert sum(r["self_total"] for r in obj["rows"]) == obj["total"]
+
+
+@needs_compiler
+def test_no_fuse_keeps_the_per_op_table(fusing):
+    r = runner.invoke(app, ["--no-fuse", "profile", FUSED_EXPR, "--at", "x=linspace(-2,2,8192)",
+                            "--repeat", "1", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert not fused_rows(obj)
+    assert {"sin", "exp", "log1p"} <= {r["op"] for r in obj["rows"] if r["phase"] == "forward"}
+
+
+@needs_compiler
+def test_small_arrays_are_profiled_op_by_op(fusing):
+    obj = profile_json(FUSED_EXPR, "--at", "x=[1,2,3]", "--repeat", "1")
+    assert not fused_rows(obj)
+
+
+@needs_compiler
+def test_a_kernel_is_split_over_the_lines_of_its_ops(fusing):
+    obj = profile_json("-", "--repeat", "2", input=FUSED_SCRIPT)
+    (row,) = fused_rows(obj)
+    forward = {r["line"]: r for r in obj["lines"] if r["phase"] == "forward"}
+    # the kernel's ops sit on lines 2 (5 ops), 3 (2) and 4 (2): its time, split 5:2:2
+    assert {2, 3, 4} <= set(forward)
+    assert sum(forward[k]["self_total"] for k in (2, 3, 4)) == row["self_total"]
+    assert forward[2]["self_total"] >= forward[3]["self_total"] * 2
+    assert all(forward[k]["calls"] == 2 for k in (2, 3, 4))
+    assert sum(r["self_total"] for r in obj["lines"]) == obj["lines_total"]
+
+
+@needs_compiler
+def test_the_trace_file_has_one_event_per_kernel(fusing, tmp_path):
+    path = tmp_path / "t.json"
+    ok(FUSED_EXPR, "--at", "x=linspace(-2,2,8192)", "--repeat", "1", "--trace", str(path))
+    events = json.loads(path.read_text())["traceEvents"]
+    kernels_run = [e for e in events if e.get("cat") == "forward"]
+    assert [e["name"] for e in kernels_run] == ["fused(sin, neg, mul, exp, log1p, add, sum)"]
+    assert kernels_run[0]["args"]["nodes"].startswith("%")
+
+
+@needs_compiler
+def test_nan_watching_hooks_still_see_every_op(fusing):
+    """A hook that does not take fused groups (the NaN watch of first_nonfinite, anomaly
+    checks) keeps the op-by-op path: it sees every op's value."""
+    from adcli.evaluate import evaluate
+    t = api.trace("sin(x)*exp(-x*x) + log1p(x*x)", {"x": np.linspace(-2, 2, 8192)})
+    seen = []
+
+    def watch(node, args, compute):
+        seen.append(node.op.name)
+        return compute(args)
+    v = evaluate(t.graph, [t.output], {t.inputs["x"]: np.linspace(-1, 1, 8192)}, hooks=[watch])
+    assert {"sin", "exp", "log1p", "add"} <= set(seen)
+    x = np.linspace(-1, 1, 8192)
+    assert np.allclose(v[t.output.id], np.sin(x) * np.exp(-x * x) + np.log1p(x * x))

@@ -69,11 +69,14 @@ class Body:
     booleans) or "scalar" (a number passed by value); `lets`: (name, C expression) in
     order, each reading params and earlier lets; `outputs`: (kind, name of a let or
     param), kind "array" or "bool"; `sums`: names of lets whose sum over the elements is
-    wanted (a sum reduction fused into the loop)."""
+    wanted (a sum reduction fused into the loop); `lses`: names of lets whose logsumexp
+    over the elements is wanted (adcli/kernels/reduce.py: each block's max and sum of
+    exp(v - max), combined by the caller)."""
     params: tuple
     lets: tuple
     outputs: tuple
     sums: tuple = ()
+    lses: tuple = ()
 
     def lines(self):
         out = []
@@ -109,25 +112,47 @@ def cpu_source(body, ctype):
     functions going to libmvec's vector entry points (declared by the forced header).
     A fused sum is accumulated in double over blocks of BLOCK elements, one partial sum
     per block (sumK[block]), which the caller adds up pairwise as numpy does: the error of
-    a block's sum stays that of a few additions per vector lane, whatever the length."""
+    a block's sum stays that of a few additions per vector lane, whatever the length.
+    A fused logsumexp keeps the block's values in a buffer while it takes their max (a NaN
+    noted apart), then adds up exp(v - max) from the buffer, in cache: lse_topK[block] and
+    lse_totalK[block], which the caller combines (adcli/kernels/reduce.py)."""
     args = body.signature("restrict") + [f"double *restrict sum{k}" for k in range(len(body.sums))]
+    for k in range(len(body.lses)):
+        args += [f"T *restrict lse_top{k}", f"double *restrict lse_total{k}"]
     sig = ", ".join(["long start", "long stop"] + args)
     mul0 = MUL0_CPU.format(bits="long long" if ctype == "double" else "int")
     head = (f"typedef {ctype} T;\n{mul0}"
             "#define ADCLI_INF ((T)INFINITY)\n#define ADCLI_NAN ((T)NAN)\n\n"
             f"void adcli_kernel({sig})\n{{\n")
-    if not body.sums:
+    if not body.sums and not body.lses:
         inner = "\n".join("    " + line for line in body.lines())
         return (head + "#pragma omp simd\n"
                 f"  for (long i = start; i < stop; i++) {{\n{inner}\n  }}\n}}\n")
     accs = [f"acc{k}" for k in range(len(body.sums))]
-    inner = "\n".join("      " + line for line in body.lines()
-                      + [f"{a} += {name};" for a, name in zip(accs, body.sums)])
-    zero = " ".join(f"double {a} = 0;" for a in accs)
+    lines = body.lines() + [f"{a} += {name};" for a, name in zip(accs, body.sums)]
+    for k, name in enumerate(body.lses):
+        lines += [f"buf{k}[i - b] = {name};", f"top{k} = {name} > top{k} ? {name} : top{k};",
+                  f"nan{k} |= {name} != {name};"]
+    inner = "\n".join("      " + line for line in lines)
+    zero = " ".join([f"double {a} = 0;" for a in accs]
+                    + [f"T buf{k}[{BLOCK}]; T top{k} = -ADCLI_INF; int nan{k} = 0;"
+                       for k in range(len(body.lses))])
+    reductions = "".join([f" reduction(+:{','.join(accs)})" if accs else ""]
+                         + [f" reduction(max:top{k}) reduction(|:nan{k})"
+                            for k in range(len(body.lses))])
     store = " ".join(f"sum{k}[b / {BLOCK}] = {a};" for k, a in enumerate(accs))
+    for k in range(len(body.lses)):
+        term = spell(f"exp(buf{k}[j] - shift{k})", ctype)
+        store += (f"\n    {{\n      const T shift{k} = "
+                  f"(top{k} == -ADCLI_INF || top{k} == ADCLI_INF) ? (T)0 : top{k};\n"
+                  f"      double total{k} = 0;\n"
+                  f"#pragma omp simd reduction(+:total{k})\n"
+                  f"      for (long j = 0; j < e - b; j++)\n        total{k} += {term};\n"
+                  f"      lse_top{k}[b / {BLOCK}] = nan{k} ? ADCLI_NAN : top{k};\n"
+                  f"      lse_total{k}[b / {BLOCK}] = total{k};\n    }}")
     return (head + f"  for (long b = start; b < stop; b += {BLOCK}) {{\n"
             f"    long e = b + {BLOCK} < stop ? b + {BLOCK} : stop;\n    {zero}\n"
-            f"#pragma omp simd reduction(+:{','.join(accs)})\n"
+            f"#pragma omp simd{reductions}\n"
             f"    for (long i = b; i < e; i++) {{\n{inner}\n    }}\n    {store}\n  }}\n}}\n")
 
 
@@ -135,10 +160,13 @@ def cuda_source(body, ctype):
     """The same body as a CUDA kernel (a grid-stride loop over n elements), for CuPy's
     RawKernel; NVRTC compiles it without any header."""
     # (a fused sum: its terms, one per element, for the launcher's reduction)
+    # (a fused logsumexp likewise: its values, for the launcher's reduction)
     sig = ", ".join(["long long n"] + body.signature("__restrict__")
-                    + [f"T *__restrict__ sum{k}" for k in range(len(body.sums))])
+                    + [f"T *__restrict__ sum{k}" for k in range(len(body.sums))]
+                    + [f"T *__restrict__ lse{k}" for k in range(len(body.lses))])
     inner = "\n".join("    " + line for line in body.lines()
-                      + [f"sum{k}[i] = {name};" for k, name in enumerate(body.sums)])
+                      + [f"sum{k}[i] = {name};" for k, name in enumerate(body.sums)]
+                      + [f"lse{k}[i] = {name};" for k, name in enumerate(body.lses)])
     inf = ("__longlong_as_double(0x7ff0000000000000LL)" if ctype == "double"
            else "__int_as_float(0x7f800000)")
     nan = ("__longlong_as_double(0x7ff8000000000000LL)" if ctype == "double"
