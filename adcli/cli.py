@@ -373,8 +373,8 @@ def _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_no
                 if given:
                     raise InputError(f"{option} does not go with --points",
                                      hint="--points gives the dense derivative of each row")
-            return _points(expr, at, path, names, keep, fmt, json, out, chunk_rows, wrt,
-                           command, dtype, max_elements, max_nodes, max_memory, max_work, seed,
+            return _points(expr, at, path, names, keep, fmt, json, out, chunk_rows,
+                           wrt_names(wrt), command, dtype, max_elements, max_nodes, max_memory, max_work, seed,
                            max_steps, max_depth, jobs=jobs)
         if points is not None:
             _no_points_options(*points[4][1:])
@@ -417,7 +417,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.jacobian(t, wrt_names(wrt), mode, sparse=sparse,
                                                     pattern=pattern, chunk=chunk),
-            ("jacobian", wrt_names(wrt), [("--mode", mode), ("--sparse on", sparse == "on"),
+            ("jacobian", wrt, [("--mode", mode), ("--sparse on", sparse == "on"),
                                           ("--pattern", pattern), ("--chunk", chunk)],
              points, (points, names, keep, chunk_rows, format, jobs)))
 
@@ -444,7 +444,7 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
             max_depth, max_memory, max_work, debug,
             lambda t, dt, lim: derivatives.hessian(t, wrt_names(wrt), sparse=sparse,
                                                    pattern=pattern, chunk=chunk),
-            ("hessian", wrt_names(wrt), [("--sparse on", sparse == "on"),
+            ("hessian", wrt, [("--sparse on", sparse == "on"),
                                          ("--pattern", pattern), ("--chunk", chunk)],
              points, (points, names, keep, chunk_rows, format, jobs)))
 

@@ -470,7 +470,8 @@ class Printer:
         op, spec = t.op, t.op.numpy or t.op.name
         self.needs_scipy |= "scipy." in spec
         if "{" in spec or "(" in spec and re.search(r"\(\d\)", spec):
-            return _template(spec, args, python=True), (1 if " " in spec else ATOM)
+            return (_template(spec, args, python=True, attrs={**op.attrs, **t.attrs}),
+                    1 if " " in spec else ATOM)
         name = spec if "." in spec else "np." + spec
         return self._call(op, name, args, t.attrs, python=True), ATOM
 
@@ -497,7 +498,7 @@ class Printer:
         if spec:
             # \frac{a}{b}, \sqrt{x}, \left|x\right| delimit themselves
             prec = op.infix[0] if op.infix and not spec.startswith("\\") else ATOM
-            return _template(spec, args, latex=True), prec
+            return _template(spec, args, latex=True, attrs={**op.attrs, **t.attrs}), prec
         inner = ", ".join(a[0] for a in args)
         extras = [f"{k}={_attr_text(v, k in op.string_attrs)}" for k, v in t.attrs.items()
                   if v is not None and not (v == op.attrs.get(k) and not isinstance(v, np.ndarray))]
@@ -547,8 +548,9 @@ def _latex_parens(arg, need):
     return rf"\left({text}\right)" if prec < need else text
 
 
-def _template(spec, args, latex=False, python=False):
-    """A template's slots: {i} set alone, (i) in parentheses unless an atom."""
+def _template(spec, args, latex=False, python=False, attrs=None):
+    """A template's slots: {i} set alone, (i) in parentheses unless an atom, {name} the
+    op's static attribute `name` (set last: its text is not a slot)."""
     def alone(m):
         return args[int(m.group(1))][0]
 
@@ -559,7 +561,10 @@ def _template(spec, args, latex=False, python=False):
         return rf"\left({text}\right)" if latex else f"({text})"
     spec = re.sub(r"\((\d)\)", lambda m: "\0" + m.group(1) + "\1", spec)
     spec = re.sub(r"\{(\d)\}", alone, spec)
-    return re.sub("\0(\\d)\1", wrapped, spec).strip()
+    spec = re.sub("\0(\\d)\1", wrapped, spec).strip()
+    if attrs:
+        spec = re.sub(r"\{([a-z_]\w*)\}", lambda m: str(attrs[m.group(1)]), spec)
+    return spec
 
 
 # ---------------------------------------------------------------- the program text

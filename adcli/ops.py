@@ -947,7 +947,8 @@ unary("erfinv", lambda xp, x: special(xp, "erfinv").erfinv(x),
 # internal op with the order as a static attribute serves every derivative of lgamma
 op("polygamma", fwd=lambda xp, x, n=1: special(xp, "polygamma").polygamma(n, x),
    series=lambda xp, y, x, n=1: _polygamma_series(x, y, n),
-   attrs={"n": 1}, internal=True, domain=((0.2, 4.0),),
+   attrs={"n": 1}, domain=((0.2, 4.0),), numpy="scipy.special.polygamma({n}, {0})",
+   latex="\\psi^{({n})}\\left({0}\\right)",
    vjp=(lambda ns, g, y, x, n=1: g * ns.polygamma(x, n=n + 1),),
    jvp=lambda ns, t, y, x, n=1: t[0] * ns.polygamma(x, n=n + 1),
    doc="polygamma(x, n): the n-th derivative of digamma (n = 1: trigamma)")
@@ -1715,7 +1716,7 @@ op("unindex", batch=_unindex_batch,
    examples=[((3,), {"key": (slice(1, 4),), "shape": (5,)}),
              ((3,), {"key": (np.array([0, 2, 3]),), "shape": (5,)})],
    fwd=unindex, attrs={"key": REQUIRED, "shape": REQUIRED}, kind="internal",
-   printed=lambda ns, g, key=(), shape=(): ns.setindex(ns.zeros(shape=shape), g, key=key),
+   printed=lambda ns, g, key=(), shape=(): _unindex_printed(ns, g, key, shape),
    depends="moves", curvature="linear",
    internal=True, shape=lambda s, key=(), shape=(): tuple(shape),
    vjp=(lambda ns, g, y, x, key=(), shape=(): ns.index(g, key=key),),
@@ -1887,6 +1888,35 @@ def _diag_key(shape, k):
     m, n = shape
     i = np.arange(max(0, -k), min(m, n - k))
     return (i, i + k)
+
+
+def _unindex_printed(ns, g, key, shape):
+    """unindex in public ops, for `adcli diff`: the k-th diagonal of an (m, n) matrix (diag's
+    derivative) as diag of g (padded with zeros) cut to (m, n); otherwise g assigned into
+    zeros (which adcli's language writes for slices and integers only)."""
+    k = _diagonal_of(key, shape)
+    if k is not None:
+        # diag(h, k)[j + max(0, -k), j + max(0, k)] = h[j]: h is g and zeros, long enough
+        # for the square to cover the matrix both ways
+        m, n = shape
+        pad = max(m, n) - abs(k) - key[0].size
+        h = g if pad == 0 else ns.concat(g, ns.zeros(shape=(pad,)), axis=0)
+        return ns.index(ns.diag(h, k=k), key=(slice(0, m), slice(0, n)))
+    return ns.setindex(ns.zeros(shape=shape), g, key=key)
+
+
+def _diagonal_of(key, shape):
+    """k where `key` is _diag_key(shape, k), the k-th diagonal of a matrix; else None."""
+    if len(shape) != 2 or len(key) != 2 or not all(isinstance(a, np.ndarray) for a in key):
+        return None
+    rows, cols = key
+    if rows.ndim != 1 or not rows.size or rows.shape != cols.shape:
+        return None
+    k = int(cols[0] - rows[0])
+    want = _diag_key(shape, k)
+    if not (np.array_equal(rows, want[0]) and np.array_equal(cols, want[1])):
+        return None
+    return k
 
 
 def _diag_shape(s, k=0):

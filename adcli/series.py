@@ -271,9 +271,22 @@ def power(x, r, y0):
     y_k = (1 / (k x_0)) sum_(j=0..k-1) (r (k-j) - j) x_(k-j) y_j."""
     y = np.empty(np.broadcast_shapes(x.shape, (1,) + np.shape(r)), dtype=x.dtype)
     y[0] = y0
-    for k in range(1, len(x)):
-        j = np.arange(k).reshape((-1,) + (1,) * (x.ndim - 1))
-        y[k] = np.sum((r * (k - j) - j) * x[k:0:-1] * y[:k], axis=0) / (k * x[0])
+    with np.errstate(all="ignore"):
+        for k in range(1, len(x)):
+            j = np.arange(k).reshape((-1,) + (1,) * (x.ndim - 1))
+            y[k] = np.sum((r * (k - j) - j) * x[k:0:-1] * y[:k], axis=0) / (k * x[0])
+        # at x_0 = 0 (r > 0 not an integer) the recurrence divides by 0; there x^r moves as
+        # (x_1 t)^r: the k-th derivative is 0 below r and infinite above it, as grad --order
+        # k gives (r (r-1) ... (r-k+1) x^(r-k) at x = 0), its sign r's falling factorial's
+        # times x_1's to the k
+        r_ = np.broadcast_to(np.asarray(r, dtype=float), y.shape[1:])
+        at0 = (x[0] == 0) & (r_ > 0) & (r_ != np.round(r_)) & (x[1] != 0 if len(x) > 1 else True)
+        if np.any(at0):
+            falling = np.ones(y.shape[1:])
+            for k in range(1, len(x)):
+                falling = falling * (r_ - (k - 1))
+                y[k] = np.where(at0, np.where(k < r_, 0.0, np.sign(falling)
+                                              * np.sign(x[1]) ** k * np.inf), y[k])
     return y
 
 

@@ -222,7 +222,9 @@ def coefficients(traced, order, direction=None):
         raise e.located(traced.source, traced.filename)
     res = evaluate(traced)
     c = np.array(c)
-    factorials = np.array([float(math.factorial(k)) for k in range(order + 1)])
+    # k! as a double: exact to 22!, correctly rounded to 170!, infinite beyond
+    factorials = np.array([float(math.factorial(k)) if k <= 170 else math.inf
+                           for k in range(order + 1)])
     with np.errstate(all="ignore"):
         d = c * factorials.reshape((-1,) + (1,) * (c.ndim - 1))
     res.extra = {"at": {n: traced.inputs[n].value for n in names},

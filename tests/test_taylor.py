@@ -217,3 +217,27 @@ def test_an_op_without_a_series_rule_is_named(monkeypatch):
     monkeypatch.setattr(op, "series", None)
     with pytest.raises(Exception, match="sqrt has no series rule"):
         coefficients("sqrt(x) + 1", ["x=2"], 3)
+
+
+def test_order_1000_gives_coefficients_and_no_overflow_error():
+    """k! overflows a double above 170: the derivatives turn infinite, not an error."""
+    import json as _json
+    from typer.testing import CliRunner
+    from adcli.cli import app
+    r = CliRunner().invoke(app, ["taylor", "exp(x)", "--at", "x=0", "--order", "1000", "--json"])
+    assert r.exit_code == 0, r.output
+    out = _json.loads(r.stdout)
+    assert out["coefficients"][170] == pytest.approx(1 / math.factorial(170), rel=1e-12)
+    assert out["derivatives"][170] == pytest.approx(1.0, rel=1e-12)
+    assert out["derivatives"][171] in ("inf", float("inf"))
+
+
+def test_a_fractional_power_at_zero_matches_grad_order_k():
+    """x**2.5 at 0: derivatives 0 below the power, infinite above it, as grad --order k."""
+    traced = api.trace("x**2.5", {"x": 0.0})
+    d = taylor.coefficients(traced, 4).extra["derivatives"]
+    with np.errstate(divide="ignore"):       # (grad's own 0 ** -0.5 on the way)
+        want = [float(np.asarray(derivatives.higher_grad(api.trace("x**2.5", {"x": 0.0}),
+                                                         None, k).grad["x"]))
+                for k in range(1, 5)]
+    assert [float(v) for v in np.asarray(d)[1:]] == want == [0.0, 0.0, np.inf, -np.inf]

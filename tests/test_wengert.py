@@ -60,7 +60,7 @@ CALLS = {
     "cumsum": "cumsum(v)", "cumprod": "cumprod(v)", "tril": "tril(M)", "triu": "triu(M)",
     "diag": "diag(M)", "flip": "flip(v)", "cross": "cross(concat([v, v[:1]]), concat([v, v[1:]]))",
     "argmax": "argmax(v) * v", "argmin": "argmin(v) * v",
-    "einsum": "einsum('ij,j->i', M, v)",
+    "einsum": "einsum('ij,j->i', M, v)", "polygamma": "polygamma(x, n=2)",
 }
 # Composites: the table defines them by other ops, and the trace shows those.
 COMPOSITES = {o.name for o in public_ops() if o.expand is not None}
