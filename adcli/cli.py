@@ -364,20 +364,20 @@ def doctor():
 def _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_nodes, max_steps,
             max_depth, max_memory, max_work, debug, compute, points=None):
     """Trace EXPR, apply `compute(traced, dtype, limits)` and show the result; with
-    points=(command, wrt, options given that --points cannot take, --points and its own
-    options), a row of results per point instead."""
+    points=(command, wrt, options given that --points cannot take, (--points and its own
+    options)), a row of results per point instead."""
     def work():
-        if points is not None and points[3] is not None:
-            command, wrt, refused, _, (path, names, keep, chunk_rows, fmt, jobs) = points
+        if points is not None and points[3][0] is not None:
+            command, wrt, refused, (path, names, keep, chunk_rows, fmt, jobs) = points
             for option, given in refused:
                 if given:
                     raise InputError(f"{option} does not go with --points",
                                      hint="--points gives the dense derivative of each row")
             return _points(expr, at, path, names, keep, fmt, json, out, chunk_rows,
-                           wrt_names(wrt), command, dtype, max_elements, max_nodes, max_memory, max_work, seed,
-                           max_steps, max_depth, jobs=jobs)
+                           wrt_names(wrt), command, dtype, max_elements, max_nodes,
+                           max_memory, max_work, seed, max_steps, max_depth, jobs=jobs)
         if points is not None:
-            _no_points_options(*points[4][1:])
+            _no_points_options(*points[3][1:])
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
                         max_memory, max_work)
         _show(compute(traced, traced.graph.dtype, traced.graph.limits), json, plain, out, quiet)
@@ -419,7 +419,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                                     pattern=pattern, chunk=chunk),
             ("jacobian", wrt, [("--mode", mode), ("--sparse on", sparse == "on"),
                                           ("--pattern", pattern), ("--chunk", chunk)],
-             points, (points, names, keep, chunk_rows, format, jobs)))
+             (points, names, keep, chunk_rows, format, jobs)))
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
@@ -446,7 +446,7 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
                                                    pattern=pattern, chunk=chunk),
             ("hessian", wrt, [("--sparse on", sparse == "on"),
                                          ("--pattern", pattern), ("--chunk", chunk)],
-             points, (points, names, keep, chunk_rows, format, jobs)))
+             (points, names, keep, chunk_rows, format, jobs)))
 
 
 @app.command("jvp", context_settings={"ignore_unknown_options": True},

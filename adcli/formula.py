@@ -667,9 +667,7 @@ def _adcli_text(lines, results, names, inputs, order):
     label = ", ".join(_d(n, order) for n in names)
     out = [f"# {label}"] + [f"input {n}" for n in inputs]
     for kind, name, *rest in lines:
-        if kind == "let":
-            out.append(f"{name} = {rest[0]}")
-        elif kind == "copy":
+        if kind in ("let", "copy"):         # (a copy is a plain assignment in a script)
             out.append(f"{name} = {rest[0]}")
         else:
             out.append(f"{rest[0]} = {rest[1]}")

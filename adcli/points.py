@@ -379,9 +379,9 @@ class Program:
         from .evaluate import evaluate as run
         n, k, graph = len(idx), self.k, self.traced.graph
         given = {}
+        # consecutive rows (a whole block, usually) as views, not copies
+        rows = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == n else idx
         for name, v in block_values.items():
-            # consecutive rows (a whole block, usually) as a view, not a copy
-            rows = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == n else idx
             a = np.asarray(v[rows], dtype=graph.dtype)
             given[self.traced.inputs[name]] = np.repeat(a, k, axis=0) if k > 1 else a
         if self.tangents:

@@ -48,20 +48,18 @@ class BatchCheck:
         self.vparts = self.values.start(point, None)
         prog = self.analytic.programs[0]
         self.shapes = [tuple(x.shape) for _, x in prog.inputs]
-        self.out_shape = tuple(prog.traced.output.shape)
         self.fixed = {w: np.asarray(prog.traced.inputs[w].value, dtype=np.float64)
                       for w in self.wrt}
         # the name of each entry of a row's Jacobian in the order the check takes them:
         # output element-major, then every input's elements (d_x[0][2] for d out[0]/d x[2])
-        m = int(np.prod(self.out_shape, dtype=np.int64))
+        m = self.m = int(np.prod(prog.traced.output.shape, dtype=np.int64))
         per_input = [_flat(p.column, p.shape) for p in self.jparts[1:]]
         self.entries = [name for i in range(m) for names in per_input
                         for name in names[i * (len(names) // m):(i + 1) * (len(names) // m)]]
         return parts()
 
     def block(self, block, _parts):
-        n = block.rows
-        m = int(np.prod(self.out_shape, dtype=np.int64))
+        n, m = block.rows, self.m
         res, errors = self.analytic.block(block, self.jparts)
         out = [np.full(n, "", dtype=object), np.full(n, np.nan), np.full(n, np.nan),
                np.full(n, "", dtype=object), np.full(n, np.nan), np.full(n, np.nan)]
@@ -119,12 +117,9 @@ class BatchCheck:
 
     def _verdicts(self, rows, k, m, a, numeric, status, tol, out):
         """Each row's verdict, largest differences and worst entry, into `out`."""
-        shape = (rows.size, k * m)
         # entries in the order of the Jacobian's columns: output element, then input's
-        a = np.swapaxes(a.reshape(rows.size, k, m), 1, 2).reshape(shape)
-        numeric = np.swapaxes(numeric.reshape(rows.size, k, m), 1, 2).reshape(shape)
-        status = np.swapaxes(status.reshape(rows.size, k, m), 1, 2).reshape(shape)
-        tol = np.swapaxes(tol.reshape(rows.size, k, m), 1, 2).reshape(shape)
+        a, numeric, status, tol = (np.swapaxes(v.reshape(rows.size, k, m), 1, 2)
+                                   .reshape(rows.size, k * m) for v in (a, numeric, status, tol))
         checked = status != "skipped"
         failed = status == "FAIL"
         with np.errstate(all="ignore"):
