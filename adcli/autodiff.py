@@ -396,6 +396,11 @@ def _walk_numbers(graph, output, need, lo, wanted, cotangent, mode):
     # comparisons' results (rare), which enter arithmetic rules as numbers
     bools = {n.id for n in graph.nodes[:output.id + 1] if n.dtype is BOOL} \
         if graph.booleans else ()
+    # The charge of _Budget.charge for a number, made once for the whole walk when even a
+    # rule at every node would fit in the budget; else node by node, so that the error
+    # names the op where the budget ran out.
+    ahead = limits.work + cost * (output.id + 1 - lo) <= limits.max_work
+    walked = 0
     for node in reversed(graph.nodes[lo:output.id + 1]):
         g = cts.pop(node.id, None)
         if g is None:
@@ -407,7 +412,9 @@ def _walk_numbers(graph, output, need, lo, wanted, cotangent, mode):
             continue
         if op.cost is not None:
             budget.charge(node)
-        else:                                 # the charge of _Budget.charge for a number
+        elif ahead:
+            walked += 1
+        else:
             limits.work += cost
             if limits.work > limits.max_work:
                 budget.charge(node)
@@ -445,6 +452,7 @@ def _walk_numbers(graph, output, need, lo, wanted, cotangent, mode):
                 c = mode.sum_to(c, ())
             prev = cts.get(a.id)
             cts[a.id] = c if prev is None else prev + c
+    limits.work += cost * walked
     return found
 
 

@@ -412,81 +412,83 @@ class Graph:
     def emit(self, name, *args, **attrs):
         """Record op `name` applied to nodes (or constants); its value comes when needed."""
         entry = OPS[name]
-        if entry.rewrite is not None:
-            better = entry.rewrite(*args, **attrs)
-            if better is not None:
-                name, args, attrs = better
-                return self.emit(name, *args, **attrs)
-        if entry.expand is not None:
-            try:
-                return entry.expand(self.ns, *[self.lift(a) for a in args], **attrs)
-            except (ValueError, TypeError, IndexError) as e:   # the composite's own shape logic
-                raise ShapeError(f"{entry.name}: {e}", pos=self.pos) from None
+        if not entry.plain:                    # a rewrite or a composite's expansion first
+            if entry.rewrite is not None:
+                better = entry.rewrite(*args, **attrs)
+                if better is not None:
+                    name, args, attrs = better
+                    return self.emit(name, *args, **attrs)
+            if entry.expand is not None:
+                try:
+                    return entry.expand(self.ns, *[self.lift(a) for a in args], **attrs)
+                except (ValueError, TypeError, IndexError) as e:   # the composite's own shape logic
+                    raise ShapeError(f"{entry.name}: {e}", pos=self.pos) from None
         if len(self.nodes) >= self._max_nodes:
             raise LimitError(f"the graph has more than {self.limits.max_nodes:,} nodes",
                              pos=self.pos, hint="raise the limit with --max-nodes")
-        dtype, values, limits = self.dtype, self.values, self.limits
-        # the hot path of tracing: an elementwise op of known numbers of the float type
-        # (a known number's value is a numpy scalar of that type, see as_array and settle)
-        argv = [] if entry.broadcasts and not self.hooks else None
-        if argv is not None:
-            number = self._scalar_type
+        values, limits = self.values, self.limits
+        if entry.broadcasts and not self.hooks:
+            # the hot path of tracing: an elementwise op of known numbers of the float type
+            # (a known number's value is a numpy scalar of that type, see as_array and settle)
+            number, argv = self._scalar_type, []
             for a in args:
                 v = values[a.id] if type(a) is Node else None
                 if type(v) is not number:
-                    argv = None
                     break
                 argv.append(v)
-        if argv is not None:
-            # a number from known numbers: computed now, as scripts branch on such values
-            # and recording them for later costs more than computing them
-            limits.work += OP_WORK + 1
-            if limits.work > limits.max_work:
-                limits.spend(0, entry.name, self.pos)
-            try:
-                v = entry.fwd(self.xp, *argv, **attrs) if attrs else entry.fwd(self.xp, *argv)
-            except (ValueError, TypeError, IndexError, np.linalg.LinAlgError):
-                v = forward(entry, self.xp, argv, attrs, dtype, self.pos)   # its error
-            if type(v) is not self._scalar_type:
-                v = self.as_array(v)
-                self.booleans += v.dtype == BOOL
-            # Node(self, entry, args, attrs, (), v.dtype, self.pos), without the call: the
-            # hot path of an unrolled scalar loop (a tenth of its tracing time)
-            node = _new_node(Node)
-            node.graph = self
-            node.op = entry
-            node.args = args
-            node.attrs = attrs or NO_ATTRS
-            node.shape = ()
-            node.dtype = v.dtype
-            node.pos = self.pos
-            node.name = None
-            node.id = len(values)
-            self.nodes.append(node)
-            values.append(v)
-        else:
-            args = tuple(a if type(a) is Node else self.lift(a) for a in args)
-            shape = self.check_shape(entry, args, attrs)
-            work, _ = self.cost(entry, [a.shape for a in args], attrs, shape)
-            limits.work += work
-            # the work budget, checked before the op is recorded
-            if limits.work > limits.max_work:
-                limits.spend(0, entry.name, self.pos)
-            if entry.kind == "constant":   # a literal: computed now, part of the program
-                return self._literal(entry, attrs, shape)
-            node = Node(self, entry, args, attrs or NO_ATTRS, shape,
-                        result_dtype(entry, args, dtype), self.pos)
-            values.append(None)
-            self.unknown += 1
-            if math.prod(shape) <= EAGER_ELEMENTS and not self.hooks:
-                # a small array of known values: computed now, like a number (its memory is
-                # about its node's, and a script branching on it needs no evaluation)
-                argv = [values[a.id] for a in args]
-                if all(v is not None for v in argv):
-                    v = self.settle(forward(entry, self.xp, argv, attrs, dtype, self.pos), node)
-                    values[-1] = v
-                    self.unknown -= 1
-                    self.held += getattr(v, "nbytes", 8)
+            else:
+                # a number from known numbers: computed now, as scripts branch on such
+                # values and recording them for later costs more than computing them
+                limits.work += OP_WORK + 1
+                if limits.work > limits.max_work:
+                    limits.spend(0, entry.name, self.pos)
+                try:
+                    v = entry.fwd(self.xp, *argv, **attrs) if attrs else entry.fwd(self.xp, *argv)
+                except (ValueError, TypeError, IndexError, np.linalg.LinAlgError):
+                    v = forward(entry, self.xp, argv, attrs, self.dtype, self.pos)   # its error
+                if type(v) is not number:
+                    v = self.as_array(v)
+                    self.booleans += v.dtype == BOOL
+                # Node(self, entry, args, attrs, (), v.dtype, self.pos), without the call:
+                # the hot path of an unrolled scalar loop (a tenth of its tracing time)
+                node = _new_node(Node)
+                node.graph = self
+                node.op = entry
+                node.args = args
+                node.attrs = attrs or NO_ATTRS
+                node.shape = ()
+                node.dtype = v.dtype
+                node.pos = self.pos
+                node.name = None
+                node.id = len(values)
+                self.nodes.append(node)
+                values.append(v)
+                self.held += NODE_BYTES
+                if not entry.plain and entry.lint is not None:
+                    self.linted.append(node)
+                return node
+        args = tuple(a if type(a) is Node else self.lift(a) for a in args)
+        shape = self.check_shape(entry, args, attrs)
+        work, _ = self.cost(entry, [a.shape for a in args], attrs, shape)
+        limits.work += work
+        # the work budget, checked before the op is recorded
+        if limits.work > limits.max_work:
+            limits.spend(0, entry.name, self.pos)
+        if entry.kind == "constant":   # a literal: computed now, part of the program
+            return self._literal(entry, attrs, shape)
+        node = Node(self, entry, args, attrs or NO_ATTRS, shape,
+                    result_dtype(entry, args, self.dtype), self.pos)
+        values.append(None)
+        self.unknown += 1
+        if math.prod(shape) <= EAGER_ELEMENTS and not self.hooks:
+            # a small array of known values: computed now, like a number (its memory is
+            # about its node's, and a script branching on it needs no evaluation)
+            argv = [values[a.id] for a in args]
+            if all(v is not None for v in argv):
+                v = self.settle(forward(entry, self.xp, argv, attrs, self.dtype, self.pos), node)
+                values[-1] = v
+                self.unknown -= 1
+                self.held += getattr(v, "nbytes", 8)
         self.held += NODE_BYTES
         if entry.lint is not None:
             self.linted.append(node)     # the few nodes whose op has a lint (api.lints)

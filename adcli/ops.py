@@ -155,6 +155,8 @@ class Op:
         # derived once: the engine reads these for every node it records or walks
         self.arity = None if self.args[:1] and self.args[0].startswith("*") else len(self.args)
         self.broadcasts = self.kind in ("elementwise", "comparison")
+        # nothing to do before recording it: no rewrite, no expansion, no lint (Graph.emit)
+        self.plain = self.rewrite is None and self.expand is None and self.lint is None
         # a call of it is its arguments, arrays, in order: sin(y) (the tracer's fast path)
         self.plain_call = self.kind == "elementwise" and not self.attrs \
             and not self.variadic_elementwise

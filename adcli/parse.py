@@ -6,7 +6,6 @@ is made of tuples ``(kind, pos, ...)`` with ``pos = (line, column, width)``.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -195,22 +194,22 @@ _parsers = {}
 
 
 def parser(grammar="expr"):
-    """The LALR parser for a grammar file, built once and cached on disk by Lark."""
+    """The LALR parser of a grammar file, from the tables that grammars/build.py wrote
+    into adcli/_parser.py with Lark's stand-alone runtime (importing Lark and loading its
+    cached tables took a tenth of a short command's time)."""
     if grammar not in _parsers:
-        from lark import Lark
-        path = grammar_dir() / f"{grammar}.lark"
+        from . import _parser
         script = grammar == "script"
-        _parsers[grammar] = Lark(path.read_text(), parser="lalr",
-                                 transformer=ScriptBuilder() if script else Builder(),
-                                 postlex=_indenter() if script else None,
-                                 maybe_placeholders=True, cache=_cache_file(path),
-                                 import_paths=[str(path.parent)])
+        _parsers[grammar] = _parser.Lark._load_from_dict(
+            getattr(_parser, "DATA_" + grammar.upper()), getattr(_parser, "MEMO_" + grammar.upper()),
+            transformer=ScriptBuilder() if script else Builder(),
+            postlex=_indenter() if script else None)
     return _parsers[grammar]
 
 
 def _indenter():
     """Python's indentation rules, with adcli's messages and a limit on block depth."""
-    from lark.indenter import DedentError, PythonIndenter
+    from ._parser import DedentError, PythonIndenter
 
     class ScriptIndenter(PythonIndenter):
         def handle_NL(self, token):
@@ -224,25 +223,6 @@ def _indenter():
                 raise LimitError(f"blocks nested more than {MAX_NESTING // 2} deep",
                                  pos=(token.end_line, 1, 1))
     return ScriptIndenter()
-
-
-def _cache_file(path):
-    """Lark's parse tables, cached per grammar version under the user's cache folder."""
-    import hashlib
-    import tempfile
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    # Lark keys its tables by the grammar, its options and its version, the grammar folder
-    # (import_paths) among them, but keeps one file: two installs sharing one name would
-    # overwrite each other's tables at every start. So the name holds all of that too.
-    from lark import __version__ as lark_version
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(path.parent.glob("*.lark")))
-                            + f"\0{path.parent}\0{lark_version}".encode())
-    folder = os.path.join(base, "adcli")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        folder = tempfile.gettempdir()
-    return os.path.join(folder, f"{path.stem}-{digest.hexdigest()[:16]}.lark-cache")
 
 
 def check_nesting(text):
@@ -312,7 +292,7 @@ def parse(text, grammar="expr"):
 
 
 def _parse(text, grammar):
-    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+    from ._parser import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
     if len(text) <= MAX_SOURCE:
         check_nesting(text)              # its message says more than a count of tokens
     check_source_size(text)
@@ -442,7 +422,7 @@ def _end(text):
 
 
 def _expected(p, names):
-    from lark.lexer import PatternStr
+    from ._parser import PatternStr
     seen = []
     for n in sorted(names or ()):
         if n in _TERMINALS:

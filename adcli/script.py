@@ -65,7 +65,11 @@ class ScriptEvaluator(Evaluator):
         raise UnknownNameError(f"unknown name '{name}'", pos=pos, hint=suggest(name, known))
 
     def call(self, fname, args, kwargs, pos):
-        fn = self.scope.get(fname, self.interp.globals.get(fname))
+        fn = self.scope.get(fname, _MISSING)
+        if fn is _MISSING:
+            fn = self.interp.globals.get(fname)
+        if fn is None and fname in CALLABLE:    # the op table's function (the common case)
+            return Evaluator.call(self, fname, args, kwargs, pos)
         if isinstance(fn, Function):
             return self.interp.call(fn, args, kwargs, pos)
         if fname == "grad":
@@ -186,6 +190,7 @@ class Interpreter:
         self.graph, self.source, self.filename = graph, source, filename
         self.values, self.inputs, self.globals = values, {}, {}
         self.steps, self.max_steps, self.depth, self.max_depth = 0, max_steps, 0, max_depth
+        self._evaluator = None     # the last scope's expression evaluator (see eval)
 
     # ------------------------------------------------------------ running
     def run(self, tree):
@@ -209,11 +214,20 @@ class Interpreter:
             raise LimitError(f"the script ran more than {self.max_steps:,} steps", pos=pos,
                              hint="raise the limit with --max-steps")
 
+    def evaluator(self, scope):
+        """The expression evaluator of a scope. It keeps no state between expressions, so
+        the last one is reused while the scope stays the same (a loop's body evaluates
+        the same scope's expressions thousands of times)."""
+        ev = self._evaluator
+        if ev is None or ev.scope is not scope:
+            ev = self._evaluator = ScriptEvaluator(self, scope)
+        return ev
+
     def eval(self, tree, scope):
-        return ScriptEvaluator(self, scope).run(tree)
+        return self.evaluator(scope).run(tree)
 
     def array(self, tree, scope):
-        ev = ScriptEvaluator(self, scope)
+        ev = self.evaluator(scope)
         return ev.array(ev.run(tree), tree[1])
 
     def truth(self, tree, scope, what):
@@ -225,8 +239,10 @@ class Interpreter:
 
     def exec_block(self, block, scope):
         for stmt in block:
-            self.tick(stmt[1])
-            signal = getattr(self, "do_" + stmt[0])(stmt, scope)
+            self.steps += 1                     # (tick, inline: the loop of every statement)
+            if self.steps > self.max_steps:
+                self.tick(stmt[1])
+            signal = STATEMENTS[stmt[0]](self, stmt, scope)
             if signal is not None:
                 return signal
         return None
@@ -251,7 +267,11 @@ class Interpreter:
 
     def do_assign(self, stmt, scope):
         _, pos, target, value = stmt
-        self.store(target, self.eval(value, scope), scope)
+        value = self.evaluator(scope).run(value)
+        if target[3] is None:                   # name = value (store's first case, inline)
+            scope[target[2]] = value
+        else:
+            self.store(target, value, scope)
 
     def do_aug(self, stmt, scope):
         _, pos, target, op, value = stmt
@@ -335,7 +355,9 @@ class Interpreter:
     def do_for(self, stmt, scope):
         _, pos, name, iterable, body = stmt
         for item in self.iterate(iterable, scope):
-            self.tick(pos)
+            self.steps += 1                     # (tick, inline)
+            if self.steps > self.max_steps:
+                self.tick(pos)
             scope[name] = item
             signal = self.exec_block(body, scope)
             if signal == BREAK:
@@ -450,6 +472,11 @@ class Interpreter:
         self.graph.pos = pos
         (g,) = autodiff.vjp(self.graph, out, [x], create_graph=True)
         return g if g is not None else self.graph.const(np.zeros(x.shape))
+
+
+# statement kind -> the interpreter's method that runs it (exec_block's dispatch)
+STATEMENTS = {name[3:]: f for name, f in vars(Interpreter).items() if name.startswith("do_")}
+_MISSING = object()
 
 
 def check_structure(tree):
