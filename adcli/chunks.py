@@ -18,6 +18,10 @@ from .graph import Graph, dependents
 
 CHUNK = 1 << 16            # elements per sweep: a few arrays of 512 KB
 LARGE = 1 << 20            # arrays from this size are differentiated in chunks
+FUSED = 1 << 15            # ... and from this size by the fused kernel, where there is one:
+                           # it costs about 1 ms more to set up (the whole-array program and
+                           # its gradient program), then 5 to 8 ns an element against the
+                           # reverse walk's 50 (bench_vectorized.py: 5x at 10^6)
 
 
 def elementwise_sum(graph, output, wrt):
@@ -29,8 +33,12 @@ def elementwise_sum(graph, output, wrt):
         return None
     (q,) = output.args
     shape = q.shape
-    if math.prod(shape) < LARGE or output.attrs.get("axis") not in (None, tuple(range(len(shape)))):
+    if math.prod(shape) < FUSED or output.attrs.get("axis") not in (None, tuple(range(len(shape)))):
         return None
+    if math.prod(shape) < LARGE:
+        from .fuse import fusible_here
+        if not fusible_here(graph, None, ()):
+            return None
     targets = {w.id for w in wrt}
     moved = dependents(graph, targets, q.id)      # the nodes that depend on a target
     region, leaves, stack, seen = [], [], [q], set()

@@ -236,9 +236,11 @@ def test_nan_and_inf_semantics_survive_fusion():
     assert_close(g, np.asarray(plain[outs[1].id]), np.float64)
 
 
-def test_chunked_gradient_fused_agrees():
-    """api.gradient of a large elementwise sum (the chunked path) fused and not."""
-    x = np.linspace(-2, 2, 1 << 20)
+@pytest.mark.parametrize("n", [(1 << 15) + 7, 1 << 20])
+def test_chunked_gradient_fused_agrees(n):
+    """api.gradient of a large elementwise sum fused and not: from 2^15 elements the fused
+    kernel, against the reverse walk below 2^20 and the chunked path above."""
+    x = np.linspace(-2, 2, n)
     with np.errstate(all="ignore"):
         a = api.gradient(api.trace(BENCH, {"x": x}))
         old = kernels.configure(enabled=False)
