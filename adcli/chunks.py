@@ -69,7 +69,11 @@ def gradient(graph, output, wrt, plan):
     """(value, gradients) of the elementwise sum by chunks, gradients in wrt's order."""
     from . import autodiff
     from .evaluate import at_points, evaluate
+    from .fuse import fusible_here
     q, region, leaves = plan
+    size = math.prod(q.shape)
+    if size and fusible_here(graph, None, ()):
+        return _fused(graph, output, wrt, plan)
     # the program of one element: the region replayed on numbers
     one = Graph(xp=graph.xp, dtype=graph.dtype, limits=graph.limits, seed=graph.seed)
     copy = {}
@@ -85,10 +89,6 @@ def gradient(graph, output, wrt, plan):
     outputs = [element] + [g for g in grads if g is not None]
     xp = graph.xp
     flat = {leaf.id: xp.reshape(graph.value(leaf), -1) for leaf in leaves}
-    size = math.prod(q.shape)
-    from .fuse import fusible_here
-    if size and fusible_here(one, None, ()):
-        return _fused(graph, output, wrt, plan)
     chunk = CHUNK
     result = {w.id: xp.zeros(size, graph.dtype) if w.id in copy and chunk < size else None
               for w in wrt}

@@ -221,7 +221,16 @@ class Node:
 
 
 class ArrayNamespace:
-    """The ops of the table as plain array functions on `xp` (numpy or cupy)."""
+    """The ops of the table as plain array functions on `xp` (numpy or cupy). It holds no
+    state: one per array module and dtype serves every graph (`of`)."""
+
+    @classmethod
+    def of(cls, xp, dtype):
+        key = (xp.__name__, np.dtype(dtype).name)
+        ns = _NAMESPACES.get(key)
+        if ns is None or ns.xp is not xp:
+            ns = _NAMESPACES[key] = cls(xp, np.dtype(dtype))
+        return ns
 
     def __init__(self, xp, dtype):
         self.xp, self.dtype = xp, dtype
@@ -235,6 +244,9 @@ class ArrayNamespace:
             else:
                 f = functools.partial(entry.fwd, xp)
             setattr(self, name, f)
+
+
+_NAMESPACES = {}      # (array module, dtype) -> ArrayNamespace
 
 
 class GraphNamespace:
@@ -323,7 +335,7 @@ class Graph:
         self.source = self.filename = None   # the text traced: errors in values computed
                                              # later point into it
         self.ns = GraphNamespace(self)
-        self.arrays = ArrayNamespace(xp, self.dtype)
+        self.arrays = ArrayNamespace.of(xp, self.dtype)
 
     @property
     def rng(self):
