@@ -94,7 +94,11 @@ def vjp(graph, output, wrt, cotangent=None, *, create_graph=False, mark=None):
     mark: None, or a function the numeric walk calls with each node as its derivative rule
     starts and with None when the walk ends (adcli profile times the rules with it)."""
     if create_graph:
-        return _vjp(graph, output, wrt, cotangent, create_graph=True, safe=True)
+        pos = graph.pos                # (the walk gives each rule's nodes its op's place)
+        try:
+            return _vjp(graph, output, wrt, cotangent, create_graph=True, safe=True)
+        finally:
+            graph.pos = pos
     out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=False, mark=mark)
     # Fast path first; if a NaN appeared (typically 0 * inf in the chain rule), redo the
     # walk with NaN-safe products so that a zero never becomes NaN.
@@ -335,6 +339,7 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
             mark(node)
         if graph_mode:
             y, args = node, node.args
+            graph.pos = node.pos       # the rule's nodes are the source's, at its op
         else:
             y, args = fv.of(node)
         partials = op.partials
@@ -546,7 +551,11 @@ def jvp(graph, output, wrt, tangents, *, create_graph=False, mark=None):
     many = isinstance(output, (list, tuple))
     outputs = list(output) if many else [output]
     if create_graph:
-        found = _jvp(graph, outputs, wrt, tangents, create_graph=True, safe=True)
+        pos = graph.pos                # (as for vjp)
+        try:
+            found = _jvp(graph, outputs, wrt, tangents, create_graph=True, safe=True)
+        finally:
+            graph.pos = pos
     else:
         # plain products first; NaN-safe ones (a zero factor wins) only if a NaN came out
         found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=False, mark=mark)
@@ -578,6 +587,8 @@ def _jvp(graph, outputs, wrt, tangents, create_graph, safe, mark=None):
             budget.charge(node)
         if mark is not None:
             mark(node)
+        if create_graph:
+            graph.pos = node.pos       # the rule's nodes are the source's, at its op
         y, args = (node, node.args) if create_graph else (node.value, _arguments(node))
         if op.partials is not None and create_graph:
             out = _scaled_tangent(graph, mode, forms, t, op.partials, y, args)

@@ -70,15 +70,6 @@ def _unused_note(name):
                 "on it, or only through steps with derivative 0); its derivatives are 0")
 
 
-def _basis(xp, shape, dtype):
-    """The unit vectors of an array shape, one at a time, in C order."""
-    n = math.prod(shape)
-    for i in range(n):
-        e = xp.zeros(n, dtype=dtype)
-        e[i] = 1.0
-        yield i, e.reshape(shape)
-
-
 @contextmanager
 def _located(traced):
     """Attach the source to errors raised while a derivative rule runs."""
@@ -107,7 +98,7 @@ def _sparse(traced, kind, names, nodes, mode, sparse, pattern, chunk):
 
 
 @_without_gc
-def jacobian(traced, wrt=None, mode=None, *, chunk=None, mark=None, sparse="off",
+def jacobian(traced, wrt=None, mode=None, *, chunk=None, hooks=(), sparse="off",
              pattern=False):
     """d out / d x for each chosen input: arrays of shape out.shape + x.shape.
 
@@ -117,8 +108,8 @@ def jacobian(traced, wrt=None, mode=None, *, chunk=None, mark=None, sparse="off"
     (see _sweep_basis) of `chunk` vectors at a time, by default as many as BATCH_ELEMENTS
     allows. sparse "on" (or "auto", when it pays) finds the Jacobian's sparsity pattern
     and builds it from a few compressed sweeps (adcli.sparse): the result's `sparse`
-    member holds it; pattern=True gives the pattern alone. mark: adcli profile's
-    callback; with it the vectors go one walk each, marked (so in the functions below)."""
+    member holds it; pattern=True gives the pattern alone. hooks: evaluator hooks for the
+    sweeps (adcli profile's timing hook), as for the functions below."""
     graph, out = traced.graph, traced.output
     if out.dtype.kind != "f":
         raise InputError("the value is a boolean and has no derivative")
@@ -126,7 +117,7 @@ def jacobian(traced, wrt=None, mode=None, *, chunk=None, mark=None, sparse="off"
     if mode not in (None, "fwd", "rev"):
         raise InputError(f"unknown mode '{mode}'", hint="use fwd or rev")
     _check_chunk(chunk)
-    if mark is None and (sparse != "off" or pattern):
+    if sparse != "off" or pattern:
         res = _sparse(traced, "jacobian", names, nodes, mode, sparse, pattern, chunk)
         if res is not None:
             return res
@@ -138,14 +129,12 @@ def jacobian(traced, wrt=None, mode=None, *, chunk=None, mark=None, sparse="off"
     jac = [xp.zeros((n_out, x.size), dtype=dtype) for x in nodes]
     reached = [False] * len(nodes)
     with _located(traced):
-        if mark is not None:
-            _marked_jacobian(graph, out, nodes, mode, mark, jac, reached)
-        elif mode == "fwd":
+        if mode == "fwd":
             for k, x in enumerate(nodes):
                 if x.size:
-                    _jacobian_columns(graph, out, k, x, jac, reached, chunk)
+                    _jacobian_columns(graph, out, k, x, jac, reached, chunk, hooks)
         elif out.size:
-            _jacobian_rows(graph, out, nodes, jac, reached, chunk)
+            _jacobian_rows(graph, out, nodes, jac, reached, chunk, hooks)
     res = evaluate(traced)
     res.rows = [(f"d/d{w}", f"∂/∂{w}", J.reshape(tuple(out.shape) + tuple(x.shape)))
                 for w, x, J in zip(names, nodes, jac)]
@@ -154,27 +143,7 @@ def jacobian(traced, wrt=None, mode=None, *, chunk=None, mark=None, sparse="off"
     return res
 
 
-def _marked_jacobian(graph, out, nodes, mode, mark, jac, reached):
-    """adcli profile's Jacobian: one walk per basis vector, each rule marked as it starts
-    (the timings are of the walks' rules, which the batched program does not keep apart)."""
-    xp, dtype = graph.xp, graph.dtype
-    if mode == "fwd":
-        for k, x in enumerate(nodes):
-            for i, e in _basis(xp, x.shape, dtype):
-                t = autodiff.jvp(graph, out, [x], [e], mark=mark)
-                if t is not None:
-                    reached[k] = True
-                    jac[k][:, i] = xp.broadcast_to(t, out.shape).reshape(-1)
-        return
-    graph.value(out)      # the forward values, kept for the many walks that read them
-    for j, e in _basis(xp, out.shape, dtype):
-        for k, c in enumerate(autodiff.vjp(graph, out, nodes, cotangent=e, mark=mark)):
-            if c is not None:
-                reached[k] = True
-                jac[k][j, :] = c.reshape(-1)
-
-
-def _jacobian_columns(graph, out, k, x, jac, reached, chunk):
+def _jacobian_columns(graph, out, k, x, jac, reached, chunk, hooks=()):
     """Columns of d out / d x from the JVP program along a tangent placeholder, evaluated
     at the basis tangents with the batch axis (see _sweep_basis)."""
     def write(start, stop, vals, outs):
@@ -184,10 +153,10 @@ def _jacobian_columns(graph, out, k, x, jac, reached, chunk):
                           columns=True)
     _sweep_basis(graph, x.shape, "a tangent", [out],
                  lambda t: [autodiff.jvp(graph, out, [x], [t], create_graph=True)], write,
-                 chunk)
+                 chunk, hooks)
 
 
-def _jacobian_rows(graph, out, nodes, jac, reached, chunk):
+def _jacobian_rows(graph, out, nodes, jac, reached, chunk, hooks=()):
     """Rows of d out / d x for every input from the VJP program of a cotangent
     placeholder, evaluated at the basis cotangents with the batch axis."""
     def write(start, stop, vals, outs):
@@ -197,7 +166,7 @@ def _jacobian_rows(graph, out, nodes, jac, reached, chunk):
                 jac[k] = _put(jac[k], start, stop, _rows(graph, vals[c.id], stop - start, x))
     _sweep_basis(graph, out.shape, "a cotangent", [out],
                  lambda c: autodiff.vjp(graph, out, nodes, cotangent=c, create_graph=True),
-                 write, chunk)
+                 write, chunk, hooks)
 
 
 @_without_gc
@@ -299,7 +268,7 @@ def hvp(traced, vector, *, mark=None):
 
 
 @_without_gc
-def hessian(traced, wrt=None, *, chunk=None, mark=None, sparse="off", pattern=False):
+def hessian(traced, wrt=None, *, chunk=None, hooks=(), sparse="off", pattern=False):
     """Every block d2 out / dx dy (shape x.shape + y.shape), forward-over-reverse: the
     JVP program of the recorded gradient, evaluated at the basis tangents of each input
     with the batch axis, `chunk` of them at a time (see jacobian). sparse and pattern: as
@@ -308,7 +277,7 @@ def hessian(traced, wrt=None, *, chunk=None, mark=None, sparse="off", pattern=Fa
     scalar_output(traced, "hessian")
     names, nodes = choose_inputs(traced, wrt)
     _check_chunk(chunk)
-    if mark is None and (sparse != "off" or pattern):
+    if sparse != "off" or pattern:
         res = _sparse(traced, "hessian", names, nodes, None, sparse, pattern, chunk)
         if res is not None:
             return res
@@ -322,15 +291,7 @@ def hessian(traced, wrt=None, *, chunk=None, mark=None, sparse="off", pattern=Fa
         for b, y in zip(names, nodes):
             if not present or not y.size:
                 continue
-            if mark is not None:      # adcli profile: one marked walk per column
-                for i, e in _basis(xp, y.shape, dtype):
-                    cols = iter(autodiff.jvp(graph, present, [y], [e], mark=mark))
-                    for a, x, g in zip(names, nodes, grads):
-                        col = next(cols) if g is not None else None
-                        if col is not None:
-                            blocks[a, b][:, i] = xp.broadcast_to(col, x.shape).reshape(-1)
-                continue
-            _hessian_columns(graph, names, nodes, grads, b, y, blocks, chunk)
+            _hessian_columns(graph, names, nodes, grads, b, y, blocks, chunk, hooks)
     res = evaluate(traced)
     res.rows, hess = [], {}
     for a, x in zip(names, nodes):
@@ -356,7 +317,7 @@ def _check_chunk(chunk):
         raise InputError(f"--chunk {chunk}: a sweep takes at least one vector")
 
 
-def _hessian_columns(graph, names, nodes, grads, b, y, blocks, chunk):
+def _hessian_columns(graph, names, nodes, grads, b, y, blocks, chunk, hooks=()):
     """The columns d grad / d y[i] for every i, from one program: the JVP transform of the
     gradient program along a tangent placeholder, evaluated at the basis tangents with
     the batch axis."""
@@ -371,7 +332,7 @@ def _hessian_columns(graph, names, nodes, grads, b, y, blocks, chunk):
                                     _rows(graph, vals[c.id], stop - start, x), columns=True)
     _sweep_basis(graph, y.shape, f"a tangent of {b}", present,
                  lambda t: autodiff.jvp(graph, present, [y], [t], create_graph=True),
-                 write, chunk)
+                 write, chunk, hooks)
 
 
 def _put(target, start, stop, rows, columns=False):
@@ -411,13 +372,14 @@ def _basis_points(graph, placeholders, sizes, start, stop):
     return inputs
 
 
-def _sweep_basis(graph, shape, name, needed, transform, write, chunk=None):
+def _sweep_basis(graph, shape, name, needed, transform, write, chunk=None, hooks=()):
     """Evaluate a derivative program at every basis vector of `shape`, `chunk` at once
     (by default as many as BATCH_ELEMENTS allows): transform(placeholder) records the
     program (its output nodes, None where nothing depends on it), write(start, stop,
     values, outputs) takes each chunk's values. `needed`: nodes whose values every chunk
     reads, computed once first. Every op batches (its table entry's rule or its kind's);
-    a derivative undefined here (a singular matrix) is an error naming the op."""
+    a derivative undefined here (a singular matrix) is an error naming the op. `hooks`:
+    the evaluator's, for every chunk (adcli profile times the program's ops with them)."""
     t = graph.placeholder(name, shape, graph.dtype)
     outs = transform(t)
     present = [o for o in outs if o is not None]
@@ -425,11 +387,12 @@ def _sweep_basis(graph, shape, name, needed, transform, write, chunk=None):
         return
     _sweep(graph, [t], math.prod(shape), needed, present,
            lambda start, stop, vals: write(start, stop, vals, outs), chunk,
-           lambda start, stop: _basis_points(graph, [t], [math.prod(shape)], start, stop))
+           lambda start, stop: _basis_points(graph, [t], [math.prod(shape)], start, stop),
+           hooks=hooks)
 
 
 def _sweep(graph, placeholders, total, needed, present, write, chunk, points,
-           what="basis vectors"):
+           what="basis vectors", hooks=()):
     """Evaluate `present` at `total` points of the placeholders, in chunks of consecutive
     points: points(start, stop) gives the placeholders' values there (with a leading batch
     axis: the basis vectors of _basis_points, or a sparse derivative's seeds), and
@@ -449,7 +412,7 @@ def _sweep(graph, placeholders, total, needed, present, write, chunk, points,
         inputs = points(start, stop)
         try:
             vals = run(graph, present, inputs, batch=stop - start, batched=placeholders,
-                       what=f"the derivative's sweeps along {stop - start} {what}")
+                       hooks=hooks, what=f"the derivative's sweeps along {stop - start} {what}")
         except ValueError_ as err:
             raise ValueError_(f"a derivative is undefined here: {err.message}", pos=err.pos,
                               source=err.source, filename=err.filename) from None

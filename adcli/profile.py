@@ -5,10 +5,12 @@ One profile runs the work of `adcli grad` (or, with `derivative`, of `adcli jaco
 give the usual errors and notes), then `repeat` times timed. Each timed run traces the
 source again (parse, interpret, record the program), computes the value at the traced
 point with the evaluator (adcli/evaluate.py), and then does the derivative's work: for
-grad, the walk back from the value to the inputs (reverse mode, `autodiff.vjp`); for the
-other commands, their walks (`adcli/derivatives.py`: one JVP or VJP per basis vector, the
-recorded gradient of forward-over-reverse). (A large elementwise sum, which `adcli grad`
-differentiates by chunks, adcli/chunks.py, is profiled with the whole-array walk.)
+grad, the walk back from the value to the inputs (reverse mode, `autodiff.vjp`); for
+jacobian and hessian, what those commands do (`adcli/derivatives.py`): their derivative
+programs (a JVP or VJP transform, or the JVP of the recorded gradient) evaluated at all
+the basis vectors at once, with the batch axis; for jvp and hvp, their one walk. (A large
+elementwise sum, which `adcli grad` differentiates by chunks, adcli/chunks.py, is
+profiled with the whole-array walk.)
 
 What is timed, and how it adds up:
 
@@ -26,7 +28,11 @@ What is timed, and how it adds up:
   hook says it takes fused groups (`hook.groups`), so the evaluator times each kernel as
   a whole: one row per set of ops, `fused(sin, mul, ...)`; by source line, a kernel's
   time is split over its ops' lines in proportion to how many of its ops sit on each;
-* backward (grad) or derivative (the other commands), per op: from the start of a node's
+* derivative (jacobian, hessian), per op of the derivative program or per fused kernel:
+  timed by the same evaluator hook in the batched sweeps, so a row is an op of the
+  program that ran (its rule's ops: `cos` and `mul` for the tangent of `sin`), called once
+  a sweep, with all the basis vectors on its batch axis;
+* backward (grad) or derivative (jvp, hvp), per op: from the start of a node's
   derivative rule to the start of the next node's, marked by the walks' `mark` callback,
   so a node's time includes the walk's bookkeeping of adding up its arguments'
   cotangents (or tangents) and stepping over the nodes that have no rule to run. A value
@@ -118,6 +124,7 @@ class Profiler:
         self.notes = []
         self.phase = None          # "forward", "backward", "derivative" or None
         self.forward_records = []  # (node, start, end) of each forward rule, in ns
+        self.after_records = []    # the same, of the derivative programs' ops (sweeps)
         self.marks = []            # node, ns, node, ns, ...: a rule starts; None, ns: a walk ends
         self.hook, self.mark = None, None
 
@@ -135,8 +142,8 @@ class Profiler:
     def begin(self, phase):
         """Time `phase` from now on; None stops timing."""
         self.phase = phase
-        self.hook = None if phase != "forward" else _forward_timer(
-            self.forward_records.append, self.sync)
+        records = {"forward": self.forward_records, "derivative": self.after_records}.get(phase)
+        self.hook = None if records is None else _forward_timer(records.append, self.sync)
         self.mark = None if phase not in ("backward", "derivative") else _marker(
             self.marks.append, self.sync)
 
@@ -147,6 +154,7 @@ class Profiler:
 
     def clear(self):
         self.forward_records.clear()
+        self.after_records.clear()
         self.marks.clear()
 
 
@@ -311,7 +319,7 @@ class _Totals:
             forward += end - start
             self.add(node, "forward", end - start, first_run)
         after = 0
-        for node, start, end in _rule_intervals(profiler.marks):
+        for node, start, end in [*_rule_intervals(profiler.marks), *profiler.after_records]:
             after += end - start
             self.add(node, self.after, end - start, first_run)
         t0, t1, t2, t3 = spans
@@ -340,9 +348,10 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
     api.Traced, its graph carrying the evaluator hooks given), `repeat` times after one
     warm-up. wrt: the input names to differentiate (default all). A value that is not a
     scalar is profiled without a gradient, with a note.
-    derivative: instead of the gradient, (command name, run) where run(traced, mark) does
-    that command's work (a function of adcli/derivatives.py, passing `mark` to its walks)
-    and returns its api.Result.
+    derivative: instead of the gradient, (command name, run) where run(traced, profiler)
+    does that command's work (a function of adcli/derivatives.py, passing the profiler's
+    evaluator hook to its sweeps or its `mark` to its walks; profiler None: untimed) and
+    returns its api.Result.
     progress(done, repeat) is called after each timed run, outside the timings."""
     from . import api, autodiff
     from .evaluate import evaluate
@@ -409,7 +418,7 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
                         autodiff.vjp(graph, out, [traced.inputs[w] for w in wrt],
                                      mark=profiler.mark)
                     else:
-                        run_derivative(traced, profiler.mark)
+                        run_derivative(traced, profiler)
                 t3 = profiler.now()
         finally:
             profiler.begin(None)
@@ -463,7 +472,8 @@ def chrome_events(profiler, spans, max_events, derivative="grad"):
         events.append(dict(base, name=span, cat="run", ph="X", ts=us(t2),
                            dur=round((t3 - t2) / 1000.0, 3), args={"what": what}))
     ops = [(node, "forward", start, end) for node, start, end in profiler.forward_records]
-    ops += [(node, phase, start, end) for node, start, end in _rule_intervals(profiler.marks)]
+    ops += [(node, phase, start, end) for node, start, end in
+            [*_rule_intervals(profiler.marks), *profiler.after_records]]
     for node, phase, start, end in ops[:max_events]:
         shapes = _signature_text(tuple([a.shape for a in node.args]))
         if node.op is None:           # a fused kernel: the nodes it computes
@@ -479,7 +489,7 @@ def chrome_events(profiler, spans, max_events, derivative="grad"):
 
 
 def derivative_of(flags, wrt, mode, tangent, vector, stdin_free, seed):
-    """(command name, run(traced, mark)) of the derivative command that `adcli profile`
+    """(command name, run(traced, profiler)) of the derivative command that `adcli profile`
     times instead of grad (flags: command name -> given), or None for grad."""
     from . import derivatives, values
     from .errors import InputError
@@ -506,10 +516,24 @@ def derivative_of(flags, wrt, mode, tangent, vector, stdin_free, seed):
                                               option, stdin_free=stdin_free, seed=seed)
         return resolved[option]
     names = wrt_names(wrt)
-    run = {"jacobian": lambda t, mark: derivatives.jacobian(t, names, mode, mark=mark),
-           "hessian": lambda t, mark: derivatives.hessian(t, names, mark=mark),
-           "jvp": lambda t, mark: derivatives.jvp(t, vectors(t, "--tangent", tangent), mark=mark),
-           "hvp": lambda t, mark: derivatives.hvp(t, vectors(t, "--vector", vector), mark=mark)}
+    def swept(work):
+        """jacobian and hessian evaluate derivative programs in batched sweeps: timed op by
+        op (or kernel by kernel) by the evaluator hook, which the graph carries too while
+        they run, so that the program's parts that no basis vector moves (the partials,
+        computed once) are timed when they are computed, as the forward values are."""
+        def run(t, profiler):
+            hooks = (profiler.hook,) if profiler else ()
+            t.graph.hooks = hooks
+            try:
+                return work(t, hooks)
+            finally:
+                t.graph.hooks = ()
+        return run
+    mark = lambda profiler: profiler.mark if profiler else None              # noqa: E731
+    run = {"jacobian": swept(lambda t, hooks: derivatives.jacobian(t, names, mode, hooks=hooks)),
+           "hessian": swept(lambda t, hooks: derivatives.hessian(t, names, hooks=hooks)),
+           "jvp": lambda t, p: derivatives.jvp(t, vectors(t, "--tangent", tangent), mark=mark(p)),
+           "hvp": lambda t, p: derivatives.hvp(t, vectors(t, "--vector", vector), mark=mark(p))}
     return name, run[name]
 
 
