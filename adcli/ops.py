@@ -98,7 +98,8 @@ class Op:
                                   # kept boolean, never differentiated, real in the complex step
     adds: bool = False            # a sum of its argument's elements: a program summing an
                                   # elementwise expression splits into chunks (adcli/chunks.py)
-    attr_types: dict = None       # static attribute -> "ints" (axes, shapes), "int", "bool",
+    attr_types: dict = None       # static attribute -> "ints" (axes, shapes), "int", "count"
+                                  # (an int, 0 or more), "bool",
                                   # "float" or "str"; by default from the attribute's name
     batch: object = None          # batch(xp, *args, shapes, out, **attrs): the op at B points at
                                   # once, every argument with a leading batch axis (shapes: the
@@ -949,7 +950,8 @@ unary("erfinv", lambda xp, x: special(xp, "erfinv").erfinv(x),
 # internal op with the order as a static attribute serves every derivative of lgamma
 op("polygamma", fwd=lambda xp, x, n=1: special(xp, "polygamma").polygamma(n, x),
    series=lambda xp, y, x, n=1: _polygamma_series(x, y, n),
-   attrs={"n": 1}, domain=((0.2, 4.0),), numpy="scipy.special.polygamma({n}, {0})",
+   attrs={"n": 1}, attr_types={"n": "count"}, domain=((0.2, 4.0),),
+   numpy="scipy.special.polygamma({n}, {0})",
    latex="\\psi^{({n})}\\left({0}\\right)",
    vjp=(lambda ns, g, y, x, n=1: g * ns.polygamma(x, n=n + 1),),
    jvp=lambda ns, t, y, x, n=1: t[0] * ns.polygamma(x, n=n + 1),

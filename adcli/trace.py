@@ -152,6 +152,11 @@ def static(name, v, pos, kind="float"):
         return _ints(v, what, pos)
     if kind == "int":
         return _int(v, what, pos)
+    if kind == "count":           # an order or a number of things: 0, 1, 2, ...
+        n = _int(v, what, pos)
+        if n < 0:
+            raise InputError(f"{what} must be 0 or more, got {n}", pos=pos)
+        return n
     if kind == "bool":
         return bool(_scalar(v, what, pos))
     return float(_scalar(v, what, pos))

@@ -56,6 +56,16 @@ def test_special_functions_and_their_derivatives():
                                                                          rel=1e-14)
 
 
+def test_polygamma_takes_an_order_of_0_or_more():
+    from math import pi
+    # polygamma(x, 0) is digamma; polygamma(1, 1) = trigamma(1) = pi^2/6
+    assert float(ok("eval", "polygamma(x, 0)", "--at", "x=1")) == pytest.approx(-0.5772156649015329,
+                                                                              rel=1e-14)
+    assert float(ok("eval", "polygamma(x, 1)", "--at", "x=1")) == pytest.approx(pi ** 2 / 6, rel=1e-14)
+    assert "'n' must be 0 or more, got -1" in fails("eval", "polygamma(x, -1)", "--at", "x=1")
+    assert "'n' must be an integer, got 1.5" in fails("eval", "polygamma(x, 1.5)", "--at", "x=1")
+
+
 def test_logit_inverts_sigmoid_and_has_its_derivative():
     assert float(ok("eval", "logit(sigmoid(x))", "--at", "x=0.7")) == pytest.approx(0.7, rel=1e-14)
     out = ok("grad", "logit(p)", "--at", "p=0.25").split()

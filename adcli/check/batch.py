@@ -143,8 +143,9 @@ class BatchCheck:
         verdicts = results[0]
         counts = {v: int(np.sum(verdicts == v)) for v in ("pass", "fail", "unchecked")}
         counts["error"] = sum(e is not None for e in errors)
-        order = sorted((r for r in range(len(verdicts)) if verdicts[r] in ("pass", "fail")),
-                       key=lambda r: (verdicts[r] != "fail", -results[2][r]))[:WORST]
+        order = heapq.nsmallest(WORST, (r for r in range(len(verdicts))
+                                        if verdicts[r] in ("pass", "fail")),
+                                key=lambda r: _rank(verdicts[r], results[2][r]))
         worst = [(r, verdicts[r], results[3][r], float(results[4][r]), float(results[5][r]),
                   float(results[2][r])) for r in order]
         return counts, worst
@@ -158,8 +159,13 @@ def merge(total, part, offset):
     for key, v in counts.items():
         total[0][key] = total[0].get(key, 0) + v
     rows = total[1] + [(offset + w[0],) + tuple(w[1:]) for w in worst]
-    total[1][:] = heapq.nsmallest(WORST, rows, key=lambda w: (w[1] != "fail", -w[5]))
+    total[1][:] = heapq.nsmallest(WORST, rows, key=lambda w: _rank(w[1], w[5]))
     return total
+
+
+def _rank(verdict, rel):
+    """The order of the worst rows: failures first, then the largest relative difference."""
+    return verdict != "fail", -rel
 
 
 def report(total, rtol, atol):
