@@ -368,14 +368,15 @@ def _derive(expr, at, dtype, json, plain, out, quiet, seed, max_elements, max_no
     options)), a row of results per point instead."""
     def work():
         if points is not None and points[3][0] is not None:
-            command, wrt, refused, (path, names, keep, chunk_rows, fmt, jobs) = points
+            command, wrt, refused, (path, names, keep, chunk_rows, fmt, jobs, scheduler) = points
             for option, given in refused:
                 if given:
                     raise InputError(f"{option} does not go with --points",
                                      hint="--points gives the dense derivative of each row")
             return _points(expr, at, path, names, keep, fmt, json, out, chunk_rows,
                            wrt_names(wrt), command, dtype, max_elements, max_nodes,
-                           max_memory, max_work, seed, max_steps, max_depth, jobs=jobs)
+                           max_memory, max_work, seed, max_steps, max_depth, jobs=jobs,
+                           scheduler=scheduler)
         if points is not None:
             _no_points_options(*points[3][1:])
         traced = _trace(expr, at, dtype, max_elements, max_nodes, seed, max_steps, max_depth,
@@ -402,6 +403,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
              points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
              keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
              format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
+             scheduler: Optional[str] = SCHEDULER,
              dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
              out: Optional[str] = OUT, quiet: bool = QUIET,
              seed: int = SEED, max_elements: int = MAX_ELEMENTS,
@@ -419,7 +421,7 @@ def jacobian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[Lis
                                                     pattern=pattern, chunk=chunk),
             ("jacobian", wrt, [("--mode", mode), ("--sparse on", sparse == "on"),
                                           ("--pattern", pattern), ("--chunk", chunk)],
-             (points, names, keep, chunk_rows, format, jobs)))
+             (points, names, keep, chunk_rows, format, jobs, scheduler)))
 
 
 @app.command(context_settings={"ignore_unknown_options": True},
@@ -429,6 +431,7 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
             points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
             keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
             format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
+            scheduler: Optional[str] = SCHEDULER,
             dtype: str = DTYPE, json: bool = JSON, plain: bool = PLAIN,
             out: Optional[str] = OUT, quiet: bool = QUIET,
             seed: int = SEED, max_elements: int = MAX_ELEMENTS,
@@ -446,7 +449,7 @@ def hessian(expr: str = SOURCE, at: Optional[List[str]] = AT, wrt: Optional[List
                                                    pattern=pattern, chunk=chunk),
             ("hessian", wrt, [("--sparse on", sparse == "on"),
                                          ("--pattern", pattern), ("--chunk", chunk)],
-             (points, names, keep, chunk_rows, format, jobs)))
+             (points, names, keep, chunk_rows, format, jobs, scheduler)))
 
 
 @app.command("jvp", context_settings={"ignore_unknown_options": True},
@@ -837,6 +840,7 @@ def gradcheck_(
         points: Optional[str] = POINTS, names: Optional[List[str]] = NAMES,
         keep: Optional[List[str]] = KEEP, chunk_rows: Optional[int] = CHUNK_ROWS,
         format: Optional[str] = FORMAT, jobs: Optional[int] = JOBS,
+        scheduler: Optional[str] = SCHEDULER,
         out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
                                           help="With --points: write the rows to FILE "
                                                "(.csv, .tsv, .ndjson, .parquet, .arrow)."),
@@ -868,8 +872,8 @@ def gradcheck_(
             return _points(expr, at, points, names, keep, format, json, out, chunk_rows,
                            wrt_names(wrt), "gradcheck", dtype, max_elements, max_nodes,
                            max_memory, max_work, seed, max_steps, max_depth, jobs=jobs,
-                           tolerances=(rtol, atol, eps))
-        _no_points_options(names, keep, chunk_rows, format, jobs)
+                           tolerances=(rtol, atol, eps), scheduler=scheduler)
+        _no_points_options(names, keep, chunk_rows, format, jobs, scheduler)
         if out is not None:
             raise InputError("--out goes with --points for gradcheck",
                              hint="gradcheck --json writes the report to stdout")

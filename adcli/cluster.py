@@ -127,7 +127,7 @@ def connect(scheduler, jobs):
 
 def run(setup, scheduler, jobs, out, chunk_rows, detect_anomaly):
     """The rows of setup's table evaluated by the cluster's workers, written as --out's part
-    files: returns (rows that failed, rows)."""
+    files: returns (rows that failed, rows, gradcheck's summary or None)."""
     from . import __version__, columnar
     from .render import progress_bar
     if columnar.is_url(out):
@@ -141,27 +141,31 @@ def run(setup, scheduler, jobs, out, chunk_rows, detect_anomaly):
                       setup.table.path, detect_anomaly)
     client, cluster = connect(scheduler, jobs)
     import distributed
+    from .check.batch import merge
     failed = total = 0
+    summary = None
     try:
         program = client.scatter(shipped, broadcast=True, hash=False)
-        futures = [client.submit(evaluate_partition, program, p, pure=False) for p in parts]
+        futures = {client.submit(evaluate_partition, program, p, pure=False): p for p in parts}
         with progress_bar("points", sys.stderr) as progress:
-            for future in distributed.as_completed(futures):
+            for future in distributed.as_completed(list(futures)):
                 try:
-                    rows, bad = future.result()
+                    rows, bad, part = future.result()
                 except ModuleNotFoundError as e:
                     raise InputError(f"a worker cannot import {e.name}",
                                      hint=f"install adcli {__version__} (and pyarrow) on "
                                           "every worker") from None
                 failed += bad
                 total += rows
+                if part is not None:          # gradcheck: its rows' verdicts, in input order
+                    summary = merge(summary, part, futures[future].start)
                 if progress is not None:
                     progress(total, setup.table.rows)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return failed, total
+    return failed, total, summary
 
 
 # ---------------------------------------------------------------- on a worker
@@ -186,21 +190,22 @@ def _evaluation(shipped):
 
 
 def evaluate_partition(shipped, part):
-    """One partition read, evaluated and written to its part file: (rows, rows that failed).
-    """
+    """One partition read, evaluated and written to its part file: (rows, rows that failed,
+    gradcheck's summary of them, rows counted from the partition's first, or None)."""
     import numpy as np
 
     from . import columnar
     from .files import writing
+    from .check.batch import merge
     from .points import _evaluate
     with np.errstate(all="ignore"):
         ev, anomalies = _evaluation(shipped)
         dtype = np.dtype(shipped.dtype)
         pf = columnar.open_parquet(part.file, pre_buffer=False, buffer_size=1 << 20)
-        failed, start = 0, part.start
+        failed, start, summary = 0, part.start, None
 
         def write(stream):
-            nonlocal failed, start
+            nonlocal failed, start, summary
             w = columnar.ArrowWriter(stream, "parquet", shipped.keep, shipped.parts, dtype)
             for batch in pf.iter_batches(batch_size=shipped.chunk_rows,
                                          row_groups=[part.row_group]):
@@ -209,6 +214,10 @@ def evaluate_partition(shipped, part):
                 results, errors = _evaluate(ev, block, shipped.parts, anomalies)
                 w.write(block, results, errors)
                 failed += len(errors) - errors.count(None)
+                checked = ev.summary(results, errors)     # gradcheck's verdicts, else None
+                if checked is not None:
+                    failed += checked[0]["fail"]
+                    summary = merge(summary, checked, start - part.start)
                 start += block.rows
             w.close()
         if columnar.is_url(part.out):
@@ -219,4 +228,4 @@ def evaluate_partition(shipped, part):
             os.makedirs(os.path.dirname(part.out), exist_ok=True)
             with writing(part.out, "wb") as f:   # (whole or not at all)
                 write(f)
-    return part.rows, failed
+    return part.rows, failed, summary

@@ -792,14 +792,19 @@ def run(expr, at, points, names, keep, fmt, as_json, out, chunk_rows, wrt, comma
     s = setup(expr, at, points, names, keep, chunk_rows, wrt, command, dtype, limits, seed,
               max_steps, max_depth, tolerances)
     if scheduler is not None:
-        return cluster.run(s, scheduler, jobs, out, chunk_rows or CHUNK_ROWS,
-                           detect_anomaly) + (None,)
-    return _run_here(s, fmt, as_json, out, jobs, detect_anomaly)
+        failed, total, summary = cluster.run(s, scheduler, jobs, out, chunk_rows or CHUNK_ROWS,
+                                             detect_anomaly)
+    else:
+        failed, total, summary = _run_here(s, fmt, as_json, out, jobs, detect_anomaly)
+    if summary is not None:
+        from .check.batch import report
+        summary = report(summary, s.evaluation.rtol, s.evaluation.atol)
+    return failed, total, summary
 
 
 def _run_here(s, fmt, as_json, out, jobs, detect_anomaly):
     """The rows evaluated in this process, or by --jobs worker processes, written in order
-    to --out or stdout."""
+    to --out or stdout: (rows that failed, rows, gradcheck's summary or None)."""
     from . import columnar
     from .files import writing
     failed = total = 0
@@ -853,9 +858,6 @@ def _run_here(s, fmt, as_json, out, jobs, detect_anomaly):
     else:
         sys.stdout.flush()
         go(sys.stdout.buffer)
-    if summary is not None:
-        from .check.batch import report
-        summary = report(summary, s.evaluation.rtol, s.evaluation.atol)
     return failed, total, summary
 
 

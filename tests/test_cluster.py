@@ -120,6 +120,37 @@ def test_rows_keep_their_order_across_many_partitions(tmp_path, scheduler):
     np.testing.assert_allclose(got["d_x"], 2 * x + 1, rtol=1e-15)
 
 
+FANCY_WRONG = str(Path(__file__).resolve().parent.parent / "samples" / "fancy_wrong.ad")
+
+
+@pytest.mark.parametrize("command, source", [("jacobian", "[x*y, sin(x)*y]"),
+                                             ("hessian", "x*x*y + y**3"),
+                                             ("gradcheck", "x*y + abs(y)")])
+def test_derivative_commands_on_the_cluster_are_the_single_process_run(tmp_path, scheduler,
+                                                                       command, source):
+    x, y = np.linspace(0.1, 2.0, 40), np.linspace(-1.0, 1.0, 40)
+    src = parquet_folder(tmp_path / "in", [15, 25], row_group_size=10, x=x, y=y)
+    one = adcli(command, source, "--points", src, "--out", str(tmp_path / "one.parquet"))
+    many = adcli(command, source, "--points", src, "--out", str(tmp_path / "parts"),
+                 "--scheduler", scheduler)
+    assert (one.exit_code, many.exit_code) == (0, 0), one.output + many.output
+    same_table(pq.read_table(tmp_path / "one.parquet"), pq.read_table(tmp_path / "parts"))
+    if command == "gradcheck":         # the pass rate and the worst points, the same rows
+        assert many.stderr == one.stderr and "40 of 40 points pass" in many.stderr
+
+
+def test_gradcheck_on_the_cluster_fails_as_the_single_process_does(tmp_path, scheduler):
+    # fancy_wrong.ad's backward rule has the wrong sign of d/db: every row fails
+    src = parquet_folder(tmp_path / "in", [3, 4], row_group_size=2,
+                         a=np.linspace(0.2, 1.0, 7), b=np.linspace(0.5, 2.0, 7))
+    one = adcli("gradcheck", FANCY_WRONG, "--points", src, "--out", str(tmp_path / "o.parquet"))
+    many = adcli("gradcheck", FANCY_WRONG, "--points", src, "--out", str(tmp_path / "parts"),
+                 "--scheduler", scheduler)
+    assert (one.exit_code, many.exit_code) == (1, 1)
+    assert many.stderr == one.stderr and "0 of 7 points pass" in many.stderr
+    assert pq.read_table(tmp_path / "parts").column("verdict").to_pylist() == ["fail"] * 7
+
+
 def test_what_scheduler_refuses(tmp_path):
     src = parquet_folder(tmp_path / "in", [2], x=[1.0, 2.0])
     csv = tmp_path / "p.csv"

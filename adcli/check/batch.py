@@ -159,7 +159,8 @@ def merge(total, part, offset):
     for key, v in counts.items():
         total[0][key] = total[0].get(key, 0) + v
     rows = total[1] + [(offset + w[0],) + tuple(w[1:]) for w in worst]
-    total[1][:] = heapq.nsmallest(WORST, rows, key=lambda w: _rank(w[1], w[5]))
+    # (ties by row: the same rows whatever order the blocks or partitions come in)
+    total[1][:] = heapq.nsmallest(WORST, rows, key=lambda w: (*_rank(w[1], w[5]), w[0]))
     return total
 
 
