@@ -283,6 +283,10 @@ def _vjp(graph, output, wrt, cotangent, create_graph, safe, watch=None, keep=Non
     mode = _Mode(graph, create_graph, safe)
     wrt_ids = [w.id for w in wrt]
     need, lo, numbers = _needed(graph, output, wrt_ids)
+    if output.id not in need:
+        # no differentiable path from an input to the output (asin(x > 0)): nothing to
+        # walk, and no forward value to read (the output's arguments may not be computed)
+        return [None] * len(wrt_ids)
     wanted = set(wrt_ids)
     if cotangent is None:
         cotangent = graph.as_array(1.0)

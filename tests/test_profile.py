@@ -485,3 +485,12 @@ def test_nan_watching_hooks_still_see_every_op(fusing):
     assert {"sin", "exp", "log1p", "add"} <= set(seen)
     x = np.linspace(-1, 1, 8192)
     assert np.allclose(v[t.output.id], np.sin(x) * np.exp(-x * x) + np.log1p(x * x))
+
+
+def test_a_value_no_input_reaches_differentiably_is_profiled():
+    # asin of a comparison: no derivative path, and the comparison's value is never read
+    # by a rule (the fuzzer's crash: the walk read it before seeing there was no path)
+    obj = profile_json("sum(asin(x > 0))", "--at", "x=[1,-1]", "--repeat", "2")
+    rows = rows_by_key(obj)
+    assert ("asin", "forward") in rows and ("(backward overhead)", "backward") in rows
+    assert not any(phase == "backward" and not op.startswith("(") for op, phase in rows)
