@@ -65,15 +65,16 @@ def elementwise_sum(graph, output, wrt):
     return q, region, leaves
 
 
-def gradient(graph, output, wrt, plan):
-    """(value, gradients) of the elementwise sum by chunks, gradients in wrt's order."""
+def gradient(graph, output, wrt, plan, hooks=()):
+    """(value, gradients) of the elementwise sum by chunks, gradients in wrt's order.
+    hooks: the evaluator's (adcli profile times the kernel, or each chunk's ops, with them)."""
     from . import autodiff
     from .evaluate import at_points, evaluate
     from .fuse import fusible_here
     q, region, leaves = plan
     size = math.prod(q.shape)
     if size and fusible_here(graph, None, ()):
-        return _fused(graph, output, wrt, plan)
+        return _fused(graph, output, wrt, plan, hooks)
     # the program of one element: the region replayed on numbers
     one = Graph(xp=graph.xp, dtype=graph.dtype, limits=graph.limits, seed=graph.seed)
     copy = {}
@@ -96,7 +97,8 @@ def gradient(graph, output, wrt, plan):
     for start in range(0, size, chunk):
         stop = min(start + chunk, size)
         inputs = {copy[i]: v[start:stop] for i, v in flat.items()}
-        vals = evaluate(one, outputs, inputs, batch=stop - start, batched=list(inputs))
+        vals = evaluate(one, outputs, inputs, batch=stop - start, batched=list(inputs),
+                        hooks=hooks)
         total = total + xp.sum(at_points(xp, vals[element.id], stop - start, ()))
         for w, g in zip([w for w in wrt if w.id in copy], grads):
             if g is None:
@@ -116,7 +118,7 @@ def gradient(graph, output, wrt, plan):
     return graph.as_array(total), out
 
 
-def _fused(graph, output, wrt, plan):
+def _fused(graph, output, wrt, plan, hooks=()):
     """The chunked gradient's fused form: the region and the sum replayed on the whole
     arrays, and their gradient program, evaluated as one kernel (adcli/fuse.py) that adds
     up the value as it goes and writes only the gradients, which are returned."""
@@ -136,7 +138,7 @@ def _fused(graph, output, wrt, plan):
     targets = [w for w in wrt if w.id in copy]
     grads = autodiff.vjp(whole, total, [copy[w.id] for w in targets], create_graph=True)
     vals = evaluate(whole, [total] + [g for g in grads if g is not None],
-                    {copy[leaf.id]: graph.value(leaf) for leaf in leaves})
+                    {copy[leaf.id]: graph.value(leaf) for leaf in leaves}, hooks=hooks)
     xp, found = graph.xp, {}
     for w, g in zip(targets, grads):
         if g is not None:

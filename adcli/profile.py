@@ -8,9 +8,10 @@ point with the evaluator (adcli/evaluate.py), and then does the derivative's wor
 grad, the walk back from the value to the inputs (reverse mode, `autodiff.vjp`); for
 jacobian and hessian, what those commands do (`adcli/derivatives.py`): their derivative
 programs (a JVP or VJP transform, or the JVP of the recorded gradient) evaluated at all
-the basis vectors at once, with the batch axis; for jvp and hvp, their one walk. (A large
-elementwise sum, which `adcli grad` differentiates by chunks, adcli/chunks.py, is
-profiled with the whole-array walk.)
+the basis vectors at once, with the batch axis; for jvp and hvp, their one walk. A large
+elementwise sum, which `adcli grad` differentiates in one fused kernel or in chunks
+(adcli/chunks.py), is profiled that way too: its kernel (or the chunks' ops) timed by the
+evaluator hook, in the backward phase, with the value in it, and no walk.
 
 What is timed, and how it adds up:
 
@@ -124,7 +125,8 @@ class Profiler:
         self.notes = []
         self.phase = None          # "forward", "backward", "derivative" or None
         self.forward_records = []  # (node, start, end) of each forward rule, in ns
-        self.after_records = []    # the same, of the derivative programs' ops (sweeps)
+        self.after_records = []    # the same, of the derivative programs' ops (sweeps, and
+                                   # grad's fused or chunked elementwise sums)
         self.marks = []            # node, ns, node, ns, ...: a rule starts; None, ns: a walk ends
         self.hook, self.mark = None, None
 
@@ -142,7 +144,8 @@ class Profiler:
     def begin(self, phase):
         """Time `phase` from now on; None stops timing."""
         self.phase = phase
-        records = {"forward": self.forward_records, "derivative": self.after_records}.get(phase)
+        records = {"forward": self.forward_records, "backward": self.after_records,
+                   "derivative": self.after_records}.get(phase)
         self.hook = None if records is None else _forward_timer(records.append, self.sync)
         self.mark = None if phase not in ("backward", "derivative") else _marker(
             self.marks.append, self.sync)
@@ -353,7 +356,7 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
     evaluator hook to its sweeps or its `mark` to its walks; profiler None: untimed) and
     returns its api.Result.
     progress(done, repeat) is called after each timed run, outside the timings."""
-    from . import api, autodiff
+    from . import api, autodiff, chunks
     from .evaluate import evaluate
     from .graph import reachable
     traced = make_traced()                                  # warm-up, and the usual checks
@@ -371,11 +374,22 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
             "value-only", f"the value has shape {tuple(traced.output.shape)}: profiling the "
             "value only, without a gradient (profile sum(...) of it for the backward pass)"))
 
+    def elementwise_sum(traced):
+        """grad's plan for a large elementwise sum (adcli/chunks.py), or None: its value and
+        gradient come from one fused kernel (or chunked sweeps), not from a walk."""
+        if derivative is not None or after is None:
+            return None
+        return chunks.elementwise_sum(traced.graph, traced.output,
+                                      [traced.inputs[w] for w in wrt])
+
     def forward_values(traced):
         """The values the derivative's work reads, computed as grad computes them (fused
         kernels where they apply, timed as kernels) and kept: for grad the values its walk
-        reads, for the other commands every value."""
+        reads (none for an elementwise sum, whose kernel computes its value), for the other
+        commands every value."""
         graph, out = traced.graph, traced.output
+        if elementwise_sum(traced) is not None:
+            return
         keep = autodiff.walk_reads(graph, out, [traced.inputs[w] for w in wrt]) \
             if derivative is None else [graph.nodes[i] for i in reachable([out])]
         _keep(graph, evaluate(graph, [out], hooks=graph.hooks, charge=False, keep=keep))
@@ -414,7 +428,12 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
                 profiler.begin(after)
                 t2 = profiler.now()
                 with np.errstate(all="ignore"):
-                    if derivative is None:
+                    plan = elementwise_sum(traced)
+                    if plan is not None:     # as api.gradient: the kernel, or the chunks
+                        graph.values[out.id], _ = chunks.gradient(
+                            graph, out, [traced.inputs[w] for w in wrt], plan,
+                            hooks=(profiler.hook,))
+                    elif derivative is None:
                         autodiff.vjp(graph, out, [traced.inputs[w] for w in wrt],
                                      mark=profiler.mark)
                     else:

@@ -432,6 +432,20 @@ def test_a_fused_kernel_is_one_row_naming_its_ops(fusing):
 
 
 @needs_compiler
+def test_a_large_elementwise_sum_is_profiled_as_grad_runs_it(fusing):
+    # from 2^15 elements adcli grad computes the value and the gradient in one kernel
+    # (adcli/chunks.py): profile times that kernel, in the backward phase, and no walk
+    obj = profile_json(FUSED_EXPR, "--at", "x=linspace(-2,2,40000)", "--repeat", "2")
+    (row,) = fused_rows(obj)
+    assert row["phase"] == "backward" and row["calls"] == 2
+    assert {"sin", "cos", "sum"} <= set(row["op"][len("fused("):-1].split(", "))
+    ops = {(r["op"], r["phase"]) for r in obj["rows"] if not r["overhead"]}
+    assert not any(phase == "forward" for _, phase in ops)
+    assert ("sin", "backward") not in ops
+    assert sum(r["self_total"] for r in obj["rows"]) == obj["total"]
+
+
+@needs_compiler
 def test_no_fuse_keeps_the_per_op_table(fusing):
     r = runner.invoke(app, ["--no-fuse", "profile", FUSED_EXPR, "--at", "x=linspace(-2,2,8192)",
                             "--repeat", "1", "--format", "json"])
