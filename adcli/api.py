@@ -357,8 +357,9 @@ def gradient(traced, wrt=None):
             g = traced.graph.xp.zeros(n.shape, dtype=traced.graph.dtype)
         res.grad[w] = g
     # a finite sum has no inf or nan in it (one pass, no mask); else look element by element
-    bad = [w for w, g in res.grad.items()
-           if not (np.isfinite(np.sum(g)) or bool(np.all(np.isfinite(g))))]
+    with np.errstate(all="ignore"):
+        bad = [w for w, g in res.grad.items()
+               if not (np.isfinite(np.sum(g)) or bool(np.all(np.isfinite(g))))]
     if bad and bool(np.all(np.isfinite(out.value))):
         res.notes.append(_gradient_origin(traced, nodes, bad))
     return res

@@ -103,9 +103,16 @@ def vjp(graph, output, wrt, cotangent=None, *, create_graph=False, mark=None):
     # Fast path first; if a NaN appeared (typically 0 * inf in the chain rule), redo the
     # walk with NaN-safe products so that a zero never becomes NaN.
     xp = graph.xp
-    if any(g is not None and g.dtype.kind == "f" and bool(xp.isnan(g).any()) for g in out):
+    if any(g is not None and g.dtype.kind == "f" and _has_nan(xp, g) for g in out):
         out = _vjp(graph, output, wrt, cotangent, create_graph=False, safe=True, mark=mark)
     return out
+
+
+def _has_nan(xp, a):
+    """Is there a NaN in `a`? A NaN makes the sum NaN: one pass without a mask, and the
+    mask only when the sum is NaN (inf - inf is too, without a NaN in `a`)."""
+    with np.errstate(all="ignore"):        # (the sum of large numbers may overflow)
+        return bool(xp.isnan(xp.sum(a))) and bool(xp.isnan(a).any())
 
 
 def first_nonfinite_cotangent(graph, output, wrt, safe=True):
@@ -564,7 +571,7 @@ def jvp(graph, output, wrt, tangents, *, create_graph=False, mark=None):
         # plain products first; NaN-safe ones (a zero factor wins) only if a NaN came out
         found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=False, mark=mark)
         xp = graph.xp
-        if any(t is not None and t.dtype.kind == "f" and bool(xp.isnan(t).any()) for t in found):
+        if any(t is not None and t.dtype.kind == "f" and _has_nan(xp, t) for t in found):
             found = _jvp(graph, outputs, wrt, tangents, create_graph=False, safe=True, mark=mark)
     return found if many else found[0]
 
