@@ -9,6 +9,7 @@ roundoff around 0 (sin(pi)). The samples and the benchmark's gradient agree like
 CUDA sources of the kernels are compiled to PTX with NVRTC where the nvidia-cuda-nvrtc
 wheel (the [test] extra) can be loaded.
 """
+import contextlib
 import math
 import os
 import shutil
@@ -61,15 +62,22 @@ def points(op, dtype, n=4096):
     return [np.concatenate([c, g.ravel()]) for c, g in zip(cols, grid)]
 
 
+@contextlib.contextmanager
+def unfused():
+    """The numpy path (fused kernels off) inside the block, the settings restored after."""
+    old = kernels.configure(enabled=False)
+    try:
+        yield
+    finally:
+        kernels.configure(**old)
+
+
 def both_ways(graph, outputs, inputs):
     """{id: value} fused and op by op."""
     with np.errstate(all="ignore"):
         fused = evaluate(graph, outputs, inputs, charge=False)
-        old = kernels.configure(enabled=False)
-        try:
+        with unfused():
             plain = evaluate(graph, outputs, inputs, charge=False)
-        finally:
-            kernels.configure(**old)
     return fused, plain
 
 
@@ -243,11 +251,8 @@ def test_chunked_gradient_fused_agrees(n):
     x = np.linspace(-2, 2, n)
     with np.errstate(all="ignore"):
         a = api.gradient(api.trace(BENCH, {"x": x}))
-        old = kernels.configure(enabled=False)
-        try:
+        with unfused():
             b = api.gradient(api.trace(BENCH, {"x": x}))
-        finally:
-            kernels.configure(**old)
     np.testing.assert_allclose(a.value, b.value, rtol=1e-12)
     assert_close(a.grad["x"], b.grad["x"], np.float64)
 
@@ -430,11 +435,8 @@ def test_logsumexp_and_its_gradient_fused_agree(dtype):
             assert_lse_close(fused[node.id], plain[node.id], dtype, name)
         with np.errstate(all="ignore"):
             got = api.gradient(api.trace("logsumexp(x)", {"x": x}, dtype=dtype))
-            old = kernels.configure(enabled=False)
-            try:
+            with unfused():
                 want = api.gradient(api.trace("logsumexp(x)", {"x": x}, dtype=dtype))
-            finally:
-                kernels.configure(**old)
         assert_lse_close(got.value, want.value, dtype, name)
         assert_lse_close(got.grad["x"], want.grad["x"], dtype, name)
 
@@ -445,11 +447,8 @@ def test_logsumexp_of_a_fused_chain_agrees():
     x = RNG.standard_normal(50_000)
     src = "logsumexp(sin(x)*3 + x*x) * 2"
     got = api.gradient(api.trace(src, {"x": x}))
-    old = kernels.configure(enabled=False)
-    try:
+    with unfused():
         want = api.gradient(api.trace(src, {"x": x}))
-    finally:
-        kernels.configure(**old)
     assert_lse_close(got.value, want.value, "float64", src)
     assert_lse_close(got.grad["x"], want.grad["x"], "float64", src)
     assert abs(float(got.value) - 2 * float(np.log(np.sum(np.exp(np.sin(x) * 3 + x * x))))) < 1e-9
@@ -476,11 +475,8 @@ def test_chunked_gradient_is_one_kernel_writing_only_the_gradients(tmp_path):
     source = c.read_text()
     # two arrays written, the gradients of x and y, and the value's partial sums
     assert "out1" in source and "out2" not in source and "sum0" in source
-    old = kernels.configure(enabled=False)
-    try:
+    with unfused():
         b = api.gradient(api.trace(src, {"x": x, "y": y}))
-    finally:
-        kernels.configure(**old)
     np.testing.assert_allclose(a.value, b.value, rtol=1e-12)
     assert_close(a.grad["x"], b.grad["x"], np.float64)
     assert a.grad["y"].shape == y.shape and np.all(a.grad["y"] == 3.0)
@@ -493,11 +489,8 @@ def test_a_softmax_reuses_only_the_logsumexp_of_the_same_array():
     from adcli.ops import _softmax
     x = RNG.standard_normal(50_000)
     y = x * 2
-    old = kernels.configure(enabled=False)
-    try:
+    with unfused():
         want_x, want_y = _softmax(np, x, axis=None), _softmax(np, y, axis=None)
-    finally:
-        kernels.configure(**old)
     reduce.logsumexp(np, x)
     assert_lse_close(reduce.softmax(np, y), want_y, "float64", "another array")
     reduce.logsumexp(np, x)
