@@ -1,5 +1,6 @@
 """adcli/_parser.py, the generated parser tables (grammars/build.py), against the grammar
 files: built from the grammars as they are now, and parsing as Lark parses them."""
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -21,15 +22,12 @@ EXPRESSIONS = [
 ]
 
 
+@functools.lru_cache(maxsize=None)
 def lark_parser(grammar):
     """Lark's own parser of the grammar file, with adcli's builder (as before the tables
-    were generated)."""
-    lark = build.build(grammar)
-    p = parse.parser(grammar)
-    from lark import Lark
-    return Lark(lark.source_grammar, parser="lalr", maybe_placeholders=True,
-                import_paths=[str(build.HERE)], transformer=p.options.transformer,
-                postlex=parse._indenter() if grammar == "script" else None)
+    were generated), built once for all the tests."""
+    return build.build(grammar, transformer=parse.parser(grammar).options.transformer,
+                       postlex=parse._indenter() if grammar == "script" else None)
 
 
 def outcome(p, text):
