@@ -382,13 +382,13 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
         return chunks.elementwise_sum(traced.graph, traced.output,
                                       [traced.inputs[w] for w in wrt])
 
-    def forward_values(traced):
+    def forward_values(traced, plan):
         """The values the derivative's work reads, computed as grad computes them (fused
         kernels where they apply, timed as kernels) and kept: for grad the values its walk
-        reads (none for an elementwise sum, whose kernel computes its value), for the other
-        commands every value."""
+        reads (none for an elementwise sum, `plan`, whose kernel computes its value), for
+        the other commands every value."""
         graph, out = traced.graph, traced.output
-        if elementwise_sum(traced) is not None:
+        if plan is not None:
             return
         keep = autodiff.walk_reads(graph, out, [traced.inputs[w] for w in wrt]) \
             if derivative is None else [graph.nodes[i] for i in reachable([out])]
@@ -396,7 +396,9 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
 
     if after is not None:           # its kernels compiled in the warm-up too
         with contextlib.redirect_stderr(io.StringIO()):     # (a script's print: shown once)
-            forward_values(make_traced())
+            warm = make_traced()
+            forward_values(warm, elementwise_sum(warm))
+            del warm
     notes = list(result.notes)
     label = traced.label or traced.source
     totals = _Totals(traced.source.splitlines() if script else None, after)
@@ -416,8 +418,9 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
                 t0 = profiler.now()
                 traced = make_traced(hooks=(profiler.hook,))
                 graph, out = traced.graph, traced.output
+                plan = elementwise_sum(traced)
                 if after is not None:
-                    forward_values(traced)
+                    forward_values(traced, plan)
                 else:                     # as api.evaluate: freed after their last reader
                     graph.values[out.id] = evaluate(graph, [out], hooks=graph.hooks,
                                                     charge=False)[out.id]
@@ -428,7 +431,6 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
                 profiler.begin(after)
                 t2 = profiler.now()
                 with np.errstate(all="ignore"):
-                    plan = elementwise_sum(traced)
                     if plan is not None:     # as api.gradient: the kernel, or the chunks
                         graph.values[out.id], _ = chunks.gradient(
                             graph, out, [traced.inputs[w] for w in wrt], plan,
@@ -448,7 +450,7 @@ def profile(make_traced, wrt=None, repeat=5, *, script=False, trace_events=False
         if run == 0 and trace_events:
             events, dropped = chrome_events(profiler, spans, max_events, name)
         profiler.clear()
-        del traced, graph, out
+        del traced, graph, out, plan
         gc.collect()                # the graph's nodes and graph refer to each other
         if progress is not None:
             progress(run + 1, repeat)
