@@ -276,7 +276,7 @@ class Interpreter:
     def do_aug(self, stmt, scope):
         _, pos, target, op, value = stmt
         _, tpos, name, subs = target
-        ev = ScriptEvaluator(self, scope)
+        ev = self.evaluator(scope)
         current = ev.array(ev.lookup(name, tpos), tpos)
         if subs is not None:
             current = ev.index(current, self.subscripts(subs, scope), tpos)
@@ -291,7 +291,7 @@ class Interpreter:
             scope[name] = value
             return
         # y[key] = v makes a new value: the gradient reaches what survives of y and v
-        ev = ScriptEvaluator(self, scope)
+        ev = self.evaluator(scope)
         base = ev.array(ev.lookup(name, pos), pos)
         key = ev.key(self.subscripts(subs, scope), pos)
         self.graph.pos = pos
@@ -378,10 +378,10 @@ class Interpreter:
         value = self.eval(tree, scope)
         if isinstance(value, Seq):
             return list(value)
-        node = ScriptEvaluator(self, scope).array(value, tree[1])
+        ev = self.evaluator(scope)
+        node = ev.array(value, tree[1])
         if node.ndim == 0:
             raise InputError("cannot loop over a number", pos=tree[1])
-        ev = ScriptEvaluator(self, scope)
         return (ev.index(node, [g.const(float(i))], tree[1]) for i in range(node.shape[0]))
 
     def do_def(self, stmt, scope):
@@ -444,7 +444,7 @@ class Interpreter:
         if fn.backward is None:
             return out
         # a custom rule: one node whose derivative is the user's backward block
-        ev = ScriptEvaluator(self, scope)
+        ev = self.evaluator(scope)
         xs = [ev.array(scope[p[0]], pos) for p in fn.params]
         out = ev.array(out, pos)
         self.graph.pos = pos
